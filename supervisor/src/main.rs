@@ -1,1 +1,58 @@
-fn main() {}
+//! `fleetgate`: the supervisor binary (and, as `fleetgate worker`, its workers).
+//!
+//! `main` only parses the command line and maps failures to exit codes; the work
+//! is in [`arbiter::run`] (supervisor) and `fleetgate_worker::run` (worker).
+
+mod arbiter;
+mod bind;
+mod policy;
+mod signals;
+mod spawn;
+
+use fleetgate_shared::config::Config;
+use fleetgate_shared::contract::{EXIT_CONFIG, WORKER_SUBCOMMAND};
+use std::process::ExitCode;
+
+const USAGE: &str = "\
+fleetgate: a multi-process MCP gateway
+
+USAGE:
+    fleetgate [serve]      run the supervisor and its workers (configured by env / .env)
+    fleetgate --version
+    fleetgate --help
+
+Every setting is an environment variable (see README.md), e.g.
+    HOST=0.0.0.0 PORT=4444 WORKERS=auto fleetgate
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let code = match args.first().map(String::as_str) {
+        None | Some("serve") => serve(),
+        Some(cmd) if cmd == WORKER_SUBCOMMAND => fleetgate_worker::run(),
+        Some("-h" | "--help" | "help") => {
+            print!("{USAGE}");
+            0
+        }
+        Some("-V" | "--version") => {
+            println!("fleetgate {}", env!("CARGO_PKG_VERSION"));
+            0
+        }
+        Some(other) => {
+            eprintln!("fleetgate: unknown command {other:?}\n\n{USAGE}");
+            EXIT_CONFIG
+        }
+    };
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+fn serve() -> i32 {
+    let cfg = match Config::from_process_env() {
+        Ok(cfg) => cfg,
+        Err(errors) => {
+            eprintln!("fleetgate: {errors}");
+            return EXIT_CONFIG;
+        }
+    };
+    arbiter::run(cfg)
+}

@@ -1,1 +1,42 @@
+//! Test support: start the real `fleetgate` binary (and later redis-server,
+//! Postgres and upstreams), wait on facts with deadlines, never on sleeps.
+//!
+//! # Layout
+//! - [`fleet`]: the supervisor as a subprocess in its own process group, its
+//!   address read from its machine-readable line, TERM then KILL on drop.
+//! - [`proc`]: what `/proc` says about processes (children, liveness, start order).
+//! - [`eventually`]: poll a condition until a deadline.
 
+pub mod fleet;
+pub mod proc;
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+/// Polls `f` every 20 ms until it returns `Some`, or panics with `what` after `within`.
+pub async fn eventually<T, F, Fut>(within: Duration, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(t) = f().await {
+            return t;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {within:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A client that opens a fresh connection for every request.
+pub fn fresh_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("reqwest client")
+}

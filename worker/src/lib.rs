@@ -1,1 +1,19 @@
-pub fn placeholder() {}
+//! A fleetgate worker: one process, its own tokio runtime, axum on the socket the
+//! supervisor handed it.
+//!
+//! # Layout
+//! - [`boot`]: from the inherited fds and env to a running server; the one entry point.
+//! - [`control`]: the control pipe to the supervisor (ready, heartbeat, retire) and
+//!   the lifeline that ends an orphaned worker.
+//! - [`serve`]: the accept loop and the one shutdown path (stop accepting, drain
+//!   in-flight requests within `GRACEFUL_TIMEOUT`, then force).
+//! - [`http`]: the routes.
+//! - [`state`]: `AppState`, the `Clone` bundle of `Arc` handles every route gets.
+
+pub mod boot;
+pub mod control;
+pub mod http;
+pub mod serve;
+pub mod state;
+
+pub use boot::run;

@@ -80,7 +80,14 @@ mod tests {
         let names: Vec<&str> = err.0.iter().map(|e| e.var.as_str()).collect();
         assert_eq!(
             names,
-            ["PORT", "WORKERS", "WORKER_TIMEOUT", "REUSE_PORT", "LOG_LEVEL", "LOG_FORMAT"]
+            [
+                "PORT",
+                "WORKERS",
+                "WORKER_TIMEOUT",
+                "REUSE_PORT",
+                "LOG_LEVEL",
+                "LOG_FORMAT"
+            ]
         );
         let text = err.to_string();
         assert!(text.contains("PORT=99999"), "{text}");

@@ -1,0 +1,208 @@
+//! From inherited file descriptors and env to a serving worker.
+//!
+//! The only `unsafe` in the worker lives here: adopting fds 3 and 4, which the
+//! supervisor opened for this process (see `fleetgate_shared::contract`).
+
+use crate::control::{Control, SendError};
+use crate::serve::{serve, Drain, ServeOptions};
+use crate::state::{AppState, WorkerInfo};
+use fleetgate_shared::config::Config;
+use fleetgate_shared::contract::{self, ControlMsg, EXIT_BOOT_ERROR};
+use fleetgate_shared::telemetry::{self, LogHandle};
+use std::hash::{BuildHasher, RandomState};
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::watch;
+
+/// Runs a worker to completion; returns the process exit code.
+pub fn run() -> i32 {
+    let control = match adopt(contract::CONTROL_FD) {
+        Some(fd) => match Control::new(fd) {
+            Ok(c) => Arc::new(c),
+            Err(e) => return boot_error(&Control::detached(), &format!("control pipe: {e}")),
+        },
+        None => {
+            eprintln!(
+                "fleetgate worker: no control pipe on fd {}; workers are started by the supervisor (run `fleetgate`)",
+                contract::CONTROL_FD
+            );
+            return EXIT_BOOT_ERROR;
+        }
+    };
+    let cfg: Config = match std::env::var(contract::ENV_CONFIG)
+        .map_err(|e| e.to_string())
+        .and_then(|s| serde_json::from_str(&s).map_err(|e| e.to_string()))
+    {
+        Ok(c) => c,
+        Err(e) => return boot_error(&control, &format!("bad {}: {e}", contract::ENV_CONFIG)),
+    };
+    let slot = std::env::var(contract::ENV_SLOT)
+        .ok()
+        .and_then(|s| s.split(':').next().and_then(|n| n.parse().ok()))
+        .unwrap_or(0);
+    #[cfg(feature = "test-hooks")]
+    if let Ok(reason) = std::env::var("FLEETGATE_TEST_BOOT_FAIL") {
+        return boot_error(&control, &reason);
+    }
+    let Some(listener) = adopt(contract::LISTEN_FD) else {
+        return boot_error(&control, "no listening socket on fd 3");
+    };
+    let listener = std::net::TcpListener::from(listener);
+
+    let pid = std::process::id();
+    let max_requests = match cfg.server.max_requests {
+        0 => 0,
+        n => n + jitter(cfg.server.max_requests_jitter),
+    };
+    let info = Arc::new(WorkerInfo::new(pid, slot, max_requests));
+    let log = match telemetry::init(&cfg.log, info.id.clone()) {
+        Ok(h) => h,
+        Err(e) => return boot_error(&control, &format!("cannot open LOG_FILE: {e}")),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("fleetgate-worker")
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return boot_error(&control, &format!("cannot start the runtime: {e}")),
+    };
+    let code = runtime.block_on(serve_until_stopped(
+        cfg,
+        listener,
+        control.clone(),
+        info,
+        log,
+    ));
+    // Do not wait for stragglers (a stuck upstream call, an SSE stream): the drain
+    // deadline has passed.
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    code
+}
+
+fn boot_error(control: &Control, reason: &str) -> i32 {
+    eprintln!(
+        "fleetgate worker {}: cannot boot: {reason}",
+        std::process::id()
+    );
+    let _ = control.send(&ControlMsg::BootError(reason.to_owned()));
+    EXIT_BOOT_ERROR
+}
+
+/// Takes ownership of an fd the supervisor opened for us, if it is open.
+#[allow(unsafe_code)]
+fn adopt(fd: i32) -> Option<OwnedFd> {
+    // SAFETY: F_GETFD only inspects the descriptor table.
+    let open = unsafe { libc::fcntl(fd, libc::F_GETFD) } != -1;
+    // SAFETY: the supervisor opened `fd` for this process alone and nothing else in
+    // this process has claimed it (it is adopted once, at boot).
+    open.then(|| unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// A random number in `0..=max`, so workers started together do not all recycle at once.
+fn jitter(max: u64) -> u64 {
+    if max == 0 {
+        return 0;
+    }
+    RandomState::new().hash_one(std::process::id()) % (max + 1)
+}
+
+async fn serve_until_stopped(
+    cfg: Config,
+    listener: std::net::TcpListener,
+    control: Arc<Control>,
+    info: Arc<WorkerInfo>,
+    log: LogHandle,
+) -> i32 {
+    let listener = match listener
+        .set_nonblocking(true)
+        .and_then(|()| tokio::net::TcpListener::from_std(listener))
+    {
+        Ok(l) => l,
+        Err(e) => return boot_error(&control, &format!("listening socket: {e}")),
+    };
+    let state = AppState {
+        worker: info.clone(),
+        control: control.clone(),
+    };
+    let app = crate::http::router(state);
+
+    let (stop_tx, mut stop_rx) = watch::channel(false);
+    let stop_tx = Arc::new(stop_tx);
+    let begin_drain = {
+        let info = info.clone();
+        move |stop: &watch::Sender<bool>, why: &str| {
+            if !info.draining.swap(true, Ordering::AcqRel) {
+                tracing::info!(reason = why, "draining");
+            }
+            let _ = stop.send(true);
+        }
+    };
+
+    // Heartbeat, and the lifeline: a dead supervisor ends this worker.
+    let beat_every =
+        (cfg.server.worker_timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(5));
+    {
+        let (control, stop, drain) = (control.clone(), stop_tx.clone(), begin_drain.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(beat_every);
+            loop {
+                tick.tick().await;
+                if control.send(&ControlMsg::Beat) == Err(SendError::SupervisorGone) {
+                    tracing::warn!("supervisor is gone; shutting down");
+                    drain(&stop, "supervisor gone");
+                    return;
+                }
+            }
+        });
+    }
+
+    // Signals: TERM/INT drain, QUIT exits now, USR1 reopens the log file.
+    let signals = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::quit()),
+        signal(SignalKind::user_defined1()),
+    );
+    let (Ok(mut term), Ok(mut int), Ok(mut quit), Ok(mut usr1)) = signals else {
+        return boot_error(&control, "cannot install signal handlers");
+    };
+    {
+        let (stop, drain) = (stop_tx.clone(), begin_drain.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = term.recv() => drain(&stop, "SIGTERM"),
+                    _ = int.recv() => drain(&stop, "SIGINT"),
+                    _ = quit.recv() => {
+                        tracing::info!("SIGQUIT: exiting now");
+                        std::process::exit(0);
+                    }
+                    _ = usr1.recv() => {
+                        if let Err(e) = log.reopen() {
+                            tracing::error!(error = %e, "cannot reopen LOG_FILE");
+                        }
+                    }
+                }
+            }
+        });
+    }
+
+    let _ = control.send(&ControlMsg::Ready);
+    tracing::info!(slot = info.slot, "worker ready");
+    let opts = ServeOptions {
+        graceful_timeout: cfg.server.graceful_timeout,
+        header_read_timeout: Duration::from_secs(30),
+    };
+    let shutdown = async move {
+        let _ = stop_rx.wait_for(|s| *s).await;
+    };
+    match serve(listener, app, shutdown, opts).await {
+        Drain::Complete => tracing::info!("drained; exiting"),
+        Drain::TimedOut => tracing::warn!("GRACEFUL_TIMEOUT passed; closing remaining connections"),
+    }
+    0
+}

@@ -1,0 +1,39 @@
+//! The routes. Every response names the worker that produced it
+//! (`x-fleetgate-worker`), and every request counts toward `MAX_REQUESTS`.
+
+mod health;
+#[cfg(feature = "test-hooks")]
+mod test_hooks;
+
+use crate::state::AppState;
+use axum::extract::{Request, State};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::Router;
+use http::HeaderValue;
+use std::sync::atomic::Ordering;
+
+/// Names the worker on every response.
+pub const WORKER_HEADER: &str = "x-fleetgate-worker";
+
+pub fn router(state: AppState) -> Router {
+    let app = Router::new().merge(health::routes());
+    #[cfg(feature = "test-hooks")]
+    let app = app.merge(test_hooks::routes());
+    app.layer(middleware::from_fn_with_state(state.clone(), account))
+        .with_state(state)
+}
+
+/// Counts the request toward `MAX_REQUESTS` and tags the response with the worker.
+async fn account(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let info = &state.worker;
+    let served = info.requests.fetch_add(1, Ordering::Relaxed) + 1;
+    if info.max_requests > 0 && served >= info.max_requests {
+        state.control.request_retirement();
+    }
+    let mut resp = next.run(req).await;
+    if let Ok(v) = HeaderValue::from_str(&info.id) {
+        resp.headers_mut().insert(WORKER_HEADER, v);
+    }
+    resp
+}

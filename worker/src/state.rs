@@ -1,0 +1,42 @@
+//! `AppState`: what every route gets, cheap to clone.
+
+use crate::control::Control;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub worker: Arc<WorkerInfo>,
+    pub control: Arc<Control>,
+}
+
+/// Who this worker is and how it is doing.
+#[derive(Debug)]
+pub struct WorkerInfo {
+    /// `{hostname}:{pid}`.
+    pub id: String,
+    pub pid: u32,
+    /// The supervisor's slot number for this worker.
+    pub slot: u32,
+    pub draining: AtomicBool,
+    pub requests: AtomicU64,
+    /// Requests after which the worker asks to be recycled (0 = never).
+    pub max_requests: u64,
+}
+
+impl WorkerInfo {
+    pub fn new(pid: u32, slot: u32, max_requests: u64) -> WorkerInfo {
+        WorkerInfo {
+            id: fleetgate_shared::contract::worker_identity(pid),
+            pid,
+            slot,
+            draining: AtomicBool::new(false),
+            requests: AtomicU64::new(0),
+            max_requests,
+        }
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+}
