@@ -4,9 +4,13 @@
 #   scripts/bench.sh            # all sections
 #   BENCH_SECS=3 scripts/bench.sh
 #
-# Section "fleet": /health throughput and latency with WORKERS=1 and 2, keep-alive
+# Sections (BENCH_ONLY=fleet|gateway to run one):
+# "fleet": /health throughput and latency with WORKERS=1 and 2, keep-alive
 # and fresh connections, shared socket vs REUSE_PORT (and how answers spread over
 # workers), cold start to a healthy /health, idle RSS per worker.
+# "gateway": tools/call through /rpc and through /servers/{id}/mcp with sessions,
+# against the same test upstream called directly; req/s, p50/p99, ratio to direct,
+# gateway CPU time per request, idle worker RSS, cold start.
 # Load generator, gateway and upstreams share the machine's cores: read ratios
 # measured in one run, not absolute numbers.
 set -euo pipefail
@@ -14,9 +18,12 @@ cd "$(dirname "$0")/.."
 SECS=${BENCH_SECS:-5}
 CONNS=${BENCH_CONNS:-32}
 
-cargo build --release -q -p fleetgate -p fleetgate-tests --bin fleetgate --bin fleetgate-load
+ONLY=${BENCH_ONLY:-all}
+cargo build --release -q -p fleetgate -p fleetgate-tests -p fleetgate-test-upstream \
+  --bin fleetgate --bin fleetgate-load --bin fleetgate-test-upstream
 BIN=target/release/fleetgate
 LOAD=target/release/fleetgate-load
+UPSTREAM=target/release/fleetgate-test-upstream
 WORK=$(mktemp -d)
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
@@ -48,6 +55,7 @@ print(f"| {label:<34} | {r['rps']:>9.0f} | {r['p50_us']:>6} | {r['p99_us']:>7} |
 PY
 }
 
+if [ "$ONLY" = all ] || [ "$ONLY" = fleet ]; then
 echo "## fleet: /health, $CONNS connections, ${SECS}s each"
 echo
 echo "| case                               |     req/s | p50 µs |  p99 µs | errs | spread      |"
@@ -73,3 +81,55 @@ W=$(pgrep -P "$SUP" | head -1)
 echo "cold start to a healthy /health (WORKERS=1): ${COLD_MS} ms"
 echo "idle RSS: supervisor $(rss_kb "$SUP") kB, worker $(rss_kb "$W") kB"
 stop_fleet
+fi
+
+cpu_ticks() { # sum of utime+stime of the supervisor's children
+  local t=0
+  for p in $(pgrep -P "$1"); do t=$((t + $(awk '{print $14+$15}' "/proc/$p/stat"))); done
+  echo $t
+}
+
+if [ "$ONLY" = all ] || [ "$ONLY" = gateway ]; then
+  "$UPSTREAM" --port 0 >"$WORK/up.out" 2>"$WORK/up.err" &
+  UP=$!; PIDS+=("$UP")
+  for _ in $(seq 1 500); do [ -s "$WORK/up.out" ] && break; sleep 0.01; done
+  UP_URL=$(python3 -c 'import json,sys;print(json.loads(open(sys.argv[1]).readline())["url"])' "$WORK/up.out")
+
+  start_fleet gw WORKERS=2 DATABASE_URL="sqlite:$WORK/bench.db"
+  curl -fs -X POST "http://$ADDR/gateways" -H 'content-type: application/json' \
+    -d "{\"name\":\"up\",\"url\":\"$UP_URL\",\"transport\":\"STREAMABLEHTTP\"}" >/dev/null
+  TOOL_IDS=$(curl -fs "http://$ADDR/tools?limit=0" | python3 -c 'import json,sys;print(json.dumps([t["id"] for t in json.load(sys.stdin)]))')
+  SID=$(curl -fs -X POST "http://$ADDR/servers" -H 'content-type: application/json' \
+    -d "{\"server\":{\"name\":\"bench\",\"associated_tools\":$TOOL_IDS}}" | python3 -c 'import json,sys;print(json.load(sys.stdin)["id"])')
+  sleep 1 # every worker polls the registry (REGISTRY_POLL_INTERVAL)
+
+  CALL='{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"hi"}}}'
+  RPC_CALL='{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"up-echo","arguments":{"text":"hi"}}}'
+  HDR=(-H 'mcp-protocol-version: 2025-06-18')
+
+  echo "## gateway: tools/call (echo), WORKERS=2, $CONNS connections, ${SECS}s each"
+  echo
+  echo "| path                               |     req/s | p50 µs |  p99 µs | errs | spread      |"
+  echo "|------------------------------------|-----------|--------|---------|------|-------------|"
+  direct=$("$LOAD" --url "$UP_URL" -c "$CONNS" -d "$SECS" --post "$CALL" --mcp-session "${HDR[@]}")
+  row "direct upstream (session)" "$direct"
+  t0=$(cpu_ticks "$SUP")
+  rpc=$("$LOAD" --url "http://$ADDR/rpc" -c "$CONNS" -d "$SECS" --post "$RPC_CALL")
+  t1=$(cpu_ticks "$SUP")
+  row "/rpc" "$rpc"
+  mcp=$("$LOAD" --url "http://$ADDR/servers/$SID/mcp" -c "$CONNS" -d "$SECS" --post "$CALL" --mcp-session "${HDR[@]}")
+  t2=$(cpu_ticks "$SUP")
+  row "/servers/{id}/mcp (sessions)" "$mcp"
+  echo
+  python3 - "$direct" "$rpc" "$mcp" "$((t1 - t0))" "$((t2 - t1))" "$(getconf CLK_TCK)" <<'PY'
+import json, sys
+d, r, m = (json.loads(a) for a in sys.argv[1:4])
+rt, mt, hz = int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
+for label, x, ticks in (("/rpc", r, rt), ("/servers/{id}/mcp", m, mt)):
+    ratio = x["rps"] / d["rps"] if d["rps"] else 0
+    cpu_us = ticks / hz * 1e6 / max(x["requests"], 1)
+    print(f"{label}: {100*ratio:.0f}% of direct throughput; gateway CPU {cpu_us:.0f} µs/request")
+PY
+  for w in $(pgrep -P "$SUP"); do echo "worker $w RSS after load: $(rss_kb "$w") kB"; done
+  stop_fleet
+fi

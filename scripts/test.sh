@@ -29,6 +29,9 @@ echo "redis-server: $(redis-server --version | cut -d' ' -f3)"
 echo "postgres: $(ls -d /usr/lib/postgresql/*/bin | head -1)"
 echo "node: $(node --version 2>/dev/null || echo none), npm: $(npm --version)"
 
+log "node packages (official MCP TypeScript SDK; the conformance suite installs itself)"
+(cd tests/node && npm ci --no-audit --no-fund --loglevel=error)
+
 log "format and lints"
 cargo fmt --all -- --check
 cargo clippy -q --workspace --all-targets -- -D warnings

@@ -69,6 +69,10 @@ pub fn run(cfg: Config) -> i32 {
             return 1;
         }
     };
+    if let Err(e) = crate::migrate::run(cfg.gateway.database_url.as_deref()) {
+        eprintln!("fleetgate: {e}");
+        return EXIT_BOOT_ERROR;
+    }
     let s = &cfg.server;
     let listener = match Listener::bind(&s.host, s.port, s.reuse_port) {
         Ok(l) => l,
@@ -89,6 +93,14 @@ pub fn run(cfg: Config) -> i32 {
             return 1;
         }
     };
+    let mut cfg = cfg;
+    let runtime_dir = match prepare_affinity(&mut cfg) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("fleetgate: cannot create the workers' socket directory: {e}");
+            return 1;
+        }
+    };
     announce(&listener, &cfg);
     let config_json = serde_json::to_string(&cfg).unwrap_or_default();
     let target = cfg.server.workers;
@@ -98,7 +110,7 @@ pub fn run(cfg: Config) -> i32 {
         reuse_port = cfg.server.reuse_port,
         "supervisor started"
     );
-    Arbiter {
+    let code = Arbiter {
         cfg,
         config_json,
         exe,
@@ -112,7 +124,26 @@ pub fn run(cfg: Config) -> i32 {
         backoff: Backoff::default(),
         stopping: None,
     }
-    .run()
+    .run();
+    let _ = std::fs::remove_dir_all(&runtime_dir);
+    code
+}
+
+/// The fleet secret (drawn at random unless `FLEET_SECRET` is set) and a private
+/// directory for the workers' forwarding sockets.
+fn prepare_affinity(cfg: &mut Config) -> std::io::Result<PathBuf> {
+    use std::io::Read;
+    use std::os::unix::fs::DirBuilderExt;
+    if cfg.affinity.fleet_secret.is_none() {
+        let mut bytes = [0u8; 32];
+        std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+        cfg.affinity.fleet_secret = Some(bytes.iter().map(|b| format!("{b:02x}")).collect());
+    }
+    let dir = std::env::temp_dir().join(format!("fleetgate-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
+    cfg.affinity.socket_dir = Some(dir.clone());
+    Ok(dir)
 }
 
 /// One machine-readable line on stdout (and `ADDR_FILE`): where we listen.
@@ -222,6 +253,9 @@ impl Arbiter {
             cfg.server.port = self.listener.addr.port();
             cfg.server.reuse_port = old.reuse_port;
         }
+        // The secret and socket directory are the running fleet's, not config.
+        cfg.affinity.fleet_secret = self.cfg.affinity.fleet_secret.clone();
+        cfg.affinity.socket_dir = self.cfg.affinity.socket_dir.clone();
         self.config_json = serde_json::to_string(&cfg).unwrap_or_default();
         self.target = cfg.server.workers;
         self.cfg = cfg;

@@ -5,6 +5,7 @@
 
 mod arbiter;
 mod bind;
+mod migrate;
 mod policy;
 mod signals;
 mod spawn;

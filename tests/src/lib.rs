@@ -5,9 +5,13 @@
 //! - [`fleet`]: the supervisor as a subprocess in its own process group, its
 //!   address read from its machine-readable line, TERM then KILL on drop.
 //! - [`proc`]: what `/proc` says about processes (children, liveness, start order).
+//! - [`gateway`]: REST calls that set the gateway up (register, servers).
+//! - [`mcp`]: a small MCP Streamable HTTP client (JSON and SSE answers).
 //! - [`eventually`]: poll a condition until a deadline.
 
 pub mod fleet;
+pub mod gateway;
+pub mod mcp;
 pub mod proc;
 
 use std::future::Future;

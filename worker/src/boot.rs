@@ -4,6 +4,10 @@
 //! supervisor opened for this process (see `fleetgate_shared::contract`).
 
 use crate::control::{Control, SendError};
+use crate::gateway::affinity::Affinity;
+use crate::gateway::dispatch::Core;
+use crate::gateway::federation::Federation;
+use crate::gateway::registry::Registry;
 use crate::serve::{serve, Drain, ServeOptions};
 use crate::state::{AppState, WorkerInfo};
 use fleetgate_shared::config::Config;
@@ -124,9 +128,47 @@ async fn serve_until_stopped(
         Ok(l) => l,
         Err(e) => return boot_error(&control, &format!("listening socket: {e}")),
     };
+    let store = match fleetgate_store::connect(cfg.gateway.database_url.as_deref()).await {
+        Ok(s) => s,
+        Err(e) => return boot_error(&control, &format!("database: {e}")),
+    };
+    let registry = match Registry::load(store).await {
+        Ok(r) => Arc::new(r),
+        Err(e) => return boot_error(&control, &format!("database: {e}")),
+    };
+    spawn_registry_poll(registry.clone(), cfg.gateway.registry_poll);
+    let core = Arc::new(Core {
+        registry,
+        federation: Federation::new(cfg.gateway.upstream_timeout),
+    });
+    let affinity = Arc::new(Affinity::new(
+        info.slot,
+        cfg.affinity
+            .fleet_secret
+            .as_deref()
+            .unwrap_or("fleetgate-single-process"),
+        cfg.affinity.socket_dir.clone(),
+        cfg.affinity.forward_timeout,
+    ));
     let state = AppState {
         worker: info.clone(),
         control: control.clone(),
+        core,
+        sessions: Arc::default(),
+        gateway_cfg: Arc::new(cfg.gateway.clone()),
+        affinity: affinity.clone(),
+    };
+    let internal = match affinity.socket_path(info.slot) {
+        Some(path) => match bind_internal(&path) {
+            Ok(l) => Some((l, crate::http::forward::internal_routes(state.clone()))),
+            Err(e) => {
+                return boot_error(
+                    &control,
+                    &format!("cannot listen on {}: {e}", path.display()),
+                )
+            }
+        },
+        None => None,
     };
     let app = crate::http::router(state);
 
@@ -191,6 +233,17 @@ async fn serve_until_stopped(
         });
     }
 
+    if let Some((listener, routes)) = internal {
+        let mut stop = stop_tx.subscribe();
+        tokio::spawn(async move {
+            let stopped = async move {
+                let _ = stop.wait_for(|s| *s).await;
+            };
+            let _ = axum::serve(listener, routes)
+                .with_graceful_shutdown(stopped)
+                .await;
+        });
+    }
     let _ = control.send(&ControlMsg::Ready);
     tracing::info!(slot = info.slot, "worker ready");
     let opts = ServeOptions {
@@ -205,4 +258,39 @@ async fn serve_until_stopped(
         Drain::TimedOut => tracing::warn!("GRACEFUL_TIMEOUT passed; closing remaining connections"),
     }
     0
+}
+
+/// Keeps the registry snapshot in step with the database (changes made by
+/// other workers and hosts).
+fn spawn_registry_poll(registry: Arc<Registry>, every: Duration) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut failing = false;
+        loop {
+            tick.tick().await;
+            match registry.refresh(false).await {
+                Ok(()) if failing => {
+                    tracing::info!("database reachable again");
+                    failing = false;
+                }
+                Ok(()) => {}
+                Err(e) if !failing => {
+                    tracing::warn!(error = %e, "cannot refresh the registry; serving the last snapshot");
+                    failing = true;
+                }
+                Err(_) => {}
+            }
+        }
+    });
+}
+
+/// The worker's socket for requests forwarded by its siblings. A previous
+/// holder of this slot (crashed) may have left the file behind.
+fn bind_internal(path: &std::path::Path) -> std::io::Result<tokio::net::UnixListener> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    tokio::net::UnixListener::bind(path)
 }

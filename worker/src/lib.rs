@@ -7,11 +7,14 @@
 //!   the lifeline that ends an orphaned worker.
 //! - [`serve`]: the accept loop and the one shutdown path (stop accepting, drain
 //!   in-flight requests within `GRACEFUL_TIMEOUT`, then force).
+//! - [`gateway`]: registry, the one dispatcher, federation, sessions.
 //! - [`http`]: the routes.
 //! - [`state`]: `AppState`, the `Clone` bundle of `Arc` handles every route gets.
 
+pub mod auth;
 pub mod boot;
 pub mod control;
+pub mod gateway;
 pub mod http;
 pub mod serve;
 pub mod state;

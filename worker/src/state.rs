@@ -1,6 +1,10 @@
 //! `AppState`: what every route gets, cheap to clone.
 
 use crate::control::Control;
+use crate::gateway::affinity::Affinity;
+use crate::gateway::dispatch::Core;
+use crate::gateway::session::Sessions;
+use fleetgate_shared::config::GatewayConfig;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -8,6 +12,10 @@ use std::sync::Arc;
 pub struct AppState {
     pub worker: Arc<WorkerInfo>,
     pub control: Arc<Control>,
+    pub core: Arc<Core>,
+    pub sessions: Arc<Sessions>,
+    pub gateway_cfg: Arc<GatewayConfig>,
+    pub affinity: Arc<Affinity>,
 }
 
 /// Who this worker is and how it is doing.

@@ -7,9 +7,15 @@
 //! The loader reads from a [`Source`] (a map), never from the process environment
 //! directly, so tests pass a map instead of mutating `std::env`.
 
+mod affinity;
+mod auth;
+mod gateway;
 mod loader;
 mod server;
 
+pub use affinity::AffinityConfig;
+pub use auth::{AuthConfig, BusinessHours, Cidr, JwtAlgorithm, UtcOffset, DEFAULT_SECRET};
+pub use gateway::GatewayConfig;
 pub use loader::{env_file, ConfigError, ConfigErrors, Loader, Source};
 pub use server::{LogConfig, LogFormat, ServerConfig};
 
@@ -22,6 +28,9 @@ use std::path::Path;
 pub struct Config {
     pub server: ServerConfig,
     pub log: LogConfig,
+    pub gateway: GatewayConfig,
+    pub auth: AuthConfig,
+    pub affinity: AffinityConfig,
 }
 
 impl Config {
@@ -30,8 +39,17 @@ impl Config {
         let mut l = Loader::new(src);
         let server = ServerConfig::load(&mut l);
         let log = LogConfig::load(&mut l);
+        let gateway = GatewayConfig::load(&mut l);
+        let auth = AuthConfig::load(&mut l);
+        let affinity = AffinityConfig::load(&mut l);
         l.finish()?;
-        Ok(Config { server, log })
+        Ok(Config {
+            server,
+            log,
+            gateway,
+            auth,
+            affinity,
+        })
     }
 
     /// The process environment layered over the `.env` file (`ENV_FILE`, default

@@ -1,7 +1,11 @@
 //! The routes. Every response names the worker that produced it
 //! (`x-fleetgate-worker`), and every request counts toward `MAX_REQUESTS`.
 
+pub mod forward;
 mod health;
+pub mod mcp;
+mod rest;
+mod rpc;
 #[cfg(feature = "test-hooks")]
 mod test_hooks;
 
@@ -17,11 +21,18 @@ use std::sync::atomic::Ordering;
 pub const WORKER_HEADER: &str = "x-fleetgate-worker";
 
 pub fn router(state: AppState) -> Router {
-    let app = Router::new().merge(health::routes());
+    let app = Router::new()
+        .merge(health::routes())
+        .merge(mcp::routes())
+        .merge(rpc::routes())
+        .merge(rest::routes());
     #[cfg(feature = "test-hooks")]
     let app = app.merge(test_hooks::routes());
-    app.layer(middleware::from_fn_with_state(state.clone(), account))
-        .with_state(state)
+    app.layer(axum::extract::DefaultBodyLimit::max(
+        state.gateway_cfg.max_body_bytes,
+    ))
+    .layer(middleware::from_fn_with_state(state.clone(), account))
+    .with_state(state)
 }
 
 /// Counts the request toward `MAX_REQUESTS` and tags the response with the worker.
@@ -32,8 +43,11 @@ async fn account(State(state): State<AppState>, req: Request, next: Next) -> Res
         state.control.request_retirement();
     }
     let mut resp = next.run(req).await;
-    if let Ok(v) = HeaderValue::from_str(&info.id) {
-        resp.headers_mut().insert(WORKER_HEADER, v);
+    // A forwarded answer already names the owner that produced it.
+    if !resp.headers().contains_key(WORKER_HEADER) {
+        if let Ok(v) = HeaderValue::from_str(&info.id) {
+            resp.headers_mut().insert(WORKER_HEADER, v);
+        }
     }
     resp
 }

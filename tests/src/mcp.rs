@@ -1,0 +1,169 @@
+//! A small MCP Streamable HTTP client for tests: enough to initialize, call, read
+//! JSON or SSE answers, and answer server→client requests.
+
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// One downstream MCP session against `url` (`…/mcp` or `…/servers/{id}/mcp`).
+pub struct McpClient {
+    pub http: reqwest::Client,
+    pub url: String,
+    pub session: Option<String>,
+    pub protocol_version: String,
+    pub headers: Vec<(String, String)>,
+    next_id: AtomicU64,
+}
+
+/// What one POST answered.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub content_type: String,
+    /// Every JSON-RPC message in the body (one for JSON, all events for SSE).
+    pub messages: Vec<Value>,
+    pub headers: reqwest::header::HeaderMap,
+}
+
+impl Answer {
+    /// The last message: the response to the request.
+    pub fn response(&self) -> &Value {
+        self.messages.last().unwrap_or(&Value::Null)
+    }
+    pub fn result(&self) -> &Value {
+        &self.response()["result"]
+    }
+    pub fn error_code(&self) -> Option<i64> {
+        self.response()["error"]["code"].as_i64()
+    }
+}
+
+impl McpClient {
+    pub fn new(url: impl Into<String>) -> McpClient {
+        McpClient {
+            http: reqwest::Client::new(),
+            url: url.into(),
+            session: None,
+            protocol_version: "2025-06-18".into(),
+            headers: Vec::new(),
+            next_id: AtomicU64::new(1),
+        }
+    }
+
+    pub fn header(mut self, k: &str, v: &str) -> Self {
+        self.headers.push((k.into(), v.into()));
+        self
+    }
+
+    /// `initialize` + `notifications/initialized`; keeps the session id.
+    pub async fn initialize(&mut self) -> Answer {
+        let a = self
+            .request(
+                "initialize",
+                json!({
+                    "protocolVersion": self.protocol_version,
+                    "capabilities": {"sampling": {}, "elicitation": {}},
+                    "clientInfo": {"name": "fleetgate-tests", "version": "0"},
+                }),
+            )
+            .await;
+        self.session = a
+            .headers
+            .get("mcp-session-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        if a.status == 200 {
+            let n = self
+                .post(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+                .await;
+            assert_eq!(n.status, 202, "notifications/initialized → 202");
+        }
+        a
+    }
+
+    pub async fn request(&self, method: &str, params: Value) -> Answer {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.post(json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}))
+            .await
+    }
+
+    /// `tools/call` and its result (panics on a JSON-RPC error).
+    pub async fn call_tool(&self, name: &str, args: Value) -> Value {
+        let a = self
+            .request("tools/call", json!({"name": name, "arguments": args}))
+            .await;
+        assert_eq!(a.status, 200, "{a:?}");
+        assert!(
+            a.response().get("error").is_none(),
+            "tools/call {name}: {a:?}"
+        );
+        a.result().clone()
+    }
+
+    pub async fn post(&self, body: Value) -> Answer {
+        self.post_raw(body.to_string(), "application/json").await
+    }
+
+    pub async fn post_raw(&self, body: String, content_type: &str) -> Answer {
+        let mut req = self
+            .http
+            .post(&self.url)
+            .header("content-type", content_type)
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", &self.protocol_version)
+            .body(body);
+        if let Some(s) = &self.session {
+            req = req.header("mcp-session-id", s);
+        }
+        for (k, v) in &self.headers {
+            req = req.header(k, v);
+        }
+        let resp = req.send().await.expect("POST to the gateway");
+        read_answer(resp).await
+    }
+
+    pub async fn delete(&self) -> u16 {
+        let mut req = self.http.delete(&self.url);
+        if let Some(s) = &self.session {
+            req = req.header("mcp-session-id", s);
+        }
+        req.send().await.expect("DELETE").status().as_u16()
+    }
+}
+
+pub async fn read_answer(resp: reqwest::Response) -> Answer {
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let content_type = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let text = resp.text().await.unwrap_or_default();
+    let messages = if content_type.starts_with("text/event-stream") {
+        sse_messages(&text)
+    } else if text.is_empty() {
+        Vec::new()
+    } else {
+        vec![serde_json::from_str(&text).unwrap_or(Value::String(text))]
+    };
+    Answer {
+        status,
+        content_type,
+        messages,
+        headers,
+    }
+}
+
+/// The JSON `data:` payloads of an SSE body.
+pub fn sse_messages(text: &str) -> Vec<Value> {
+    text.split("\n\n")
+        .filter_map(|event| {
+            let data: Vec<&str> = event
+                .lines()
+                .filter_map(|l| l.strip_prefix("data:").map(str::trim_start))
+                .collect();
+            (!data.is_empty()).then(|| data.join("\n"))
+        })
+        .filter_map(|d| serde_json::from_str(&d).ok())
+        .collect()
+}

@@ -1,0 +1,209 @@
+//! Session affinity without Redis (embedded mode): whichever worker a request
+//! lands on, its session's owner does the work.
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+use fleetgate_test_upstream::Upstream;
+use fleetgate_tests::fleet::Fleet;
+use fleetgate_tests::mcp::McpClient;
+use fleetgate_tests::{eventually, fresh_client, gateway, proc};
+use nix::sys::signal::Signal;
+use serde_json::json;
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+/// Starts a fleet whose every worker knows the registered gateway.
+async fn fleet_with_upstream(
+    workers: &str,
+) -> (Fleet, fleetgate_test_upstream::RunningUpstream, String) {
+    let up = Upstream::builder().name("aff").spawn().await.unwrap();
+    let fleet = Fleet::builder().env("WORKERS", workers).start();
+    gateway::register(&fleet, "aff", &up.url()).await;
+    let sid = gateway::server_with_everything(&fleet, "aff").await;
+    // Every worker polls the registry: wait until all of them know the server.
+    let n: usize = workers.parse().unwrap();
+    let url = fleet.url(&format!("/servers/{sid}/mcp"));
+    eventually(
+        Duration::from_secs(10),
+        "the server known to every worker",
+        || async {
+            let client = fresh_client();
+            let mut ok = BTreeSet::new();
+            for _ in 0..(n * 10) {
+                let r = client
+                    .delete(&url)
+                    .header("mcp-session-id", "x")
+                    .send()
+                    .await
+                    .ok()?;
+                let w = r
+                    .headers()
+                    .get("x-fleetgate-worker")?
+                    .to_str()
+                    .ok()?
+                    .to_owned();
+                if r.text().await.ok()?.contains("Server not found") {
+                    return None;
+                }
+                ok.insert(w);
+            }
+            (ok.len() == n).then_some(())
+        },
+    )
+    .await;
+    (fleet, up, sid)
+}
+
+fn fresh_mcp(url: String) -> McpClient {
+    let mut c = McpClient::new(url);
+    c.http = fresh_client();
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_request_of_a_session_is_served_by_its_owner() {
+    let (fleet, up, sid) = fleet_with_upstream("4").await;
+    let url = fleet.url(&format!("/servers/{sid}/mcp"));
+    up.reset_stats();
+    let mut c = fresh_mcp(url.clone());
+    let init = c.initialize().await;
+    let owner = init.headers["x-fleetgate-worker"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let mut answered = BTreeSet::new();
+    for i in 0..60 {
+        let a = c
+            .request(
+                "tools/call",
+                json!({"name": "echo", "arguments": {"text": format!("m{i}")}}),
+            )
+            .await;
+        assert_eq!(a.status, 200, "{a:?}");
+        assert_eq!(a.result()["content"][0]["text"], format!("m{i}"), "{a:?}");
+        answered.insert(a.headers["x-fleetgate-worker"].to_str().unwrap().to_owned());
+    }
+    assert_eq!(answered, BTreeSet::from([owner]), "only the owner answers");
+    assert_eq!(
+        up.stats().sessions_initialized,
+        1,
+        "one upstream session for one downstream session"
+    );
+    // Streams and DELETE reach the owner too.
+    let a = c
+        .request("tools/call", json!({"name": "test_tool_with_progress", "arguments": {}, "_meta": {"progressToken": 1}}))
+        .await;
+    assert!(a.content_type.starts_with("text/event-stream"), "{a:?}");
+    assert_eq!(c.delete().await, 200);
+    assert_eq!(c.request("ping", json!({})).await.status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn conformance_style_traffic_works_with_many_workers() {
+    let (fleet, _up, sid) = fleet_with_upstream("3").await;
+    let url = fleet.url(&format!("/servers/{sid}/mcp"));
+    let mut clients = Vec::new();
+    for _ in 0..6 {
+        let mut c = fresh_mcp(url.clone());
+        assert_eq!(c.initialize().await.status, 200);
+        clients.push(c);
+    }
+    for (i, c) in clients.iter().enumerate() {
+        for _ in 0..5 {
+            let r = c.call_tool("add", json!({"a": i, "b": 1})).await;
+            assert_eq!(r["content"][0]["text"], (i + 1).to_string());
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_killed_owner_is_replaced_and_its_session_goes_on() {
+    let (fleet, up, sid) = fleet_with_upstream("2").await;
+    let url = fleet.url(&format!("/servers/{sid}/mcp"));
+    let mut c = fresh_mcp(url);
+    let init = c.initialize().await;
+    let owner: u32 = init.headers["x-fleetgate-worker"]
+        .to_str()
+        .unwrap()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    c.call_tool("echo", json!({"text": "before"})).await;
+    let before = up.stats().sessions_initialized;
+    proc::signal(owner, Signal::SIGKILL);
+    // The session goes on: no "Session not found", no 30 s hang.
+    let started = std::time::Instant::now();
+    let r = c.call_tool("echo", json!({"text": "after"})).await;
+    assert_eq!(r["content"][0]["text"], "after");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        up.stats().sessions_initialized,
+        before + 1,
+        "a new upstream session, opened transparently"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_or_foreign_session_ids_are_unknown() {
+    let (fleet, _up, sid) = fleet_with_upstream("2").await;
+    let url = fleet.url(&format!("/servers/{sid}/mcp"));
+    let mut c = fresh_mcp(url);
+    c.initialize().await;
+    let real = c.session.clone().unwrap();
+    // Same id on another scope: unknown there.
+    let mut other = fresh_mcp(fleet.url("/mcp"));
+    other.session = Some(real.clone());
+    assert_eq!(other.request("tools/list", json!({})).await.status, 404);
+    // Tampered slot or MAC: unknown.
+    let mut parts: Vec<&str> = real.splitn(3, '_').collect();
+    let flipped = if parts[0] == "0" { "1" } else { "0" };
+    parts[0] = flipped;
+    let mut forged = fresh_mcp(fleet.url(&format!("/servers/{sid}/mcp")));
+    forged.session = Some(parts.join("_"));
+    for _ in 0..10 {
+        assert_eq!(forged.request("tools/list", json!({})).await.status, 404);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarding_is_authenticated_not_trusted() {
+    let (fleet, _up, _sid) = fleet_with_upstream("2").await;
+    // Not on the public port at all, whatever headers say.
+    let r = reqwest::Client::new()
+        .post(fleet.url("/__fleetgate/forward"))
+        .header("x-forwarded-internally", "true")
+        .header("x-fleetgate-envelope", "7b7d")
+        .header("x-fleetgate-signature", "00")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    // On a worker's own socket, an envelope with a forged signature is refused.
+    let sock = std::env::temp_dir()
+        .join(format!("fleetgate-{}", fleet.pid))
+        .join("worker-0.sock");
+    let answer = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut s = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+        let env = "7b226d6574686f64223a22504f5354227d"; // {"method":"POST"}
+        write!(
+            s,
+            "POST /__fleetgate/forward HTTP/1.1\r\nhost: x\r\nx-fleetgate-envelope: {env}\r\nx-fleetgate-signature: {}\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{{}}",
+            "ab".repeat(32)
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    })
+    .await
+    .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    assert!(answer.contains("bad signature"), "{answer}");
+}

@@ -1,0 +1,409 @@
+//! MCP Streamable HTTP and /rpc through the gateway, federated to real upstreams.
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+use fleetgate_test_upstream::{RunningUpstream, Upstream};
+use fleetgate_tests::fleet::Fleet;
+use fleetgate_tests::gateway;
+use fleetgate_tests::mcp::{read_answer, sse_messages, McpClient};
+use serde_json::{json, Value};
+
+async fn upstream(name: &str) -> RunningUpstream {
+    Upstream::builder().name(name).spawn().await.unwrap()
+}
+
+async fn register(fleet: &Fleet, name: &str, up: &RunningUpstream) -> Value {
+    gateway::register(fleet, name, &up.url()).await
+}
+
+async fn tools(fleet: &Fleet) -> Vec<Value> {
+    gateway::list(fleet, "/tools?limit=0").await
+}
+
+async fn create_server(fleet: &Fleet, name: &str, tool_ids: &[String]) -> String {
+    gateway::create_server(fleet, name, tool_ids, &[], &[]).await
+}
+
+fn ids_of(tools: &[Value], gateway_id: &str, names: &[&str]) -> Vec<String> {
+    tools
+        .iter()
+        .filter(|t| {
+            t["gatewayId"] == gateway_id && names.contains(&t["originalName"].as_str().unwrap())
+        })
+        .map(|t| t["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The name `/mcp` exposes for an upstream tool (qualified and slugified).
+async fn exposed(fleet: &Fleet, gateway: &Value, original: &str) -> String {
+    let all = tools(fleet).await;
+    let t = all
+        .iter()
+        .find(|t| t["gatewayId"] == gateway["id"] && t["originalName"] == original)
+        .unwrap_or_else(|| panic!("{original} not registered: {all:?}"));
+    t["name"].as_str().unwrap().to_owned()
+}
+
+fn names(list: &Value) -> Vec<String> {
+    let mut v: Vec<String> = list["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+fn one_worker() -> Fleet {
+    Fleet::builder().env("WORKERS", "1").start()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mcp_lists_prefixed_tools_and_federates_calls() {
+    let fleet = one_worker();
+    let up = upstream("alpha").await;
+    let gw = register(&fleet, "alpha", &up).await;
+    assert_eq!(gw["name"], "alpha");
+
+    let mut c = McpClient::new(fleet.url("/mcp"));
+    let init = c.initialize().await;
+    assert_eq!(init.status, 200, "{init:?}");
+    assert!(c.session.is_some(), "initialize mints Mcp-Session-Id");
+    assert_eq!(init.result()["protocolVersion"], "2025-06-18");
+
+    let list = c.request("tools/list", json!({})).await;
+    let listed = names(list.result());
+    assert!(listed.contains(&"alpha-echo".to_owned()), "{listed:?}");
+    assert!(!listed.contains(&"echo".to_owned()));
+
+    let r = c
+        .call_tool("alpha-echo", json!({"text": "through the gateway"}))
+        .await;
+    assert_eq!(r["content"][0]["text"], "through the gateway", "{r}");
+
+    let unknown = c
+        .request("tools/call", json!({"name": "alpha-nope", "arguments": {}}))
+        .await;
+    assert_eq!(unknown.error_code(), Some(-32601), "{unknown:?}");
+
+    // One downstream session → one upstream session, however many calls
+    // (the other one was registration's discovery).
+    for i in 0..5 {
+        c.call_tool("alpha-add", json!({"a": i, "b": 1})).await;
+    }
+    assert_eq!(up.stats().sessions_initialized, 2);
+
+    // DELETE ends the session here and upstream.
+    let deleted = up.stats().sessions_deleted;
+    assert_eq!(c.delete().await, 200);
+    let after = c.request("tools/list", json!({})).await;
+    assert_eq!(after.status, 404, "a deleted session is unknown");
+    fleetgate_tests::eventually(
+        std::time::Duration::from_secs(5),
+        "upstream session closed",
+        || async { (up.stats().sessions_deleted == deleted + 1).then_some(()) },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_downstream_session_gets_its_own_upstream_session() {
+    let fleet = one_worker();
+    let up = upstream("solo").await;
+    register(&fleet, "solo", &up).await;
+    up.reset_stats();
+    let mut a = McpClient::new(fleet.url("/mcp"));
+    let mut b = McpClient::new(fleet.url("/mcp"));
+    a.initialize().await;
+    b.initialize().await;
+    assert_ne!(a.session, b.session);
+    a.call_tool("solo-echo", json!({"text": "a"})).await;
+    b.call_tool("solo-echo", json!({"text": "b"})).await;
+    a.call_tool("solo-echo", json!({"text": "a2"})).await;
+    assert_eq!(
+        up.stats().sessions_initialized,
+        2,
+        "never shared between clients"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_are_required_and_checked() {
+    let fleet = one_worker();
+    let c = McpClient::new(fleet.url("/mcp"));
+    let missing = c.request("tools/list", json!({})).await;
+    assert_eq!(missing.status, 400, "{missing:?}");
+    let mut bogus = McpClient::new(fleet.url("/mcp"));
+    bogus.session = Some("no-such-session".into());
+    let unknown = bogus.request("tools/list", json!({})).await;
+    assert_eq!(unknown.status, 404, "{unknown:?}");
+    let mut bad_version = McpClient::new(fleet.url("/mcp"));
+    bad_version.initialize().await;
+    bad_version.protocol_version = "1999-01-01".into();
+    let r = bad_version.request("ping", json!({})).await;
+    assert_eq!(r.status, 400, "unsupported MCP-Protocol-Version: {r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn virtual_servers_expose_short_names_and_prefix_only_collisions() {
+    let fleet = one_worker();
+    let (ua, ub) = (upstream("a").await, upstream("b").await);
+    let ga = register(&fleet, "gw-a", &ua).await;
+    let gb = register(&fleet, "gw-b", &ub).await;
+    let all = tools(&fleet).await;
+    let mut picked = ids_of(&all, ga["id"].as_str().unwrap(), &["echo", "add"]);
+    picked.extend(ids_of(&all, gb["id"].as_str().unwrap(), &["echo", "slow"]));
+    let sid = create_server(&fleet, "mixed", &picked).await;
+
+    let mut c = McpClient::new(fleet.url(&format!("/servers/{sid}/mcp")));
+    assert_eq!(c.initialize().await.status, 200);
+    let listed = names(c.request("tools/list", json!({})).await.result());
+    assert_eq!(listed, ["add", "gw-a-echo", "gw-b-echo", "slow"]);
+    let r = c.call_tool("add", json!({"a": 2, "b": 3})).await;
+    assert_eq!(r["content"][0]["text"], "5", "{r}");
+    // Only this server's tools: another gateway tool is unknown here.
+    let outside = c
+        .request(
+            "tools/call",
+            json!({"name": "gw-a-slow", "arguments": {"ms": 1}}),
+        )
+        .await;
+    assert_eq!(outside.error_code(), Some(-32601));
+
+    // A session belongs to the scope it was opened in.
+    let mut elsewhere = McpClient::new(fleet.url("/mcp"));
+    elsewhere.session = c.session.clone();
+    assert_eq!(elsewhere.request("tools/list", json!({})).await.status, 404);
+
+    let gone = McpClient::new(fleet.url("/servers/no-such-server/mcp"));
+    assert_eq!(gone.request("tools/list", json!({})).await.status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rpc_reuses_one_pooled_upstream_session_and_honours_server_id() {
+    let fleet = one_worker();
+    let up = upstream("pool").await;
+    let gw = register(&fleet, "pool", &up).await;
+    let http = reqwest::Client::new();
+    let rpc = |body: Value| {
+        let (http, url) = (http.clone(), fleet.url("/rpc"));
+        async move {
+            let r = http.post(url).json(&body).send().await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let (st, list) = rpc(json!({"jsonrpc":"2.0","id":1,"method":"tools/list"})).await;
+    assert_eq!(st, 200);
+    assert!(names(&list["result"]).contains(&"pool-echo".to_owned()));
+    up.reset_stats();
+    for i in 0..10 {
+        let (st, r) = rpc(json!({"jsonrpc":"2.0","id":i,"method":"tools/call",
+            "params":{"name":"pool-echo","arguments":{"text":"x"}}}))
+        .await;
+        assert_eq!(st, 200);
+        assert_eq!(r["result"]["content"][0]["text"], "x", "{r}");
+    }
+    let s = up.stats();
+    assert!(
+        s.sessions_initialized <= 1,
+        "pooled, not one session per call: {s:?}"
+    );
+    assert!(
+        s.post_requests <= 12,
+        "≈1 upstream request per call, not 7: {s:?}"
+    );
+
+    // Legacy ContextForge form: the method is the tool name.
+    let (_, legacy) =
+        rpc(json!({"jsonrpc":"2.0","id":99,"method":"pool-echo","params":{"text":"old"}})).await;
+    assert_eq!(legacy["result"]["content"][0]["text"], "old", "{legacy}");
+
+    // params.server_id scopes the call.
+    let ids = ids_of(&tools(&fleet).await, gw["id"].as_str().unwrap(), &["add"]);
+    let sid = create_server(&fleet, "only-add", &ids).await;
+    let (_, scoped) =
+        rpc(json!({"jsonrpc":"2.0","id":2,"method":"tools/list","params":{"server_id": sid}}))
+            .await;
+    assert_eq!(names(&scoped["result"]), ["add"]);
+    let (_, refused) = rpc(json!({"jsonrpc":"2.0","id":3,"method":"tools/call",
+        "params":{"server_id": sid, "name":"echo","arguments":{"text":"x"}}}))
+    .await;
+    assert_eq!(refused["error"]["code"], -32601, "{refused}");
+    let (st, missing) =
+        rpc(json!({"jsonrpc":"2.0","id":4,"method":"tools/list","params":{"server_id":"nope"}}))
+            .await;
+    assert_eq!(st, 404, "{missing}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_the_right_error() {
+    let fleet = Fleet::builder()
+        .env("WORKERS", "1")
+        .env("MAX_REQUEST_BODY_BYTES", "4096")
+        .start();
+    let mut c = McpClient::new(fleet.url("/mcp"));
+    c.initialize().await;
+    let parse = c.post_raw("{not json".into(), "application/json").await;
+    assert_eq!(
+        (parse.status, parse.error_code()),
+        (400, Some(-32700)),
+        "{parse:?}"
+    );
+    let shape = c
+        .post(json!({"jsonrpc": "1.0", "id": 1, "method": 5}))
+        .await;
+    assert_eq!(
+        (shape.status, shape.error_code()),
+        (400, Some(-32600)),
+        "{shape:?}"
+    );
+    let params = c.request("tools/call", json!({"arguments": {}})).await;
+    assert_eq!(params.error_code(), Some(-32602), "{params:?}");
+    let method = c.request("no/such/method", json!({})).await;
+    assert_eq!(method.error_code(), Some(-32601));
+    let media = c.post_raw("{}".into(), "text/plain").await;
+    assert_eq!(media.status, 415);
+    let big = format!(
+        "{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\",\"params\":{{\"x\":\"{}\"}}}}",
+        "a".repeat(10_000)
+    );
+    let too_big = c.post_raw(big, "application/json").await;
+    assert_eq!(too_big.status, 413);
+    let rpc = reqwest::Client::new()
+        .post(fleet.url("/rpc"))
+        .header("content-type", "application/json")
+        .body("[")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rpc.status(), 400);
+    let v: Value = rpc.json().await.unwrap();
+    assert_eq!(v["error"]["code"], -32700);
+    // And the worker is still there.
+    assert_eq!(c.request("ping", json!({})).await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_messages_mid_call_reach_the_client_as_sse() {
+    let fleet = one_worker();
+    let up = upstream("talk").await;
+    let gw = register(&fleet, "talk", &up).await;
+    let name = exposed(&fleet, &gw, "test_tool_with_progress").await;
+    let mut c = McpClient::new(fleet.url("/mcp"));
+    c.initialize().await;
+    let a = c
+        .request(
+            "tools/call",
+            json!({"name": name, "arguments": {}, "_meta": {"progressToken": "p1"}}),
+        )
+        .await;
+    assert!(a.content_type.starts_with("text/event-stream"), "{a:?}");
+    let progress: Vec<&Value> = a
+        .messages
+        .iter()
+        .filter(|m| m["method"] == "notifications/progress")
+        .collect();
+    assert!(!progress.is_empty(), "progress relayed: {a:?}");
+    assert_eq!(progress[0]["params"]["progressToken"], "p1");
+    assert!(
+        a.response()["result"].is_object(),
+        "the result comes last: {a:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sampling_requests_are_relayed_and_answered() {
+    let fleet = one_worker();
+    let up = upstream("ask").await;
+    let gw = register(&fleet, "ask", &up).await;
+    let name = exposed(&fleet, &gw, "test_sampling").await;
+    let mut c = McpClient::new(fleet.url("/mcp"));
+    c.initialize().await;
+    let session = c.session.clone().unwrap();
+    let resp = c
+        .http
+        .post(fleet.url("/mcp"))
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-session-id", &session)
+        .json(&json!({"jsonrpc":"2.0","id":7,"method":"tools/call",
+            "params":{"name": name,"arguments":{"prompt":"hello?"}}}))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/event-stream"));
+    // Read until the sampling request arrives, answer it, then read the rest.
+    use futures_util::StreamExt;
+    let mut body = resp.bytes_stream();
+    let mut text = String::new();
+    let request = loop {
+        let chunk = body.next().await.expect("stream open").unwrap();
+        text.push_str(std::str::from_utf8(&chunk).unwrap());
+        if let Some(m) = sse_messages(&text)
+            .into_iter()
+            .find(|m| m["method"] == "sampling/createMessage")
+        {
+            break m;
+        }
+    };
+    let answer = c
+        .post(json!({"jsonrpc":"2.0","id": request["id"],"result":{
+            "role":"assistant","content":{"type":"text","text":"sampled answer"},"model":"test-model","stopReason":"endTurn"}}))
+        .await;
+    assert_eq!(answer.status, 202);
+    while let Some(chunk) = body.next().await {
+        text.push_str(std::str::from_utf8(&chunk.unwrap()).unwrap());
+    }
+    let last = sse_messages(&text).pop().unwrap();
+    assert_eq!(last["id"], 7);
+    assert!(
+        last["result"].to_string().contains("sampled answer"),
+        "{last}"
+    );
+    let _ = read_answer;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_timeouts_and_outages_are_32001_naming_the_upstream() {
+    let fleet = Fleet::builder()
+        .env("WORKERS", "1")
+        .env("UPSTREAM_TIMEOUT", "0.5")
+        .start();
+    let up = upstream("lazy").await;
+    let url = up.url();
+    register(&fleet, "lazy", &up).await;
+    let mut c = McpClient::new(fleet.url("/mcp"));
+    c.initialize().await;
+    let slow = c
+        .request(
+            "tools/call",
+            json!({"name":"lazy-slow","arguments":{"ms": 3000}}),
+        )
+        .await;
+    assert_eq!(slow.error_code(), Some(-32001), "{slow:?}");
+    assert!(
+        slow.response()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains(&url),
+        "{slow:?}"
+    );
+    up.shutdown().await;
+    let down = c
+        .request(
+            "tools/call",
+            json!({"name":"lazy-echo","arguments":{"text":"x"}}),
+        )
+        .await;
+    assert_eq!(down.error_code(), Some(-32001), "{down:?}");
+    assert!(
+        down.response()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains(&url),
+        "{down:?}"
+    );
+}

@@ -1,0 +1,393 @@
+//! The one JSON-RPC dispatcher. `/rpc`, `/mcp`, `/servers/{id}/mcp` and (later)
+//! requests forwarded from another worker all end here, with a typed [`Context`]:
+//! who asks, which scope they see, where their upstream sessions live, and where
+//! messages the upstream sends mid-call go.
+
+use crate::gateway::error::RpcError;
+use crate::gateway::federation::{Federation, UpstreamSet};
+use crate::gateway::registry::{Registry, ScopeIndex, Snapshot};
+use crate::gateway::scope::{Principal, Scope};
+use fleetgate_mcp::protocol;
+use fleetgate_mcp::ServerMessageHandler;
+use fleetgate_store::Gateway;
+use http::{HeaderName, HeaderValue};
+use serde_json::{json, Map, Value};
+use std::sync::Arc;
+
+/// Items per page of `*/list` results.
+pub const PAGE_SIZE: usize = 500;
+
+/// What the dispatcher needs from the worker, shared by every request.
+pub struct Core {
+    pub registry: Arc<Registry>,
+    pub federation: Federation,
+}
+
+/// Where a request's upstream sessions live.
+pub enum Upstreams {
+    /// The downstream session's own set, keyed by gateway id.
+    Session(Arc<UpstreamSet>),
+    /// The worker's pool, keyed by principal and gateway (`/rpc`, stateless MCP).
+    Pool,
+}
+
+/// Everything about one request the dispatcher may use.
+pub struct Context {
+    pub principal: Principal,
+    pub scope: Scope,
+    pub upstreams: Upstreams,
+    /// Receives what upstreams send during the call (progress, logging,
+    /// sampling, elicitation) and answers their requests.
+    pub handler: Arc<dyn ServerMessageHandler>,
+    /// Client headers allowed through to upstreams.
+    pub passthrough: Vec<(HeaderName, HeaderValue)>,
+}
+
+/// The methods [`dispatch`] answers.
+pub const METHODS: &[&str] = &[
+    "initialize",
+    "server/discover",
+    "ping",
+    "tools/list",
+    "tools/call",
+    "prompts/list",
+    "prompts/get",
+    "resources/list",
+    "resources/templates/list",
+    "resources/read",
+    "resources/subscribe",
+    "resources/unsubscribe",
+    "completion/complete",
+    "logging/setLevel",
+];
+
+/// Dispatches one request. `initialize` is answered here too; creating a
+/// session for it is the transport's business.
+pub async fn dispatch(
+    core: &Core,
+    ctx: &Context,
+    method: &str,
+    params: Option<Value>,
+) -> Result<Value, RpcError> {
+    let snap = core.registry.snapshot();
+    let idx = snap
+        .scope(&ctx.scope)
+        .ok_or_else(|| RpcError::ServerNotFound(ctx.scope.server_id().unwrap_or("").to_owned()))?;
+    let params = match params {
+        None => Map::new(),
+        Some(Value::Object(m)) => m,
+        Some(_) => return Err(RpcError::InvalidParams("params must be an object".into())),
+    };
+    match method {
+        "initialize" => Ok(initialize_result(&snap, &ctx.scope, &params)),
+        "server/discover" => Ok(discover_result(&snap, &ctx.scope)),
+        "ping" => Ok(json!({})),
+        "tools/list" => list(
+            &params,
+            "tools",
+            idx.tools.iter().map(|t| tool_json(&t.name, &t.item)),
+        ),
+        "tools/call" => {
+            let name = str_param(&params, "name", method)?;
+            let tool = idx
+                .tool(name)
+                .ok_or_else(|| RpcError::ToolNotFound(name.to_owned()))?;
+            let mut up = params.clone();
+            up.insert("name".into(), tool.item.original_name.clone().into());
+            forward(core, ctx, &snap, &tool.item.gateway_id, method, up).await
+        }
+        "prompts/list" => list(
+            &params,
+            "prompts",
+            idx.prompts.iter().map(|p| prompt_json(&p.name, &p.item)),
+        ),
+        "prompts/get" => {
+            let name = str_param(&params, "name", method)?;
+            let prompt = idx
+                .prompt(name)
+                .ok_or_else(|| RpcError::PromptNotFound(name.to_owned()))?;
+            let mut up = params.clone();
+            up.insert("name".into(), prompt.item.original_name.clone().into());
+            forward(core, ctx, &snap, &prompt.item.gateway_id, method, up).await
+        }
+        "resources/list" => list(
+            &params,
+            "resources",
+            idx.resources.iter().map(|r| resource_json(r)),
+        ),
+        "resources/templates/list" => list(
+            &params,
+            "resourceTemplates",
+            idx.templates.iter().map(|t| template_json(t)),
+        ),
+        "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
+            let uri = str_param(&params, "uri", method)?;
+            let gw = resource_gateway(idx, uri)?;
+            forward(core, ctx, &snap, &gw, method, params.clone()).await
+        }
+        "completion/complete" => {
+            let r = params
+                .get("ref")
+                .and_then(Value::as_object)
+                .ok_or_else(|| {
+                    RpcError::InvalidParams("completion/complete needs params.ref".into())
+                })?;
+            let mut up = params.clone();
+            let gw = match r.get("type").and_then(Value::as_str) {
+                Some("ref/prompt") => {
+                    let name = str_param(r, "name", "ref/prompt")?;
+                    let p = idx
+                        .prompt(name)
+                        .ok_or_else(|| RpcError::PromptNotFound(name.to_owned()))?;
+                    let mut r = r.clone();
+                    r.insert("name".into(), p.item.original_name.clone().into());
+                    up.insert("ref".into(), Value::Object(r));
+                    p.item.gateway_id.clone()
+                }
+                Some("ref/resource") => {
+                    resource_gateway(idx, str_param(r, "uri", "ref/resource")?)?
+                }
+                _ => {
+                    return Err(RpcError::InvalidParams(
+                        "params.ref.type must be \"ref/prompt\" or \"ref/resource\"".into(),
+                    ))
+                }
+            };
+            forward(core, ctx, &snap, &gw, method, up).await
+        }
+        "logging/setLevel" => {
+            str_param(&params, "level", method)?;
+            Ok(json!({}))
+        }
+        other => Err(RpcError::MethodNotFound(other.to_owned())),
+    }
+}
+
+fn str_param<'a>(p: &'a Map<String, Value>, key: &str, method: &str) -> Result<&'a str, RpcError> {
+    p.get(key)
+        .and_then(Value::as_str)
+        .ok_or_else(|| RpcError::InvalidParams(format!("{method} needs params.{key} (a string)")))
+}
+
+/// The gateway serving `uri`: a listed resource, or the first template matching it.
+fn resource_gateway(idx: &ScopeIndex, uri: &str) -> Result<String, RpcError> {
+    if let Some(r) = idx.resource(uri) {
+        return Ok(r.gateway_id.clone());
+    }
+    idx.templates
+        .iter()
+        .find(|t| template_matches(&t.uri_template, uri))
+        .map(|t| t.gateway_id.clone())
+        .ok_or_else(|| RpcError::ResourceNotFound(uri.to_owned()))
+}
+
+/// Does `uri` match the RFC 6570 template (literal parts in order, each
+/// `{expression}` standing for a non-empty run of characters)?
+pub fn template_matches(template: &str, uri: &str) -> bool {
+    let mut literals = Vec::new();
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        literals.push(&rest[..open]);
+        let Some(close) = rest[open..].find('}') else {
+            return false;
+        };
+        rest = &rest[open + close + 1..];
+    }
+    literals.push(rest);
+    if literals.len() == 1 {
+        return template == uri;
+    }
+    let Some(mut cur) = uri.strip_prefix(literals[0]) else {
+        return false;
+    };
+    let last = literals.len() - 1;
+    for (i, lit) in literals.iter().enumerate().skip(1) {
+        // The expression before `lit` takes at least one character.
+        let mut chars = cur.chars();
+        if chars.next().is_none() {
+            return false;
+        }
+        let after = chars.as_str();
+        if i == last {
+            return after.ends_with(lit);
+        }
+        match after.find(lit) {
+            Some(k) => cur = &after[k + lit.len()..],
+            None => return false,
+        }
+    }
+    false
+}
+
+async fn forward(
+    core: &Core,
+    ctx: &Context,
+    snap: &Snapshot,
+    gateway_id: &str,
+    method: &str,
+    params: Map<String, Value>,
+) -> Result<Value, RpcError> {
+    let gw: &Arc<Gateway> = snap
+        .gateway(gateway_id)
+        .ok_or_else(|| RpcError::Internal(format!("gateway {gateway_id} is gone")))?;
+    let (set, key) = match &ctx.upstreams {
+        Upstreams::Session(set) => (set.as_ref(), gw.id.clone()),
+        Upstreams::Pool => (
+            &core.federation.pool,
+            format!("{}\0{}", ctx.principal.subject, gw.id),
+        ),
+    };
+    Ok(core
+        .federation
+        .call(
+            set,
+            &key,
+            gw,
+            &ctx.passthrough,
+            method,
+            Some(Value::Object(params)),
+            ctx.handler.as_ref(),
+        )
+        .await?)
+}
+
+/// Cursor pagination over a listing: the cursor is the decimal offset.
+fn list(
+    params: &Map<String, Value>,
+    key: &str,
+    items: impl Iterator<Item = Value>,
+) -> Result<Value, RpcError> {
+    let offset = match params.get("cursor") {
+        None | Some(Value::Null) => 0,
+        Some(Value::String(c)) => c
+            .parse::<usize>()
+            .map_err(|_| RpcError::InvalidParams(format!("invalid cursor {c:?}")))?,
+        Some(_) => return Err(RpcError::InvalidParams("cursor must be a string".into())),
+    };
+    let mut page: Vec<Value> = items.skip(offset).take(PAGE_SIZE + 1).collect();
+    let more = page.len() > PAGE_SIZE;
+    page.truncate(PAGE_SIZE);
+    let mut out = Map::new();
+    out.insert(key.into(), Value::Array(page));
+    if more {
+        out.insert("nextCursor".into(), (offset + PAGE_SIZE).to_string().into());
+    }
+    Ok(Value::Object(out))
+}
+
+fn put_opt(m: &mut Map<String, Value>, k: &str, v: &Option<impl Into<Value> + Clone>) {
+    if let Some(v) = v {
+        m.insert(k.into(), v.clone().into());
+    }
+}
+
+fn tool_json(name: &str, t: &fleetgate_store::Tool) -> Value {
+    let mut m = Map::new();
+    m.insert("name".into(), name.into());
+    put_opt(&mut m, "title", &t.title);
+    put_opt(&mut m, "description", &t.description);
+    m.insert("inputSchema".into(), t.input_schema.clone());
+    put_opt(&mut m, "outputSchema", &t.output_schema);
+    if t.annotations.as_object().is_some_and(|a| !a.is_empty()) {
+        m.insert("annotations".into(), t.annotations.clone());
+    }
+    Value::Object(m)
+}
+
+fn prompt_json(name: &str, p: &fleetgate_store::Prompt) -> Value {
+    let mut m = Map::new();
+    m.insert("name".into(), name.into());
+    put_opt(&mut m, "title", &p.title);
+    put_opt(&mut m, "description", &p.description);
+    if p.arguments.as_array().is_some_and(|a| !a.is_empty()) {
+        m.insert("arguments".into(), p.arguments.clone());
+    }
+    Value::Object(m)
+}
+
+fn resource_json(r: &fleetgate_store::Resource) -> Value {
+    let mut m = Map::new();
+    m.insert("uri".into(), r.uri.clone().into());
+    m.insert("name".into(), r.name.clone().into());
+    put_opt(&mut m, "description", &r.description);
+    put_opt(&mut m, "mimeType", &r.mime_type);
+    put_opt(&mut m, "size", &r.size);
+    Value::Object(m)
+}
+
+fn template_json(t: &fleetgate_store::ResourceTemplate) -> Value {
+    let mut m = Map::new();
+    m.insert("uriTemplate".into(), t.uri_template.clone().into());
+    m.insert("name".into(), t.name.clone().into());
+    put_opt(&mut m, "description", &t.description);
+    put_opt(&mut m, "mimeType", &t.mime_type);
+    Value::Object(m)
+}
+
+fn capabilities() -> Value {
+    json!({
+        "tools": {"listChanged": true},
+        "resources": {"subscribe": true, "listChanged": true},
+        "prompts": {"listChanged": true},
+        "logging": {},
+        "completions": {},
+    })
+}
+
+fn server_info(snap: &Snapshot, scope: &Scope) -> Value {
+    let name = match scope {
+        Scope::All => "fleetgate".to_owned(),
+        Scope::Server(id) => snap
+            .servers
+            .get(id.as_ref())
+            .map(|s| s.name.clone())
+            .unwrap_or_else(|| "fleetgate".into()),
+    };
+    json!({"name": name, "version": env!("CARGO_PKG_VERSION")})
+}
+
+fn initialize_result(snap: &Snapshot, scope: &Scope, params: &Map<String, Value>) -> Value {
+    let asked = params
+        .get("protocolVersion")
+        .and_then(Value::as_str)
+        .unwrap_or(protocol::DEFAULT_PROTOCOL_VERSION_WITHOUT_HEADER);
+    json!({
+        "protocolVersion": protocol::negotiate_version(asked),
+        "capabilities": capabilities(),
+        "serverInfo": server_info(snap, scope),
+    })
+}
+
+fn discover_result(snap: &Snapshot, scope: &Scope) -> Value {
+    json!({
+        "supportedVersions": protocol::SUPPORTED_PROTOCOL_VERSIONS,
+        "capabilities": capabilities(),
+        "serverInfo": server_info(snap, scope),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::template_matches;
+
+    #[test]
+    fn templates_match_uris() {
+        assert!(template_matches(
+            "test://template/{id}/data",
+            "test://template/123/data"
+        ));
+        assert!(!template_matches(
+            "test://template/{id}/data",
+            "test://template//data"
+        ));
+        assert!(!template_matches(
+            "test://template/{id}/data",
+            "test://other/1/data"
+        ));
+        assert!(template_matches("file:///{path}", "file:///a/b.txt"));
+        assert!(template_matches("plain://x", "plain://x"));
+        assert!(!template_matches("plain://x", "plain://y"));
+        assert!(template_matches("a://{x}-{y}", "a://1-2"));
+        assert!(!template_matches("a://{x}-{y}", "a://1-"));
+    }
+}

@@ -1,0 +1,159 @@
+//! Upstream sessions: who opens them, who shares them (nobody), how they are reused.
+//!
+//! An [`UpstreamSet`] maps a key to one live upstream MCP session, opened lazily
+//! (concurrent first calls wait for one `initialize`, they do not race to open
+//! several) and replaced transparently when the upstream forgets it (404).
+//!
+//! - Each downstream MCP session owns a set keyed by gateway id: its upstream
+//!   sessions are never shared with another client, and close with it.
+//! - `/rpc` carries no session; it uses the worker's pool, keyed by principal and
+//!   gateway: reused across calls, never shared between principals.
+
+use fleetgate_mcp::{ServerMessageHandler, UpstreamClient, UpstreamError, UpstreamSession};
+use fleetgate_store::Gateway;
+use http::{HeaderMap, HeaderName, HeaderValue};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+use tokio::sync::OnceCell;
+
+type Cell = Arc<OnceCell<Arc<UpstreamSession>>>;
+
+#[derive(Default)]
+pub struct UpstreamSet {
+    cells: Mutex<HashMap<String, Cell>>,
+}
+
+impl UpstreamSet {
+    fn cell(&self, key: &str) -> Cell {
+        let mut cells = self.cells.lock().unwrap_or_else(PoisonError::into_inner);
+        cells.entry(key.to_owned()).or_default().clone()
+    }
+
+    /// Forgets `key` if it still maps to `cell` (a newer session stays).
+    fn forget(&self, key: &str, cell: &Cell) {
+        let mut cells = self.cells.lock().unwrap_or_else(PoisonError::into_inner);
+        if cells.get(key).is_some_and(|c| Arc::ptr_eq(c, cell)) {
+            cells.remove(key);
+        }
+    }
+
+    /// Every open session, removed from the set (to close them).
+    pub fn take_all(&self) -> Vec<Arc<UpstreamSession>> {
+        let mut cells = self.cells.lock().unwrap_or_else(PoisonError::into_inner);
+        cells
+            .drain()
+            .filter_map(|(_, c)| c.get().cloned())
+            .collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.cells
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .filter(|c| c.initialized())
+            .count()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Talks to upstream gateways.
+pub struct Federation {
+    pub client: UpstreamClient,
+    pub timeout: Duration,
+    /// `/rpc`'s pool: `{principal}\0{gateway id}` → session.
+    pub pool: UpstreamSet,
+}
+
+impl Federation {
+    pub fn new(timeout: Duration) -> Federation {
+        Federation {
+            // fleetgate relays sampling, elicitation and roots to its clients, so it
+            // declares them; a client that lacks one answers the relayed request
+            // with an error, which reaches the upstream as such.
+            client: UpstreamClient::new()
+                .client_info("fleetgate", env!("CARGO_PKG_VERSION"))
+                .capabilities(serde_json::json!({
+                    "sampling": {},
+                    "elicitation": {},
+                    "roots": {"listChanged": false},
+                })),
+            timeout,
+            pool: UpstreamSet::default(),
+        }
+    }
+
+    /// Opens a session to `gateway` (its auth headers plus the caller's
+    /// passthrough headers).
+    pub async fn open(
+        &self,
+        gateway: &Gateway,
+        extra: &[(HeaderName, HeaderValue)],
+    ) -> Result<UpstreamSession, UpstreamError> {
+        let mut headers = HeaderMap::new();
+        for (k, v) in &gateway.auth_headers {
+            if let (Ok(k), Ok(v)) = (HeaderName::try_from(k.as_str()), HeaderValue::from_str(v)) {
+                headers.insert(k, v);
+            }
+        }
+        for (k, v) in extra {
+            headers.insert(k.clone(), v.clone());
+        }
+        self.client
+            .connect(
+                &gateway.url,
+                headers,
+                fleetgate_mcp::protocol::LATEST_STATEFUL_PROTOCOL_VERSION,
+                self.timeout,
+            )
+            .await
+    }
+
+    /// Calls `method` on `gateway` through the session `set[key]`, opening it if
+    /// needed and re-opening it once if the upstream forgot it.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn call(
+        &self,
+        set: &UpstreamSet,
+        key: &str,
+        gateway: &Gateway,
+        extra: &[(HeaderName, HeaderValue)],
+        method: &str,
+        params: Option<Value>,
+        handler: &dyn ServerMessageHandler,
+    ) -> Result<Value, UpstreamError> {
+        let mut retried = false;
+        loop {
+            let cell = set.cell(key);
+            let session = cell
+                .get_or_try_init(|| async { self.open(gateway, extra).await.map(Arc::new) })
+                .await?
+                .clone();
+            match session.request(method, params.clone(), handler).await {
+                Err(e) if e.is_session_expired() && !retried => {
+                    tracing::info!(upstream = %gateway.url, "upstream session expired; opening a new one");
+                    set.forget(key, &cell);
+                    retried = true;
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+/// Closes upstream sessions in the background (DELETE to each upstream).
+pub fn close_all(sessions: Vec<Arc<UpstreamSession>>) {
+    if sessions.is_empty() {
+        return;
+    }
+    tokio::spawn(async move {
+        for s in sessions {
+            let _ = s.close().await;
+        }
+    });
+}

@@ -1,0 +1,20 @@
+//! The gateway proper: registry snapshot, the one dispatcher, federation to
+//! upstream MCP servers, downstream sessions.
+//!
+//! - [`registry`]: the enabled registry, indexed per scope, reloaded on change.
+//! - [`scope`]: [`scope::Principal`] and [`scope::Scope`], the typed context.
+//! - [`dispatch`]: the one JSON-RPC dispatcher and its [`dispatch::Context`].
+//! - [`federation`]: upstream sessions, per downstream session or pooled.
+//! - [`session`]: downstream sessions and the mid-call message relay.
+//! - [`affinity`]: session ids that name their owner; signed forward envelopes.
+//! - [`relay`]: the owner's answer to the client, faithfully (seed 002).
+//! - [`error`]: [`error::RpcError`], mapped to wire codes in one place.
+
+pub mod affinity;
+pub mod dispatch;
+pub mod error;
+pub mod federation;
+pub mod registry;
+pub mod relay;
+pub mod scope;
+pub mod session;

@@ -1,0 +1,206 @@
+//! Relaying a session owner's answer to the client, faithfully (seed 002).
+//!
+//! A 2xx JSON-RPC response or an SSE stream passes through. Anything else becomes
+//! a JSON-RPC error carrying the request's id and the owner's HTTP status; a 2xx
+//! that is not a JSON-RPC response is *not* a success (ContextForge turned some
+//! into `{"result": {}}`). Contract: `tests/vectors/forward-answers.json`.
+
+use bytes::Bytes;
+use fleetgate_mcp::jsonrpc::{self, ErrorObject, Id};
+use serde_json::{json, Value};
+
+/// What the owner did.
+#[derive(Debug)]
+pub enum OwnerAnswer {
+    Answered {
+        status: u16,
+        content_type: String,
+        body: Bytes,
+    },
+    /// No answer before the forward deadline.
+    TimedOut { after_ms: u64 },
+}
+
+/// What the client gets.
+#[derive(Debug, PartialEq)]
+pub struct ClientAnswer {
+    pub status: u16,
+    pub content_type: String,
+    pub body: Bytes,
+}
+
+const EXCERPT: usize = 200;
+
+/// `id` is the forwarded request's id; `None` for a notification or response.
+pub fn relay(answer: OwnerAnswer, id: Option<&Id>) -> ClientAnswer {
+    let (status, content_type, body) = match answer {
+        OwnerAnswer::TimedOut { after_ms } => {
+            return error(
+                504,
+                id,
+                ErrorObject::upstream_unavailable(format!(
+                    "Forwarded request timed out after {after_ms} ms waiting for the session owner"
+                ))
+                .with_data(json!({ "httpStatus": 504 })),
+            )
+        }
+        OwnerAnswer::Answered {
+            status,
+            content_type,
+            body,
+        } => (status, content_type, body),
+    };
+    let pass = || ClientAnswer {
+        status,
+        content_type: content_type.clone(),
+        body: body.clone(),
+    };
+    let parsed: Option<Value> = serde_json::from_slice(&body).ok();
+    if (200..300).contains(&status) {
+        if content_type.starts_with("text/event-stream") {
+            return pass();
+        }
+        let Some(id) = id else {
+            return pass(); // a notification's 202
+        };
+        let is_response = parsed.as_ref().is_some_and(|v| {
+            v.get("jsonrpc").is_some() && (v.get("result").is_some() ^ v.get("error").is_some())
+        }) || parsed.as_ref().is_some_and(Value::is_array);
+        if is_response {
+            return pass();
+        }
+        return error(
+            502,
+            Some(id),
+            ErrorObject::internal_error(format!(
+                "Forwarded request got an invalid answer (HTTP {status}): {}",
+                excerpt(&body)
+            ))
+            .with_data(json!({ "httpStatus": status })),
+        );
+    }
+    // Non-2xx: never a success.
+    if let Some(err) = parsed
+        .as_ref()
+        .and_then(|v| v.get("error"))
+        .and_then(|e| serde_json::from_value::<ErrorObject>(e.clone()).ok())
+    {
+        return error(status, id, err);
+    }
+    let detail = match parsed.as_ref().and_then(|v| v.get("detail")) {
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+        None => excerpt(&body),
+    };
+    let message = if detail.is_empty() {
+        format!("Forwarded request failed (HTTP {status})")
+    } else {
+        format!("Forwarded request failed (HTTP {status}): {detail}")
+    };
+    error(
+        status,
+        id,
+        ErrorObject::new(code_for(status), message).with_data(json!({ "httpStatus": status })),
+    )
+}
+
+/// The JSON-RPC code for an owner's HTTP status.
+fn code_for(status: u16) -> i64 {
+    match status {
+        401 | 403 => jsonrpc::FORBIDDEN,
+        404 => jsonrpc::SESSION_NOT_FOUND,
+        408 | 502..=504 => jsonrpc::UPSTREAM_UNAVAILABLE,
+        400..=499 => jsonrpc::INVALID_REQUEST,
+        _ => jsonrpc::INTERNAL_ERROR,
+    }
+}
+
+fn excerpt(body: &[u8]) -> String {
+    String::from_utf8_lossy(body)
+        .chars()
+        .take(EXCERPT)
+        .collect()
+}
+
+fn error(status: u16, id: Option<&Id>, err: ErrorObject) -> ClientAnswer {
+    ClientAnswer {
+        status,
+        content_type: "application/json".into(),
+        body: Bytes::from(jsonrpc::encode_error(id.unwrap_or(&Id::Null), &err)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every case of the contract, as data.
+    #[test]
+    fn forward_answer_vectors() {
+        let raw = include_str!("../../tests/vectors/forward-answers.json");
+        let doc: Value = serde_json::from_str(raw).unwrap();
+        let id = Id::Number(doc["request_id"].as_i64().unwrap());
+        for case in doc["cases"].as_array().unwrap() {
+            let name = case["name"].as_str().unwrap();
+            let owner = &case["owner"];
+            let answer = if owner["timeout"] == true {
+                OwnerAnswer::TimedOut { after_ms: 30_000 }
+            } else {
+                OwnerAnswer::Answered {
+                    status: owner["status"].as_u64().unwrap() as u16,
+                    content_type: owner["content_type"].as_str().unwrap().into(),
+                    body: Bytes::from(owner["body"].as_str().unwrap().to_owned()),
+                }
+            };
+            let notification = case["request_is_notification"] == true;
+            let got = relay(answer, (!notification).then_some(&id));
+            let want = &case["client"];
+            assert_eq!(
+                got.status as u64,
+                want["status"].as_u64().unwrap(),
+                "{name}"
+            );
+            if let Some(ct) = want["content_type"].as_str() {
+                assert_eq!(got.content_type, ct, "{name}");
+            }
+            if let Some(body) = want["body"].as_str() {
+                assert_eq!(got.body, body.as_bytes(), "{name}");
+            }
+            let Some(expect) = want.get("jsonrpc") else {
+                continue;
+            };
+            let text = std::str::from_utf8(&got.body).unwrap();
+            let msg: Value = if got.content_type.starts_with("text/event-stream") {
+                let data = text.lines().find_map(|l| l.strip_prefix("data: ")).unwrap();
+                serde_json::from_str(data).unwrap()
+            } else {
+                serde_json::from_str(text).unwrap()
+            };
+            assert_eq!(msg["id"], expect["id"], "{name}: {msg}");
+            if let Some(result) = expect.get("result") {
+                assert_eq!(&msg["result"], result, "{name}");
+                continue;
+            }
+            let (e, w) = (&msg["error"], &expect["error"]);
+            assert_eq!(e["code"], w["code"], "{name}: {msg}");
+            if let Some(m) = w.get("message") {
+                assert_eq!(&e["message"], m, "{name}");
+            }
+            for frag in w["message_contains"].as_array().into_iter().flatten() {
+                let m = e["message"].as_str().unwrap();
+                assert!(
+                    m.contains(frag.as_str().unwrap()),
+                    "{name}: {m:?} lacks {frag}"
+                );
+            }
+            if let Some(max) = w["detail_max_chars"].as_u64() {
+                let m = e["message"].as_str().unwrap();
+                let detail = m.split_once("): ").map_or("", |(_, d)| d);
+                assert!(detail.chars().count() as u64 <= max, "{name}: {m}");
+            }
+            if let Some(data) = w.get("data") {
+                assert_eq!(&e["data"], data, "{name}");
+            }
+        }
+    }
+}

@@ -1,0 +1,211 @@
+//! Downstream MCP sessions owned by this worker, and the [`Relay`] that carries
+//! what an upstream sends mid-call to the client and the client's answers back.
+//!
+//! A session holds: the scope it was initialized on (a session opened on
+//! `/servers/A/mcp` does not exist anywhere else), its principal, its upstream
+//! sessions (one per gateway, never shared), its GET stream, and the server→client
+//! requests waiting for the client's answer.
+
+use crate::gateway::federation::{close_all, UpstreamSet};
+use crate::gateway::scope::{Principal, Scope};
+use bytes::Bytes;
+use fleetgate_mcp::client::BoxFuture;
+use fleetgate_mcp::jsonrpc::{self, ErrorObject, Id};
+use fleetgate_mcp::{Notification, Request, ServerMessageHandler};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use tokio::sync::{mpsc, oneshot};
+
+type Answer = Result<Value, ErrorObject>;
+
+pub struct Session {
+    pub id: String,
+    pub scope: Scope,
+    pub principal: Principal,
+    pub protocol_version: String,
+    pub upstreams: Arc<UpstreamSet>,
+    pending: Mutex<HashMap<String, oneshot::Sender<Answer>>>,
+    get_stream: Mutex<Option<mpsc::Sender<Bytes>>>,
+    next_relay_id: AtomicU64,
+}
+
+impl Session {
+    /// Delivers the client's answer to a relayed request; false if nobody waits.
+    pub fn answer(&self, id: &Id, answer: Answer) -> bool {
+        let key = relay_key(id);
+        let waiter = self
+            .pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&key);
+        waiter.is_some_and(|w| w.send(answer).is_ok())
+    }
+
+    /// Installs the GET stream's sender; false if one is already open.
+    pub fn open_stream(&self, tx: mpsc::Sender<Bytes>) -> bool {
+        let mut s = self
+            .get_stream
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if s.as_ref().is_some_and(|old| !old.is_closed()) {
+            return false;
+        }
+        *s = Some(tx);
+        true
+    }
+
+    /// The GET stream, if the client holds one open.
+    pub fn stream(&self) -> Option<mpsc::Sender<Bytes>> {
+        self.get_stream
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .filter(|s| !s.is_closed())
+    }
+}
+
+fn relay_key(id: &Id) -> String {
+    match id {
+        Id::String(s) => s.clone(),
+        other => serde_json::to_string(other).unwrap_or_default(),
+    }
+}
+
+/// Deleted session ids remembered, so a DELETEd session cannot be adopted back.
+const DELETED_KEPT: usize = 100_000;
+
+/// This worker's sessions.
+#[derive(Default)]
+pub struct Sessions {
+    map: RwLock<HashMap<String, Arc<Session>>>,
+    deleted: Mutex<std::collections::VecDeque<String>>,
+}
+
+impl Sessions {
+    /// Creates (or adopts) the session `id`.
+    pub fn create(
+        &self,
+        id: String,
+        scope: Scope,
+        principal: Principal,
+        protocol_version: &str,
+    ) -> Arc<Session> {
+        let s = Arc::new(Session {
+            id,
+            scope,
+            principal,
+            protocol_version: protocol_version.to_owned(),
+            upstreams: Arc::default(),
+            pending: Mutex::default(),
+            get_stream: Mutex::default(),
+            next_relay_id: AtomicU64::new(1),
+        });
+        self.map
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(s.id.clone(), s.clone());
+        s
+    }
+
+    /// The session `id` as seen from `scope`: a session exists only in the scope
+    /// it was initialized in.
+    pub fn get(&self, id: &str, scope: &Scope) -> Option<Arc<Session>> {
+        self.map
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(id)
+            .filter(|s| &s.scope == scope)
+            .cloned()
+    }
+
+    /// Was `id` deleted (recently enough to remember)?
+    pub fn is_deleted(&self, id: &str) -> bool {
+        self.deleted
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .any(|d| d == id)
+    }
+
+    /// Ends a session and closes its upstream sessions.
+    pub fn remove(&self, id: &str) -> Option<Arc<Session>> {
+        {
+            let mut d = self.deleted.lock().unwrap_or_else(PoisonError::into_inner);
+            if d.len() >= DELETED_KEPT {
+                d.pop_front();
+            }
+            d.push_back(id.to_owned());
+        }
+        let s = self
+            .map
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(id)?;
+        close_all(s.upstreams.take_all());
+        Some(s)
+    }
+
+    pub fn len(&self) -> usize {
+        self.map
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Carries an upstream's mid-call messages to the client as JSON-RPC messages
+/// on `tx` (the POST's SSE stream, or the session's GET stream).
+pub struct Relay {
+    pub tx: Option<mpsc::Sender<Bytes>>,
+    pub session: Option<Arc<Session>>,
+}
+
+impl ServerMessageHandler for Relay {
+    fn on_notification(&self, n: Notification) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            if let Some(tx) = &self.tx {
+                let msg = jsonrpc::encode_notification(&n.method, n.params.as_ref());
+                let _ = tx.send(Bytes::from(msg)).await;
+            }
+        })
+    }
+
+    fn on_request(&self, r: Request) -> BoxFuture<'_, Answer> {
+        Box::pin(async move {
+            if r.method == fleetgate_mcp::protocol::methods::PING {
+                return Ok(json!({}));
+            }
+            let (Some(tx), Some(session)) = (&self.tx, &self.session) else {
+                return Err(ErrorObject::new(
+                    jsonrpc::METHOD_NOT_FOUND,
+                    format!(
+                        "{} cannot reach this client: it has no session and no open stream",
+                        r.method
+                    ),
+                ));
+            };
+            let n = session.next_relay_id.fetch_add(1, Ordering::Relaxed);
+            let id = Id::String(format!("fleetgate-{n}"));
+            let (answer_tx, answer_rx) = oneshot::channel();
+            session
+                .pending
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(relay_key(&id), answer_tx);
+            let msg = jsonrpc::encode_request(&id, &r.method, r.params.as_ref());
+            if tx.send(Bytes::from(msg)).await.is_err() {
+                session.answer(&id, Err(ErrorObject::internal_error("")));
+                return Err(ErrorObject::internal_error("the client's stream closed"));
+            }
+            answer_rx
+                .await
+                .unwrap_or_else(|_| Err(ErrorObject::internal_error("the client did not answer")))
+        })
+    }
+}

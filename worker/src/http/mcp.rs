@@ -1,0 +1,596 @@
+//! MCP Streamable HTTP at `/mcp` (scope: everything the caller may see) and
+//! `/servers/{id}/mcp` (scope: that virtual server; an unknown id is 404 before
+//! anything else runs).
+//!
+//! POST carries one JSON-RPC message (or a batch). The answer is JSON, unless the
+//! upstream sends something mid-call (progress, logging, sampling, elicitation)
+//! before the result and the client accepts `text/event-stream`: then the answer
+//! becomes an SSE stream carrying those messages and, last, the result. GET opens
+//! the session's server→client stream; DELETE ends the session.
+
+#![allow(clippy::result_large_err)] // a handler step fails with the Response to send
+
+use crate::gateway::dispatch::{dispatch, Context, Upstreams};
+use crate::gateway::error::RpcError;
+use crate::gateway::scope::{Principal, Scope};
+use crate::gateway::session::{Relay, Session};
+use crate::http::forward::{forward, OwnerUnreachable};
+use crate::state::AppState;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use fleetgate_mcp::jsonrpc::{self, ErrorObject, Id, Message, Parsed};
+use fleetgate_mcp::protocol::{self, meta, methods};
+use fleetgate_mcp::sse;
+use futures_util::stream;
+use serde_json::Value;
+use std::convert::Infallible;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/mcp", post(post_all).get(get_all).delete(delete_all))
+        .route("/mcp/", post(post_all).get(get_all).delete(delete_all))
+        .route(
+            "/servers/{id}/mcp",
+            post(post_server).get(get_server).delete(delete_server),
+        )
+        .route(
+            "/servers/{id}/mcp/",
+            post(post_server).get(get_server).delete(delete_server),
+        )
+}
+
+async fn post_all(State(st): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    handle_post(
+        &st,
+        Scope::All,
+        Principal::anonymous(),
+        &headers,
+        body,
+        false,
+    )
+    .await
+}
+async fn get_all(State(st): State<AppState>, headers: HeaderMap) -> Response {
+    handle_get(&st, Scope::All, Principal::anonymous(), &headers, false).await
+}
+async fn delete_all(State(st): State<AppState>, headers: HeaderMap) -> Response {
+    handle_delete(&st, Scope::All, Principal::anonymous(), &headers, false).await
+}
+async fn post_server(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match server_scope(&st, id) {
+        Ok(scope) => handle_post(&st, scope, Principal::anonymous(), &headers, body, false).await,
+        Err(r) => r,
+    }
+}
+async fn get_server(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    match server_scope(&st, id) {
+        Ok(scope) => handle_get(&st, scope, Principal::anonymous(), &headers, false).await,
+        Err(r) => r,
+    }
+}
+async fn delete_server(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    match server_scope(&st, id) {
+        Ok(scope) => handle_delete(&st, scope, Principal::anonymous(), &headers, false).await,
+        Err(r) => r,
+    }
+}
+
+/// The scope of `/servers/{id}/…`, or 404.
+fn server_scope(st: &AppState, id: String) -> Result<Scope, Response> {
+    let scope = Scope::Server(id.into());
+    match st.core.registry.snapshot().scope(&scope) {
+        Some(_) => Ok(scope),
+        None => Err(detail(StatusCode::NOT_FOUND, "Server not found")),
+    }
+}
+
+pub fn detail(status: StatusCode, msg: &str) -> Response {
+    (status, axum::Json(serde_json::json!({ "detail": msg }))).into_response()
+}
+
+/// A JSON-RPC error answer with an HTTP status.
+pub fn rpc_error(status: StatusCode, id: &Id, err: &ErrorObject) -> Response {
+    json_body(status, jsonrpc::encode_error(id, err))
+}
+
+fn json_body(status: StatusCode, body: Vec<u8>) -> Response {
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(protocol::CONTENT_TYPE_JSON),
+        )],
+        body,
+    )
+        .into_response()
+}
+
+fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    h.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn accepts(h: &HeaderMap, mime: &str) -> bool {
+    header_str(h, "accept").is_some_and(|a| a.contains(mime) || a.contains("*/*"))
+}
+
+fn session_id(h: &HeaderMap) -> Option<&str> {
+    header_str(h, "mcp-session-id").or_else(|| header_str(h, "x-mcp-session-id"))
+}
+
+/// DNS-rebinding protection: `Origin`, when present, and `Host`, when
+/// `MCP_ALLOWED_HOSTS` is set, must be allowed.
+fn check_origin(st: &AppState, h: &HeaderMap) -> Result<(), Response> {
+    let cfg = &st.gateway_cfg;
+    if let Some(origin) = header_str(h, "origin") {
+        let ok = cfg.allowed_origins.iter().any(|o| {
+            o == "*"
+                || origin == o
+                || origin
+                    .strip_prefix(o.as_str())
+                    .is_some_and(|r| r.starts_with(':'))
+        });
+        if !ok {
+            return Err(detail(
+                StatusCode::FORBIDDEN,
+                &format!("Origin {origin} is not allowed (MCP_ALLOWED_ORIGINS)"),
+            ));
+        }
+    }
+    if !cfg.allowed_hosts.is_empty() {
+        let host = header_str(h, "host").unwrap_or("");
+        let bare = host.rsplit_once(':').map_or(host, |(h, _)| h);
+        if !cfg.allowed_hosts.iter().any(|a| a == host || a == bare) {
+            return Err(detail(
+                StatusCode::FORBIDDEN,
+                &format!("Host {host} is not allowed (MCP_ALLOWED_HOSTS)"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The protocol version a request declares: header, or the stateless `_meta` key.
+fn declared_version<'a>(h: &'a HeaderMap, params: Option<&'a Value>) -> Option<&'a str> {
+    header_str(h, "mcp-protocol-version")
+        .or_else(|| params?.get("_meta")?.get(meta::PROTOCOL_VERSION)?.as_str())
+}
+
+fn passthrough(st: &AppState, h: &HeaderMap) -> Vec<(http::HeaderName, HeaderValue)> {
+    st.gateway_cfg
+        .passthrough_headers
+        .iter()
+        .filter_map(|name| {
+            let v = h.get(name.as_str())?;
+            Some((http::HeaderName::try_from(name.as_str()).ok()?, v.clone()))
+        })
+        .collect()
+}
+
+/// POST, whether from a client (`forwarded == false`) or from another worker
+/// on the session owner's behalf (then it is never forwarded again).
+pub async fn handle_post(
+    st: &AppState,
+    scope: Scope,
+    principal: Principal,
+    h: &HeaderMap,
+    body: Bytes,
+    forwarded: bool,
+) -> Response {
+    if let Err(r) = check_origin(st, h) {
+        return r;
+    }
+    if !forwarded {
+        if let Some(r) = route_to_owner(st, Method::POST, &scope, &principal, h, &body).await {
+            return r;
+        }
+    }
+    if !header_str(h, "content-type").is_some_and(|c| c.starts_with(protocol::CONTENT_TYPE_JSON)) {
+        return rpc_error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            &Id::Null,
+            &ErrorObject::invalid_request(
+                "Unsupported Media Type: Content-Type must be application/json",
+            ),
+        );
+    }
+    let msg = match jsonrpc::parse(&body) {
+        Ok(Parsed::Single(m)) => m,
+        Ok(Parsed::Batch(items)) => return handle_batch(st, scope, principal, h, items).await,
+        Err(e) => return rpc_error(StatusCode::BAD_REQUEST, &Id::Null, &e.to_error_object()),
+    };
+    if let Message::Request(r) = &msg {
+        if r.method == methods::INITIALIZE {
+            return initialize(st, scope, principal, r.id.clone(), r.params.clone()).await;
+        }
+    }
+    let params = match &msg {
+        Message::Request(r) => r.params.as_ref(),
+        Message::Notification(n) => n.params.as_ref(),
+        _ => None,
+    };
+    let version = declared_version(h, params);
+    if let Some(v) = version {
+        if !protocol::is_supported_version(v) {
+            return rpc_error(
+                StatusCode::BAD_REQUEST,
+                msg.id().unwrap_or(&Id::Null),
+                &ErrorObject::invalid_request(format!(
+                    "Bad Request: unsupported MCP-Protocol-Version {v}; supported: {}",
+                    protocol::SUPPORTED_PROTOCOL_VERSIONS.join(", ")
+                )),
+            );
+        }
+    }
+    let stateless = version.is_some_and(protocol::is_stateless_version);
+    let session = if stateless {
+        None
+    } else {
+        match resolve_session(st, &scope, &principal, h, msg.id()) {
+            Ok(s) => Some(s),
+            Err(r) => return r,
+        }
+    };
+    match msg {
+        Message::Notification(_) => StatusCode::ACCEPTED.into_response(),
+        Message::Response(r) => {
+            if let Some(s) = &session {
+                s.answer(&r.id, Ok(r.result));
+            }
+            StatusCode::ACCEPTED.into_response()
+        }
+        Message::Error(e) => {
+            if let Some(s) = &session {
+                s.answer(&e.id, Err(e.error));
+            }
+            StatusCode::ACCEPTED.into_response()
+        }
+        Message::Request(r) => {
+            let principal = session.as_ref().map_or(principal, |s| s.principal.clone());
+            run_request(st, scope, principal, session, h, r).await
+        }
+    }
+}
+
+/// Sends the request to the worker owning its session, if that is another one.
+/// `None`: handle it here (no session, ours, or an owner that is gone, whose
+/// session this worker then adopts).
+async fn route_to_owner(
+    st: &AppState,
+    method: Method,
+    scope: &Scope,
+    principal: &Principal,
+    h: &HeaderMap,
+    body: &Bytes,
+) -> Option<Response> {
+    let sid = session_id(h)?;
+    let slot = st.affinity.owner(sid, scope, principal)?;
+    if slot == st.affinity.slot || st.sessions.get(sid, scope).is_some() {
+        return None;
+    }
+    match forward(st, slot, method, scope, principal, h, body.clone()).await {
+        Ok(resp) => Some(resp),
+        Err(OwnerUnreachable) => {
+            tracing::warn!(
+                session = &sid[..sid.len().min(12)],
+                slot,
+                "session owner unreachable; adopting the session here"
+            );
+            None
+        }
+    }
+}
+
+fn resolve_session(
+    st: &AppState,
+    scope: &Scope,
+    principal: &Principal,
+    h: &HeaderMap,
+    id: Option<&Id>,
+) -> Result<Arc<Session>, Response> {
+    let id = id.unwrap_or(&Id::Null);
+    let Some(sid) = session_id(h) else {
+        return Err(rpc_error(
+            StatusCode::BAD_REQUEST,
+            id,
+            &ErrorObject::invalid_request("Bad Request: Mcp-Session-Id header is required"),
+        ));
+    };
+    if let Some(s) = st.sessions.get(sid, scope) {
+        return Ok(s);
+    }
+    // A genuine id this worker does not hold: its owner restarted (or is gone).
+    // Adopt it; upstream sessions are reopened on first use.
+    if st.affinity.owner(sid, scope, principal).is_some() && !st.sessions.is_deleted(sid) {
+        let version = header_str(h, "mcp-protocol-version")
+            .filter(|v| protocol::is_supported_version(v))
+            .unwrap_or(protocol::LATEST_STATEFUL_PROTOCOL_VERSION);
+        tracing::info!(session = &sid[..sid.len().min(12)], "adopting session");
+        return Ok(st
+            .sessions
+            .create(sid.to_owned(), scope.clone(), principal.clone(), version));
+    }
+    Err({
+        rpc_error(
+            StatusCode::NOT_FOUND,
+            id,
+            &ErrorObject::session_not_found("Session not found"),
+        )
+    })
+}
+
+async fn initialize(
+    st: &AppState,
+    scope: Scope,
+    principal: Principal,
+    id: Id,
+    params: Option<Value>,
+) -> Response {
+    let asked = params
+        .as_ref()
+        .and_then(|p| p.get("protocolVersion"))
+        .and_then(Value::as_str)
+        .unwrap_or(protocol::DEFAULT_PROTOCOL_VERSION_WITHOUT_HEADER);
+    let version = protocol::negotiate_version(asked);
+    let ctx = Context {
+        principal: principal.clone(),
+        scope: scope.clone(),
+        upstreams: Upstreams::Pool,
+        handler: Arc::new(Relay {
+            tx: None,
+            session: None,
+        }),
+        passthrough: Vec::new(),
+    };
+    match dispatch(&st.core, &ctx, methods::INITIALIZE, params).await {
+        Ok(result) => {
+            let sid = st.affinity.mint(&scope, &principal);
+            let session = st.sessions.create(sid, scope, principal, version);
+            tracing::debug!(session = &session.id[..8], "session initialized");
+            let mut resp = json_body(StatusCode::OK, jsonrpc::encode_response(&id, &result));
+            if let Ok(v) = HeaderValue::from_str(&session.id) {
+                resp.headers_mut().insert("mcp-session-id", v);
+            }
+            resp
+        }
+        Err(e) => rpc_error(StatusCode::OK, &id, &e.to_error_object()),
+    }
+}
+
+/// Runs one request; answers JSON unless the upstream speaks first and the
+/// client accepts SSE.
+async fn run_request(
+    st: &AppState,
+    scope: Scope,
+    principal: Principal,
+    session: Option<Arc<Session>>,
+    h: &HeaderMap,
+    req: fleetgate_mcp::Request,
+) -> Response {
+    let sse_ok = accepts(h, protocol::CONTENT_TYPE_SSE);
+    let (tx, mut rx) = mpsc::channel::<Bytes>(32);
+    let relay_tx = if sse_ok {
+        Some(tx)
+    } else {
+        session.as_ref().and_then(|s| s.stream())
+    };
+    let ctx = Context {
+        principal,
+        scope,
+        upstreams: match &session {
+            Some(s) => Upstreams::Session(s.upstreams.clone()),
+            None => Upstreams::Pool,
+        },
+        handler: Arc::new(Relay {
+            tx: relay_tx,
+            session: session.clone(),
+        }),
+        passthrough: passthrough(st, h),
+    };
+    let core = st.core.clone();
+    let id = req.id.clone();
+    let mut call = tokio::spawn(async move {
+        let res = dispatch(&core, &ctx, &req.method, req.params).await;
+        answer_bytes(&req.id, res)
+    });
+    tokio::select! {
+        done = &mut call => {
+            let body = done.unwrap_or_else(|_| internal(&id));
+            json_body(StatusCode::OK, body)
+        }
+        Some(first) = rx.recv(), if sse_ok => {
+            // The upstream spoke first: stream everything, then the result.
+            let events = stream::unfold(
+                (Some(first), rx, Some(call), id),
+                |(first, mut rx, call, id)| async move {
+                    if let Some(m) = first {
+                        return Some((event(&m), (None, rx, call, id)));
+                    }
+                    let mut call = call?;
+                    tokio::select! {
+                        Some(m) = rx.recv() => Some((event(&m), (None, rx, Some(call), id))),
+                        done = &mut call => {
+                            let body = done.unwrap_or_else(|_| internal(&id));
+                            Some((event(&body), (None, rx, None, id)))
+                        }
+                    }
+                },
+            );
+            sse_response(Body::from_stream(events))
+        }
+    }
+}
+
+fn answer_bytes(id: &Id, res: Result<Value, RpcError>) -> Vec<u8> {
+    match res {
+        Ok(v) => jsonrpc::encode_response(id, &v),
+        Err(e) => jsonrpc::encode_error(id, &e.to_error_object()),
+    }
+}
+
+fn internal(id: &Id) -> Vec<u8> {
+    jsonrpc::encode_error(
+        id,
+        &ErrorObject::internal_error("the request failed inside the gateway"),
+    )
+}
+
+fn event(json: &[u8]) -> Result<Bytes, Infallible> {
+    Ok(Bytes::from(sse::encode_message_event(
+        None,
+        std::str::from_utf8(json).unwrap_or("{}"),
+    )))
+}
+
+fn sse_response(body: Body) -> Response {
+    (
+        StatusCode::OK,
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(protocol::CONTENT_TYPE_SSE),
+            ),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+async fn handle_batch(
+    st: &AppState,
+    scope: Scope,
+    principal: Principal,
+    h: &HeaderMap,
+    items: Vec<Result<Message, jsonrpc::ParseError>>,
+) -> Response {
+    let session = match resolve_session(st, &scope, &principal, h, None) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let mut out: Vec<Value> = Vec::new();
+    for item in items {
+        match item {
+            Err(e) => out.push(
+                serde_json::from_slice(&jsonrpc::encode_error(&Id::Null, &e.to_error_object()))
+                    .unwrap_or_default(),
+            ),
+            Ok(Message::Request(r)) => {
+                let ctx = Context {
+                    principal: session.principal.clone(),
+                    scope: scope.clone(),
+                    upstreams: Upstreams::Session(session.upstreams.clone()),
+                    handler: Arc::new(Relay {
+                        tx: session.stream(),
+                        session: Some(session.clone()),
+                    }),
+                    passthrough: passthrough(st, h),
+                };
+                let res = dispatch(&st.core, &ctx, &r.method, r.params).await;
+                out.push(serde_json::from_slice(&answer_bytes(&r.id, res)).unwrap_or_default());
+            }
+            Ok(Message::Response(r)) => {
+                session.answer(&r.id, Ok(r.result));
+            }
+            Ok(Message::Error(e)) => {
+                session.answer(&e.id, Err(e.error));
+            }
+            Ok(Message::Notification(_)) => {}
+        }
+    }
+    let _ = principal;
+    if out.is_empty() {
+        return StatusCode::ACCEPTED.into_response();
+    }
+    json_body(StatusCode::OK, serde_json::to_vec(&out).unwrap_or_default())
+}
+
+pub async fn handle_get(
+    st: &AppState,
+    scope: Scope,
+    principal: Principal,
+    h: &HeaderMap,
+    forwarded: bool,
+) -> Response {
+    if let Err(r) = check_origin(st, h) {
+        return r;
+    }
+    if !forwarded {
+        if let Some(r) = route_to_owner(st, Method::GET, &scope, &principal, h, &Bytes::new()).await
+        {
+            return r;
+        }
+    }
+    if !accepts(h, protocol::CONTENT_TYPE_SSE) {
+        return detail(
+            StatusCode::NOT_ACCEPTABLE,
+            "Not Acceptable: GET needs Accept: text/event-stream",
+        );
+    }
+    let session = match resolve_session(st, &scope, &principal, h, None) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let (tx, rx) = mpsc::channel::<Bytes>(64);
+    if !session.open_stream(tx) {
+        return detail(
+            StatusCode::CONFLICT,
+            "Conflict: this session already has a GET stream open",
+        );
+    }
+    let events = stream::unfold(rx, |mut rx| async move {
+        let m = rx.recv().await?;
+        Some((event(&m), rx))
+    });
+    sse_response(Body::from_stream(events))
+}
+
+pub async fn handle_delete(
+    st: &AppState,
+    scope: Scope,
+    principal: Principal,
+    h: &HeaderMap,
+    forwarded: bool,
+) -> Response {
+    if let Err(r) = check_origin(st, h) {
+        return r;
+    }
+    if !forwarded {
+        if let Some(r) =
+            route_to_owner(st, Method::DELETE, &scope, &principal, h, &Bytes::new()).await
+        {
+            return r;
+        }
+    }
+    let Some(sid) = session_id(h) else {
+        return detail(
+            StatusCode::BAD_REQUEST,
+            "Bad Request: Mcp-Session-Id header is required",
+        );
+    };
+    let ours = st.sessions.get(sid, &scope).is_some()
+        || (st.affinity.owner(sid, &scope, &principal).is_some() && !st.sessions.is_deleted(sid));
+    if !ours {
+        return detail(StatusCode::NOT_FOUND, "Session not found");
+    }
+    st.sessions.remove(sid);
+    StatusCode::OK.into_response()
+}

@@ -1,0 +1,106 @@
+//! `POST /rpc`: plain JSON-RPC, ContextForge-compatible, through the same
+//! dispatcher as MCP. `params.server_id` selects a virtual server (it becomes the
+//! typed scope; the dispatcher never reads it from params). No session: upstream
+//! sessions come from the worker's pool, keyed by principal and gateway.
+
+use crate::gateway::dispatch::{dispatch, Context, Upstreams, METHODS};
+use crate::gateway::error::RpcError;
+use crate::gateway::scope::{Principal, Scope};
+use crate::gateway::session::Relay;
+use crate::http::mcp::rpc_error;
+use crate::state::AppState;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use fleetgate_mcp::jsonrpc::{self, ErrorObject, Id, Message};
+use serde_json::{json, Map, Value};
+use std::sync::Arc;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/rpc", post(rpc))
+        .route("/rpc/", post(rpc))
+}
+
+/// ContextForge's older method names.
+fn canonical(method: &str) -> &str {
+    match method {
+        "list_tools" => "tools/list",
+        "list_resources" => "resources/list",
+        "list_resource_templates" => "resources/templates/list",
+        "list_prompts" => "prompts/list",
+        "read_resource" => "resources/read",
+        "get_prompt" => "prompts/get",
+        "call_tool" => "tools/call",
+        other => other,
+    }
+}
+
+async fn rpc(State(st): State<AppState>, body: Bytes) -> Response {
+    let req = match jsonrpc::parse_message(&body) {
+        Ok(Message::Request(r)) => r,
+        Ok(Message::Notification(_)) => return StatusCode::ACCEPTED.into_response(),
+        Ok(_) => {
+            return rpc_error(
+                StatusCode::BAD_REQUEST,
+                &Id::Null,
+                &ErrorObject::invalid_request(
+                    "Invalid Request: /rpc takes requests, not responses",
+                ),
+            )
+        }
+        Err(e) => return rpc_error(StatusCode::BAD_REQUEST, &Id::Null, &e.to_error_object()),
+    };
+    let id = req.id.clone();
+    match run(&st, req).await {
+        Ok(result) => (
+            StatusCode::OK,
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            jsonrpc::encode_response(&id, &result),
+        )
+            .into_response(),
+        Err(e) => rpc_error(e.http_status(), &id, &e.to_error_object()),
+    }
+}
+
+async fn run(st: &AppState, req: fleetgate_mcp::Request) -> Result<Value, RpcError> {
+    let mut params = match req.params {
+        None => Map::new(),
+        Some(Value::Object(m)) => m,
+        Some(_) => return Err(RpcError::InvalidParams("params must be an object".into())),
+    };
+    let scope = match params.remove("server_id") {
+        None | Some(Value::Null) => Scope::All,
+        Some(Value::String(id)) => Scope::Server(id.into()),
+        Some(_) => return Err(RpcError::InvalidParams("server_id must be a string".into())),
+    };
+    let mut method = canonical(&req.method).to_owned();
+    // ContextForge's legacy form: the method is a tool's name, params its arguments.
+    let snap = st.core.registry.snapshot();
+    if let Some(idx) = snap.scope(&scope) {
+        if !METHODS.contains(&method.as_str()) && idx.tool(&method).is_some() {
+            params = json!({ "name": method, "arguments": Value::Object(params) })
+                .as_object()
+                .cloned()
+                .unwrap_or_default();
+            method = "tools/call".into();
+        }
+    }
+    let ctx = Context {
+        principal: Principal::anonymous(),
+        scope,
+        upstreams: Upstreams::Pool,
+        handler: Arc::new(Relay {
+            tx: None,
+            session: None,
+        }),
+        passthrough: Vec::new(),
+    };
+    dispatch(&st.core, &ctx, &method, Some(Value::Object(params))).await
+}
