@@ -19,6 +19,9 @@ fleetgate: a multi-process MCP gateway
 
 USAGE:
     fleetgate [serve]      run the supervisor and its workers (configured by env / .env)
+    fleetgate token --username U --exp MINUTES [--admin] [--server-id ID]
+                    [--permissions a,b] [--ip CIDR,...] [--teams a,b]
+                           print a JWT signed with JWT_SECRET_KEY (or JWT_PRIVATE_KEY_PATH)
     fleetgate --version
     fleetgate --help
 
@@ -31,6 +34,7 @@ fn main() -> ExitCode {
     let code = match args.first().map(String::as_str) {
         None | Some("serve") => serve(),
         Some(cmd) if cmd == WORKER_SUBCOMMAND => fleetgate_worker::run(),
+        Some("token") => token(&args[1..]),
         Some("-h" | "--help" | "help") => {
             print!("{USAGE}");
             0
@@ -45,6 +49,27 @@ fn main() -> ExitCode {
         }
     };
     ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+/// `fleetgate token …`: mints a token with the configured key.
+fn token(args: &[String]) -> i32 {
+    let cfg = match Config::from_process_env() {
+        Ok(cfg) => cfg,
+        Err(errors) => {
+            eprintln!("fleetgate: {errors}");
+            return EXIT_CONFIG;
+        }
+    };
+    match fleetgate_worker::auth::token_cli(args, &cfg.auth) {
+        Ok(token) => {
+            println!("{token}");
+            0
+        }
+        Err(e) => {
+            eprintln!("fleetgate token: {e}");
+            EXIT_CONFIG
+        }
+    }
 }
 
 fn serve() -> i32 {

@@ -10,6 +10,9 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 
+/// The JWT secret every test fleet uses.
+pub const TEST_SECRET: &str = "fleetgate-test-secret-0123456789abcdef0123";
+
 /// Path of the `fleetgate` binary under test, built with `test-hooks`.
 ///
 /// `scripts/test.sh` builds it first; when a test runs alone (`cargo test …`), it
@@ -69,6 +72,11 @@ impl FleetBuilder {
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("PORT", "0")
             .env("LOG_LEVEL", "info")
+            // Tests opt into authentication (`.env("AUTH_REQUIRED", "true")`);
+            // the secret is always the test one.
+            .env("AUTH_REQUIRED", "false")
+            .env("MCP_REQUIRE_AUTH", "false")
+            .env("JWT_SECRET_KEY", TEST_SECRET)
             .current_dir(self.cwd.clone().unwrap_or_else(|| dir.path.clone()))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -8,6 +8,7 @@ use crate::gateway::affinity::Affinity;
 use crate::gateway::dispatch::Core;
 use crate::gateway::federation::Federation;
 use crate::gateway::registry::Registry;
+use crate::http::auth::Gate;
 use crate::serve::{serve, Drain, ServeOptions};
 use crate::state::{AppState, WorkerInfo};
 use fleetgate_shared::config::Config;
@@ -132,11 +133,22 @@ async fn serve_until_stopped(
         Ok(s) => s,
         Err(e) => return boot_error(&control, &format!("database: {e}")),
     };
+    let gate = match Gate::new(cfg.auth.clone()) {
+        Ok(g) => Arc::new(g),
+        Err(e) => return boot_error(&control, &format!("auth: {e}")),
+    };
+    match store
+        .revoked_since(chrono::DateTime::<chrono::Utc>::UNIX_EPOCH)
+        .await
+    {
+        Ok(all) => gate.add_revoked(all.into_iter().map(|r| r.jti)),
+        Err(e) => return boot_error(&control, &format!("database: {e}")),
+    }
     let registry = match Registry::load(store).await {
         Ok(r) => Arc::new(r),
         Err(e) => return boot_error(&control, &format!("database: {e}")),
     };
-    spawn_registry_poll(registry.clone(), cfg.gateway.registry_poll);
+    spawn_registry_poll(registry.clone(), gate.clone(), cfg.gateway.registry_poll);
     let core = Arc::new(Core {
         registry,
         federation: Federation::new(cfg.gateway.upstream_timeout),
@@ -157,6 +169,7 @@ async fn serve_until_stopped(
         sessions: Arc::default(),
         gateway_cfg: Arc::new(cfg.gateway.clone()),
         affinity: affinity.clone(),
+        gate,
     };
     let internal = match affinity.socket_path(info.slot) {
         Some(path) => match bind_internal(&path) {
@@ -260,23 +273,41 @@ async fn serve_until_stopped(
     0
 }
 
-/// Keeps the registry snapshot in step with the database (changes made by
-/// other workers and hosts).
-fn spawn_registry_poll(registry: Arc<Registry>, every: Duration) {
+/// Keeps the registry snapshot and the revoked token ids in step with the
+/// database (changes made by other workers and hosts): one cheap counter read
+/// per tick, more only when something changed.
+fn spawn_registry_poll(registry: Arc<Registry>, gate: Arc<Gate>, every: Duration) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut failing = false;
+        let mut revocations = None;
+        let mut since = chrono::Utc::now();
         loop {
             tick.tick().await;
-            match registry.refresh(false).await {
+            let polled = async {
+                let v = registry.store.versions().await?;
+                if v.registry != registry.snapshot().version {
+                    registry.refresh(true).await?;
+                }
+                if revocations != Some(v.revocations) {
+                    // Overlap the window: a revocation's timestamp precedes its commit.
+                    let from = since - chrono::Duration::seconds(5);
+                    since = chrono::Utc::now();
+                    let fresh = registry.store.revoked_since(from).await?;
+                    gate.add_revoked(fresh.into_iter().map(|r| r.jti));
+                    revocations = Some(v.revocations);
+                }
+                Ok::<(), fleetgate_store::StoreError>(())
+            };
+            match polled.await {
                 Ok(()) if failing => {
                     tracing::info!("database reachable again");
                     failing = false;
                 }
                 Ok(()) => {}
                 Err(e) if !failing => {
-                    tracing::warn!(error = %e, "cannot refresh the registry; serving the last snapshot");
+                    tracing::warn!(error = %e, "cannot poll the database; serving the last snapshot");
                     failing = true;
                 }
                 Err(_) => {}

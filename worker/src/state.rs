@@ -4,6 +4,7 @@ use crate::control::Control;
 use crate::gateway::affinity::Affinity;
 use crate::gateway::dispatch::Core;
 use crate::gateway::session::Sessions;
+use crate::http::auth::Gate;
 use fleetgate_shared::config::GatewayConfig;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -16,6 +17,7 @@ pub struct AppState {
     pub sessions: Arc<Sessions>,
     pub gateway_cfg: Arc<GatewayConfig>,
     pub affinity: Arc<Affinity>,
+    pub gate: Arc<Gate>,
 }
 
 /// Who this worker is and how it is doing.

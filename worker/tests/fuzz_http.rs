@@ -12,6 +12,7 @@ use fleetgate_worker::gateway::affinity::Affinity;
 use fleetgate_worker::gateway::dispatch::Core;
 use fleetgate_worker::gateway::federation::Federation;
 use fleetgate_worker::gateway::registry::Registry;
+use fleetgate_worker::http::auth::Gate;
 use fleetgate_worker::state::{AppState, WorkerInfo};
 use proptest::prelude::*;
 use serde_json::Value;
@@ -40,10 +41,17 @@ fn app() -> axum::Router {
             let url = format!("sqlite:{}", dir.join("fuzz.db").display());
             let store = fleetgate_store::connect(Some(&url)).await.unwrap();
             store.migrate().await.unwrap();
-            let cfg = Config::load(&HashMap::from([(
-                "MAX_REQUEST_BODY_BYTES".to_owned(),
-                "65536".to_owned(),
-            )]))
+            let env = [
+                ("MAX_REQUEST_BODY_BYTES", "65536"),
+                // The transport and dispatcher are what is fuzzed here.
+                ("AUTH_REQUIRED", "false"),
+                ("MCP_REQUIRE_AUTH", "false"),
+            ];
+            let cfg = Config::load(
+                &env.iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect::<HashMap<_, _>>(),
+            )
             .unwrap();
             let core = Arc::new(Core {
                 registry: Arc::new(Registry::load(store).await.unwrap()),
@@ -61,6 +69,7 @@ fn app() -> axum::Router {
                     None,
                     Duration::from_secs(1),
                 )),
+                gate: Arc::new(Gate::new(cfg.auth.clone()).unwrap()),
             })
         })
     })

@@ -12,8 +12,9 @@ use super::AuthError;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
-/// A verified token's meaning.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A verified token's meaning. Serializable: it travels, signed, inside the
+/// envelope of a request forwarded to a session's owner.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claims {
     /// The principal: `sub`, `username`, `email` or `user.email`, first present.
     pub sub: String,
@@ -34,7 +35,7 @@ pub struct Claims {
 }
 
 /// Which team-owned items a token may see.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TeamScope {
     /// Admin with `"teams": null`: no team filtering (ContextForge's `None`).
     All,

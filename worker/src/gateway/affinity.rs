@@ -13,6 +13,7 @@
 //! owner trusts the envelope because of the signature, never because of a header
 //! or the socket it arrived on.
 
+use crate::auth::Claims;
 use crate::gateway::scope::{Principal, Scope};
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
@@ -42,8 +43,8 @@ pub struct Envelope {
     pub method: String,
     /// `None` for everything (`/mcp`), else the virtual server id.
     pub scope: Option<String>,
-    pub subject: String,
-    pub is_admin: bool,
+    /// The caller's verified claims (the receiving worker verified the token).
+    pub claims: Claims,
     /// The client's headers that matter to the owner.
     pub headers: Vec<(String, String)>,
     /// Unix milliseconds after which the owner drops it.
@@ -60,10 +61,7 @@ impl Envelope {
     }
 
     pub fn principal(&self) -> Principal {
-        Principal {
-            subject: self.subject.clone(),
-            is_admin: self.is_admin,
-        }
+        Principal::new(self.claims.clone())
     }
 
     pub fn expired(&self) -> bool {
@@ -112,7 +110,7 @@ impl Affinity {
             slot.as_bytes(),
             random.as_bytes(),
             scope.server_id().unwrap_or("*").as_bytes(),
-            principal.subject.as_bytes(),
+            principal.subject().as_bytes(),
         ]);
         hex(&m.finalize().into_bytes()[..12])
     }
@@ -122,6 +120,11 @@ impl Affinity {
         let random = uuid::Uuid::new_v4().simple().to_string();
         let mac = self.session_mac(self.slot, &random, scope, principal);
         format!("{}_{random}_{mac}", self.slot)
+    }
+
+    /// The slot an id names, unverified: for routing only (the owner verifies).
+    pub fn slot_hint(&self, id: &str) -> Option<u32> {
+        id.split('_').next()?.parse().ok()
     }
 
     /// The owner's slot, if `id` is a genuine id for this scope and principal.
@@ -226,10 +229,10 @@ mod tests {
             None,
             "bound to its scope"
         );
-        let other = Principal {
-            subject: "mallory".into(),
-            is_admin: false,
-        };
+        let other = Principal::new(Claims {
+            sub: "mallory".into(),
+            ..Claims::anonymous()
+        });
         assert_eq!(
             aff(0).owner(&id, &a, &other),
             None,
@@ -251,8 +254,10 @@ mod tests {
         let env = Envelope {
             method: "POST".into(),
             scope: Some("a".into()),
-            subject: "alice".into(),
-            is_admin: false,
+            claims: Claims {
+                sub: "alice".into(),
+                ..Claims::anonymous()
+            },
             headers: vec![("mcp-session-id".into(), "x".into())],
             deadline_ms: now_ms() + 10_000,
             request_id: "r1".into(),
@@ -260,9 +265,13 @@ mod tests {
         let (e, s) = aff(0).seal(&env, b"body");
         assert_eq!(aff(1).open(&e, &s, b"body").unwrap(), env);
         assert_eq!(aff(1).open(&e, &s, b"other body"), Err("bad signature"));
+        let admin = Claims {
+            is_admin: true,
+            ..env.claims.clone()
+        };
         let (e2, _) = aff(0).seal(
             &Envelope {
-                is_admin: true,
+                claims: admin,
                 ..env.clone()
             },
             b"body",

@@ -69,6 +69,9 @@ pub async fn dispatch(
     method: &str,
     params: Option<Value>,
 ) -> Result<Value, RpcError> {
+    if let Err(denied) = crate::auth::authorize_mcp(&ctx.principal.claims, method) {
+        return Err(RpcError::Forbidden(denied.to_string()));
+    }
     let snap = core.registry.snapshot();
     let idx = snap
         .scope(&ctx.scope)
@@ -234,7 +237,7 @@ async fn forward(
         Upstreams::Session(set) => (set.as_ref(), gw.id.clone()),
         Upstreams::Pool => (
             &core.federation.pool,
-            format!("{}\0{}", ctx.principal.subject, gw.id),
+            format!("{}\0{}", ctx.principal.subject(), gw.id),
         ),
     };
     Ok(core

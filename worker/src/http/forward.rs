@@ -68,8 +68,7 @@ pub async fn forward(
     let env = Envelope {
         method: method.to_string(),
         scope: scope.server_id().map(str::to_owned),
-        subject: principal.subject.clone(),
-        is_admin: principal.is_admin,
+        claims: (*principal.claims).clone(),
         headers,
         deadline_ms: now_ms() + aff.forward_timeout.as_millis() as u64,
         request_id: uuid::Uuid::new_v4().simple().to_string(),
@@ -180,6 +179,10 @@ fn build(
 
 /// Connects to the owner's socket, waiting briefly for a replacement to bind it.
 async fn connect(path: &std::path::Path) -> Option<UnixStream> {
+    // No socket at all: no worker ever held that slot (a made-up id).
+    if !path.exists() {
+        return None;
+    }
     let deadline = Instant::now() + OWNER_WAIT;
     loop {
         match UnixStream::connect(path).await {

@@ -45,58 +45,74 @@ pub fn routes() -> Router<AppState> {
         )
 }
 
-async fn post_all(State(st): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    handle_post(
-        &st,
-        Scope::All,
-        Principal::anonymous(),
-        &headers,
-        body,
-        false,
-    )
-    .await
+async fn post_all(
+    State(st): State<AppState>,
+    who: Principal,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match scoped(&who, Scope::All) {
+        Ok(scope) => handle_post(&st, scope, who, &headers, body, false).await,
+        Err(r) => r,
+    }
 }
-async fn get_all(State(st): State<AppState>, headers: HeaderMap) -> Response {
-    handle_get(&st, Scope::All, Principal::anonymous(), &headers, false).await
+async fn get_all(State(st): State<AppState>, who: Principal, headers: HeaderMap) -> Response {
+    match scoped(&who, Scope::All) {
+        Ok(scope) => handle_get(&st, scope, who, &headers, false).await,
+        Err(r) => r,
+    }
 }
-async fn delete_all(State(st): State<AppState>, headers: HeaderMap) -> Response {
-    handle_delete(&st, Scope::All, Principal::anonymous(), &headers, false).await
+async fn delete_all(State(st): State<AppState>, who: Principal, headers: HeaderMap) -> Response {
+    match scoped(&who, Scope::All) {
+        Ok(scope) => handle_delete(&st, scope, who, &headers, false).await,
+        Err(r) => r,
+    }
 }
 async fn post_server(
     State(st): State<AppState>,
+    who: Principal,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    match server_scope(&st, id) {
-        Ok(scope) => handle_post(&st, scope, Principal::anonymous(), &headers, body, false).await,
+    match server_scope(&st, &who, id) {
+        Ok(scope) => handle_post(&st, scope, who, &headers, body, false).await,
         Err(r) => r,
     }
 }
 async fn get_server(
     State(st): State<AppState>,
+    who: Principal,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    match server_scope(&st, id) {
-        Ok(scope) => handle_get(&st, scope, Principal::anonymous(), &headers, false).await,
+    match server_scope(&st, &who, id) {
+        Ok(scope) => handle_get(&st, scope, who, &headers, false).await,
         Err(r) => r,
     }
 }
 async fn delete_server(
     State(st): State<AppState>,
+    who: Principal,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    match server_scope(&st, id) {
-        Ok(scope) => handle_delete(&st, scope, Principal::anonymous(), &headers, false).await,
+    match server_scope(&st, &who, id) {
+        Ok(scope) => handle_delete(&st, scope, who, &headers, false).await,
         Err(r) => r,
     }
 }
 
+/// The scope the caller gets on this path (a server-scoped token is confined
+/// to its server), or 403.
+fn scoped(who: &Principal, asked: Scope) -> Result<Scope, Response> {
+    who.effective_scope(asked)
+        .map_err(|e| rpc_error(StatusCode::FORBIDDEN, &Id::Null, &e.to_error_object()))
+}
+
 /// The scope of `/servers/{id}/…`, or 404.
-fn server_scope(st: &AppState, id: String) -> Result<Scope, Response> {
-    let scope = Scope::Server(id.into());
+fn server_scope(st: &AppState, who: &Principal, id: String) -> Result<Scope, Response> {
+    let scope = scoped(who, Scope::Server(id.into()))?;
     match st.core.registry.snapshot().scope(&scope) {
         Some(_) => Ok(scope),
         None => Err(detail(StatusCode::NOT_FOUND, "Server not found")),
@@ -282,7 +298,9 @@ async fn route_to_owner(
     body: &Bytes,
 ) -> Option<Response> {
     let sid = session_id(h)?;
-    let slot = st.affinity.owner(sid, scope, principal)?;
+    // Route by the slot the id names; the owner checks the MAC and the
+    // principal (so a stranger gets the owner's 403/404, on every worker).
+    let slot = st.affinity.slot_hint(sid)?;
     if slot == st.affinity.slot || st.sessions.get(sid, scope).is_some() {
         return None;
     }
@@ -315,6 +333,14 @@ fn resolve_session(
         ));
     };
     if let Some(s) = st.sessions.get(sid, scope) {
+        // A session belongs to the principal that initialized it (admins excepted).
+        if s.principal.subject() != principal.subject() && !principal.is_admin() {
+            return Err(rpc_error(
+                StatusCode::FORBIDDEN,
+                id,
+                &ErrorObject::forbidden("Session access denied"),
+            ));
+        }
         return Ok(s);
     }
     // A genuine id this worker does not hold: its owner restarted (or is gone).

@@ -1,6 +1,7 @@
 //! The routes. Every response names the worker that produced it
 //! (`x-fleetgate-worker`), and every request counts toward `MAX_REQUESTS`.
 
+pub mod auth;
 pub mod forward;
 mod health;
 pub mod mcp;
@@ -8,6 +9,7 @@ mod rest;
 mod rpc;
 #[cfg(feature = "test-hooks")]
 mod test_hooks;
+mod tokens;
 
 use crate::state::AppState;
 use axum::extract::{Request, State};
@@ -25,10 +27,15 @@ pub fn router(state: AppState) -> Router {
         .merge(health::routes())
         .merge(mcp::routes())
         .merge(rpc::routes())
-        .merge(rest::routes());
+        .merge(rest::routes())
+        .merge(tokens::routes());
     #[cfg(feature = "test-hooks")]
     let app = app.merge(test_hooks::routes());
-    app.layer(axum::extract::DefaultBodyLimit::max(
+    app.layer(middleware::from_fn_with_state(
+        state.clone(),
+        auth::authenticate,
+    ))
+    .layer(axum::extract::DefaultBodyLimit::max(
         state.gateway_cfg.max_body_bytes,
     ))
     .layer(middleware::from_fn_with_state(state.clone(), account))

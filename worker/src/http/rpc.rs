@@ -39,7 +39,7 @@ fn canonical(method: &str) -> &str {
     }
 }
 
-async fn rpc(State(st): State<AppState>, body: Bytes) -> Response {
+async fn rpc(State(st): State<AppState>, who: Principal, body: Bytes) -> Response {
     let req = match jsonrpc::parse_message(&body) {
         Ok(Message::Request(r)) => r,
         Ok(Message::Notification(_)) => return StatusCode::ACCEPTED.into_response(),
@@ -55,7 +55,7 @@ async fn rpc(State(st): State<AppState>, body: Bytes) -> Response {
         Err(e) => return rpc_error(StatusCode::BAD_REQUEST, &Id::Null, &e.to_error_object()),
     };
     let id = req.id.clone();
-    match run(&st, req).await {
+    match run(&st, who, req).await {
         Ok(result) => (
             StatusCode::OK,
             [(
@@ -69,17 +69,22 @@ async fn rpc(State(st): State<AppState>, body: Bytes) -> Response {
     }
 }
 
-async fn run(st: &AppState, req: fleetgate_mcp::Request) -> Result<Value, RpcError> {
+async fn run(
+    st: &AppState,
+    who: Principal,
+    req: fleetgate_mcp::Request,
+) -> Result<Value, RpcError> {
     let mut params = match req.params {
         None => Map::new(),
         Some(Value::Object(m)) => m,
         Some(_) => return Err(RpcError::InvalidParams("params must be an object".into())),
     };
-    let scope = match params.remove("server_id") {
+    let asked = match params.remove("server_id") {
         None | Some(Value::Null) => Scope::All,
         Some(Value::String(id)) => Scope::Server(id.into()),
         Some(_) => return Err(RpcError::InvalidParams("server_id must be a string".into())),
     };
+    let scope = who.effective_scope(asked)?;
     let mut method = canonical(&req.method).to_owned();
     // ContextForge's legacy form: the method is a tool's name, params its arguments.
     let snap = st.core.registry.snapshot();
@@ -93,7 +98,7 @@ async fn run(st: &AppState, req: fleetgate_mcp::Request) -> Result<Value, RpcErr
         }
     }
     let ctx = Context {
-        principal: Principal::anonymous(),
+        principal: who,
         scope,
         upstreams: Upstreams::Pool,
         handler: Arc::new(Relay {

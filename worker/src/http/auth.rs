@@ -1,0 +1,156 @@
+//! The one authentication gate, in front of every public route.
+//!
+//! bearer → verify (signature, iss, aud, exp, jti) → revocation → the token's
+//! scopes against the request (server, IP, time, REST permission) → a typed
+//! [`Principal`] in the request's extensions. Handlers take the principal as an
+//! extractor, so a handler that needs one cannot run without this gate. What a
+//! principal may do per JSON-RPC method is checked once more, in the dispatcher.
+//!
+//! Errors: REST paths answer `{"detail": …}`; MCP paths and `/rpc` answer a
+//! JSON-RPC error -32003; both with 401 (and `WWW-Authenticate: Bearer`) or 403.
+
+use crate::auth::{
+    anonymous_allowed, authorize_rest, bearer, client_ip, is_mcp_path, unix_now, AuthError, Claims,
+    RequestFacts, Verifier,
+};
+use crate::gateway::scope::Principal;
+use crate::state::AppState;
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use fleetgate_mcp::jsonrpc::{self, ErrorObject, Id};
+use fleetgate_shared::config::AuthConfig;
+use std::collections::HashSet;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{PoisonError, RwLock};
+
+/// Verification keys, settings, and the revoked token ids this worker knows.
+pub struct Gate {
+    pub cfg: AuthConfig,
+    verifier: Verifier,
+    revoked: RwLock<HashSet<String>>,
+}
+
+impl Gate {
+    pub fn new(cfg: AuthConfig) -> Result<Gate, AuthError> {
+        Ok(Gate {
+            verifier: Verifier::new(&cfg)?,
+            cfg,
+            revoked: RwLock::default(),
+        })
+    }
+
+    pub fn is_revoked(&self, jti: &str) -> bool {
+        self.revoked
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(jti)
+    }
+
+    pub fn add_revoked(&self, jtis: impl IntoIterator<Item = String>) {
+        self.revoked
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend(jtis);
+    }
+}
+
+/// Open to everyone, token or not.
+fn open_path(path: &str) -> bool {
+    matches!(
+        path,
+        "/" | "/health" | "/ready" | "/metrics" | "/openapi.json" | "/docs"
+    )
+}
+
+/// Paths whose errors are JSON-RPC.
+fn speaks_jsonrpc(path: &str) -> bool {
+    is_mcp_path(path) || path == "/rpc" || path == "/rpc/"
+}
+
+pub async fn authenticate(State(st): State<AppState>, mut req: Request, next: Next) -> Response {
+    let path = req.uri().path().to_owned();
+    if open_path(&path) {
+        return next.run(req).await;
+    }
+    let jsonrpc = speaks_jsonrpc(&path);
+    let gate = &st.gate;
+    let authz = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let claims = match bearer(authz) {
+        Err(e) => return refuse(jsonrpc, e.status(), &e.to_string(), true),
+        Ok(None) if anonymous_allowed(&gate.cfg, is_mcp_path(&path)) => Claims::anonymous(),
+        Ok(None) => {
+            let e = AuthError::Missing;
+            return refuse(jsonrpc, e.status(), &e.to_string(), true);
+        }
+        Ok(Some(token)) => match gate.verifier.verify(token, unix_now()) {
+            Err(e) => return refuse(jsonrpc, e.status(), &e.to_string(), true),
+            Ok(c) if c.jti.as_deref().is_some_and(|j| gate.is_revoked(j)) => {
+                let e = AuthError::Revoked;
+                return refuse(jsonrpc, e.status(), &e.to_string(), true);
+            }
+            Ok(c) => c,
+        },
+    };
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), |c| c.0.ip());
+    let xff: Vec<&str> = req
+        .headers()
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    let xff = xff.join(",");
+    let facts = RequestFacts {
+        method: req.method().as_str(),
+        path: &path,
+        client_ip: client_ip(
+            peer,
+            (!xff.is_empty()).then_some(xff.as_str()),
+            &gate.cfg.trusted_proxies,
+        ),
+        now: unix_now(),
+    };
+    if let Err(denied) = authorize_rest(&claims, &facts, &gate.cfg) {
+        return refuse(jsonrpc, StatusCode::FORBIDDEN, &denied.to_string(), false);
+    }
+    req.extensions_mut().insert(Principal::new(claims));
+    next.run(req).await
+}
+
+fn refuse(jsonrpc: bool, status: StatusCode, why: &str, challenge: bool) -> Response {
+    let mut resp = if jsonrpc {
+        crate::http::mcp::rpc_error(status, &Id::Null, &ErrorObject::forbidden(why))
+    } else {
+        crate::http::mcp::detail(status, why)
+    };
+    if challenge && status == StatusCode::UNAUTHORIZED {
+        resp.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    resp
+}
+
+/// A handler taking a `Principal` only runs behind [`authenticate`]; without
+/// it (a wiring mistake) the request is refused, never served anonymously.
+impl<S: Send + Sync> FromRequestParts<S> for Principal {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        parts.extensions.get::<Principal>().cloned().ok_or_else(|| {
+            let err = ErrorObject::forbidden("not authenticated");
+            (
+                StatusCode::UNAUTHORIZED,
+                jsonrpc::encode_error(&Id::Null, &err),
+            )
+                .into_response()
+        })
+    }
+}
