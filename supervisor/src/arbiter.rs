@@ -101,6 +101,9 @@ pub fn run(cfg: Config) -> i32 {
             return 1;
         }
     };
+    if cfg.auth.is_default_secret() {
+        tracing::warn!("JWT_SECRET_KEY is the well-known development default; set your own before exposing fleetgate");
+    }
     announce(&listener, &cfg);
     let config_json = serde_json::to_string(&cfg).unwrap_or_default();
     let target = cfg.server.workers;

@@ -53,6 +53,44 @@ async fn fleet_with_upstream(
     (fleet, up, sid)
 }
 
+/// Sums the named counters over all `n` workers' `/metrics`.
+async fn metric_sums(fleet: &Fleet, n: usize, names: &[&str; 2]) -> (u64, u64) {
+    let client = fresh_client();
+    let mut per_worker = std::collections::BTreeMap::new();
+    for _ in 0..(n * 30) {
+        let text = client
+            .get(fleet.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let worker = text
+            .lines()
+            .find_map(|l| l.split("worker=\"").nth(1))
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap()
+            .to_owned();
+        per_worker.insert(worker, text);
+        if per_worker.len() == n {
+            break;
+        }
+    }
+    assert_eq!(per_worker.len(), n, "scraped every worker");
+    let sum = |name: &str| -> u64 {
+        per_worker
+            .values()
+            .flat_map(|t| t.lines())
+            .filter(|l| l.starts_with(&format!("{name}{{")))
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+            .sum()
+    };
+    (sum(names[0]), sum(names[1]))
+}
+
 fn fresh_mcp(url: String) -> McpClient {
     let mut c = McpClient::new(url);
     c.http = fresh_client();
@@ -82,7 +120,26 @@ async fn every_request_of_a_session_is_served_by_its_owner() {
         assert_eq!(a.result()["content"][0]["text"], format!("m{i}"), "{a:?}");
         answered.insert(a.headers["x-fleetgate-worker"].to_str().unwrap().to_owned());
     }
-    assert_eq!(answered, BTreeSet::from([owner]), "only the owner answers");
+    assert_eq!(
+        answered,
+        BTreeSet::from([owner.clone()]),
+        "only the owner answers"
+    );
+    // /metrics agrees: other workers forwarded, the owner served.
+    let (forwards, served) = metric_sums(
+        &fleet,
+        4,
+        &[
+            "fleetgate_forwards_unix_total",
+            "fleetgate_forwarded_served_total",
+        ],
+    )
+    .await;
+    assert!(
+        forwards >= 20,
+        "most of 60 requests over 4 workers were forwarded: {forwards}"
+    );
+    assert_eq!(forwards, served, "every forward was served by the owner");
     assert_eq!(
         up.stats().sessions_initialized,
         1,

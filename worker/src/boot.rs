@@ -170,6 +170,7 @@ async fn serve_until_stopped(
         gateway_cfg: Arc::new(cfg.gateway.clone()),
         affinity: affinity.clone(),
         gate,
+        metrics: Arc::default(),
     };
     let internal = match affinity.socket_path(info.slot) {
         Some(path) => match bind_internal(&path) {

@@ -9,6 +9,7 @@
 //!   in-flight requests within `GRACEFUL_TIMEOUT`, then force).
 //! - [`gateway`]: registry, the one dispatcher, federation, sessions.
 //! - [`http`]: the routes.
+//! - [`metrics`]: per-worker counters for `/metrics`.
 //! - [`state`]: `AppState`, the `Clone` bundle of `Arc` handles every route gets.
 
 pub mod auth;
@@ -16,6 +17,7 @@ pub mod boot;
 pub mod control;
 pub mod gateway;
 pub mod http;
+pub mod metrics;
 pub mod serve;
 pub mod state;
 

@@ -5,6 +5,7 @@ use crate::gateway::affinity::Affinity;
 use crate::gateway::dispatch::Core;
 use crate::gateway::session::Sessions;
 use crate::http::auth::Gate;
+use crate::metrics::Metrics;
 use fleetgate_shared::config::GatewayConfig;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -18,6 +19,7 @@ pub struct AppState {
     pub gateway_cfg: Arc<GatewayConfig>,
     pub affinity: Arc<Affinity>,
     pub gate: Arc<Gate>,
+    pub metrics: Arc<Metrics>,
 }
 
 /// Who this worker is and how it is doing.

@@ -70,6 +70,7 @@ fn app() -> axum::Router {
                     Duration::from_secs(1),
                 )),
                 gate: Arc::new(Gate::new(cfg.auth.clone()).unwrap()),
+                metrics: Arc::default(),
             })
         })
     })

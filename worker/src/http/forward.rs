@@ -100,6 +100,7 @@ pub async fn forward(
             return Err(OwnerUnreachable);
         }
         Err(_) => {
+            crate::metrics::Metrics::inc(&st.metrics.forward_timeouts);
             let a = relay(
                 OwnerAnswer::TimedOut {
                     after_ms: timeout.as_millis() as u64,
@@ -228,6 +229,7 @@ async fn forwarded(
             headers.insert(k, v);
         }
     }
+    crate::metrics::Metrics::inc(&st.metrics.forwarded_served);
     let (scope, principal) = (env.scope(), env.principal());
     let mut resp = match method {
         Method::POST => mcp::handle_post(&st, scope, principal, &headers, body, true).await,

@@ -15,6 +15,7 @@ use crate::gateway::error::RpcError;
 use crate::gateway::scope::{Principal, Scope};
 use crate::gateway::session::{Relay, Session};
 use crate::http::forward::{forward, OwnerUnreachable};
+use crate::metrics::Metrics;
 use crate::state::AppState;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
@@ -304,9 +305,11 @@ async fn route_to_owner(
     if slot == st.affinity.slot || st.sessions.get(sid, scope).is_some() {
         return None;
     }
+    Metrics::inc(&st.metrics.forwards_unix);
     match forward(st, slot, method, scope, principal, h, body.clone()).await {
         Ok(resp) => Some(resp),
         Err(OwnerUnreachable) => {
+            Metrics::inc(&st.metrics.forward_failures);
             tracing::warn!(
                 session = &sid[..sid.len().min(12)],
                 slot,
@@ -341,6 +344,7 @@ fn resolve_session(
                 &ErrorObject::forbidden("Session access denied"),
             ));
         }
+        Metrics::inc(&st.metrics.session_local_hits);
         return Ok(s);
     }
     // A genuine id this worker does not hold: its owner restarted (or is gone).
@@ -350,6 +354,7 @@ fn resolve_session(
             .filter(|v| protocol::is_supported_version(v))
             .unwrap_or(protocol::LATEST_STATEFUL_PROTOCOL_VERSION);
         tracing::info!(session = &sid[..sid.len().min(12)], "adopting session");
+        Metrics::inc(&st.metrics.sessions_adopted);
         return Ok(st
             .sessions
             .create(sid.to_owned(), scope.clone(), principal.clone(), version));
@@ -390,6 +395,7 @@ async fn initialize(
         Ok(result) => {
             let sid = st.affinity.mint(&scope, &principal);
             let session = st.sessions.create(sid, scope, principal, version);
+            Metrics::inc(&st.metrics.sessions_created);
             tracing::debug!(session = &session.id[..8], "session initialized");
             let mut resp = json_body(StatusCode::OK, jsonrpc::encode_response(&id, &result));
             if let Ok(v) = HeaderValue::from_str(&session.id) {

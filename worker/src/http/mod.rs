@@ -46,6 +46,7 @@ pub fn router(state: AppState) -> Router {
 async fn account(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let info = &state.worker;
     let served = info.requests.fetch_add(1, Ordering::Relaxed) + 1;
+    crate::metrics::Metrics::inc(&state.metrics.http_requests);
     if info.max_requests > 0 && served >= info.max_requests {
         state.control.request_retirement();
     }
