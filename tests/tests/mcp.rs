@@ -407,3 +407,61 @@ async fn upstream_timeouts_and_outages_are_32001_naming_the_upstream() {
         "{down:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stateless_2026_07_28_needs_no_session() {
+    let fleet = one_worker();
+    let up = upstream("nosession").await;
+    register(&fleet, "nosession", &up).await;
+    let mut c = McpClient::new(fleet.url("/mcp"));
+    c.protocol_version = "2026-07-28".into();
+    let d = c.request("server/discover", json!({})).await;
+    assert_eq!(d.status, 200, "{d:?}");
+    let versions = d.result()["supportedVersions"].as_array().unwrap();
+    assert!(versions.iter().any(|v| v == "2026-07-28"), "{d:?}");
+    assert!(
+        d.headers.get("mcp-session-id").is_none(),
+        "no session is minted"
+    );
+    let listed = names(c.request("tools/list", json!({})).await.result());
+    assert!(listed.contains(&"nosession-echo".to_owned()), "{listed:?}");
+    let r = c
+        .call_tool("nosession-echo", json!({"text": "stateless"}))
+        .await;
+    assert_eq!(r["content"][0]["text"], "stateless");
+    // The version may also travel in _meta instead of the header.
+    c.protocol_version = "2025-06-18".into();
+    let meta = c
+        .post_raw(
+            json!({"jsonrpc": "2.0", "id": 9, "method": "tools/list",
+                "params": {"_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28"}}})
+            .to_string(),
+            "application/json",
+        )
+        .await;
+    assert_eq!(
+        meta.status, 400,
+        "the header (2025-06-18, sessionful) wins and needs a session: {meta:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allowlisted_headers_pass_through_to_the_upstream() {
+    let fleet = one_worker();
+    let up = upstream("hdr").await;
+    let gw = register(&fleet, "hdr", &up).await;
+    let name = exposed(&fleet, &gw, "echo_headers").await;
+    let mut c = McpClient::new(fleet.url("/mcp"))
+        .header("x-tenant-id", "tenant-42")
+        .header("x-not-allowed", "secret");
+    c.initialize().await;
+    let r = c.call_tool(&name, json!({})).await.to_string();
+    assert!(
+        r.contains("tenant-42"),
+        "x-tenant-id is on the allowlist: {r}"
+    );
+    assert!(
+        !r.contains("secret"),
+        "other headers are not forwarded: {r}"
+    );
+}
