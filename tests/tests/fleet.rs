@@ -107,15 +107,14 @@ async fn a_killed_worker_is_replaced_within_two_seconds() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn term_lets_the_request_in_flight_finish_then_exits_zero() {
-    let mut fleet = Fleet::builder()
-        .env("WORKERS", "1")
-        .env("GRACEFUL_TIMEOUT", "20")
-        .start();
+/// Starts `GET /__test/slow?ms=…` and returns once the worker has it in flight.
+async fn slow_request_in_flight(
+    fleet: &Fleet,
+    ms: u64,
+) -> tokio::task::JoinHandle<reqwest::Result<serde_json::Value>> {
     let client = fresh_client();
     let slow = tokio::spawn({
-        let (client, url) = (client.clone(), fleet.url("/__test/slow?ms=1500"));
+        let (client, url) = (client.clone(), fleet.url(&format!("/__test/slow?ms={ms}")));
         async move {
             client
                 .get(url)
@@ -139,6 +138,16 @@ async fn term_lets_the_request_in_flight_finish_then_exits_zero() {
         },
     )
     .await;
+    slow
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn term_lets_the_request_in_flight_finish_then_exits_zero() {
+    let mut fleet = Fleet::builder()
+        .env("WORKERS", "1")
+        .env("GRACEFUL_TIMEOUT", "20")
+        .start();
+    let slow = slow_request_in_flight(&fleet, 1500).await;
     fleet.signal(Signal::SIGTERM);
     let body = slow
         .await
@@ -156,25 +165,7 @@ async fn quit_stops_fast_without_waiting_for_requests() {
         .env("WORKERS", "1")
         .env("GRACEFUL_TIMEOUT", "60")
         .start();
-    let client = fresh_client();
-    let slow = tokio::spawn({
-        let (client, url) = (client.clone(), fleet.url("/__test/slow?ms=30000"));
-        async move { client.get(url).send().await }
-    });
-    eventually(
-        Duration::from_secs(5),
-        "the slow request in flight",
-        || async {
-            let r = client
-                .get(fleet.url("/__test/inflight"))
-                .send()
-                .await
-                .ok()?;
-            let v: serde_json::Value = r.json().await.ok()?;
-            (v["in_flight"] == 1).then_some(())
-        },
-    )
-    .await;
+    let slow = slow_request_in_flight(&fleet, 30_000).await;
     fleet.signal(Signal::SIGQUIT);
     let status = tokio::task::block_in_place(|| fleet.wait_exit(Duration::from_secs(5)))
         .expect("QUIT does not wait for the 30 s request");
