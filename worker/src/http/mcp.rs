@@ -443,13 +443,12 @@ async fn run_request(
         let res = dispatch(&core, &ctx, &req.method, req.params).await;
         answer_bytes(&req.id, res)
     });
+    // `biased`, messages first: whatever the upstream sent before its result
+    // must reach the client before the result does (and turns the answer into
+    // an SSE stream).
     tokio::select! {
-        done = &mut call => {
-            let body = done.unwrap_or_else(|_| internal(&id));
-            json_body(StatusCode::OK, body)
-        }
+        biased;
         Some(first) = rx.recv(), if sse_ok => {
-            // The upstream spoke first: stream everything, then the result.
             let events = stream::unfold(
                 (Some(first), rx, Some(call), id),
                 |(first, mut rx, call, id)| async move {
@@ -458,6 +457,7 @@ async fn run_request(
                     }
                     let mut call = call?;
                     tokio::select! {
+                        biased;
                         Some(m) = rx.recv() => Some((event(&m), (None, rx, Some(call), id))),
                         done = &mut call => {
                             let body = done.unwrap_or_else(|_| internal(&id));
@@ -467,6 +467,10 @@ async fn run_request(
                 },
             );
             sse_response(Body::from_stream(events))
+        }
+        done = &mut call => {
+            let body = done.unwrap_or_else(|_| internal(&id));
+            json_body(StatusCode::OK, body)
         }
     }
 }
