@@ -120,11 +120,16 @@ if [ "$ONLY" = all ] || [ "$ONLY" = gateway ]; then
   mcp=$("$LOAD" --url "http://$ADDR/servers/$SID/mcp" -c "$CONNS" -d "$SECS" --post "$CALL" --mcp-session "${HDR[@]}")
   t2=$(cpu_ticks "$SUP")
   row "/servers/{id}/mcp (sessions)" "$mcp"
+  fwd=$("$LOAD" --url "http://$ADDR/servers/$SID/mcp" -c "$CONNS" -d "$SECS" --post "$CALL" --mcp-session --forwarded "${HDR[@]}")
+  row "  same, 100% forwarded (unix)" "$fwd"
   echo
-  python3 - "$direct" "$rpc" "$mcp" "$((t1 - t0))" "$((t2 - t1))" "$(getconf CLK_TCK)" <<'PY'
+  python3 - "$direct" "$rpc" "$mcp" "$((t1 - t0))" "$((t2 - t1))" "$(getconf CLK_TCK)" "$fwd" <<'PY'
 import json, sys
 d, r, m = (json.loads(a) for a in sys.argv[1:4])
 rt, mt, hz = int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
+f = json.loads(sys.argv[7])
+print(f"forwarding: +{f['p50_us'] - m['p50_us']} µs at p50 over local; "
+      f"throughput {100 * f['rps'] / max(m['rps'], 1):.0f}% of all-local")
 for label, x, ticks in (("/rpc", r, rt), ("/servers/{id}/mcp", m, mt)):
     ratio = x["rps"] / d["rps"] if d["rps"] else 0
     cpu_us = ticks / hz * 1e6 / max(x["requests"], 1)

@@ -10,7 +10,11 @@
 //!                [--post BODY] [-H 'name: value']... [--mcp-session]
 //! ```
 //! `--mcp-session`: each connection first sends BODY-independent MCP `initialize`
-//! (+ `notifications/initialized`) and then carries its `Mcp-Session-Id`.
+//! (+ `notifications/initialized`) and then carries its `Mcp-Session-Id`. With
+//! keep-alive, the worker that holds the connection owns the session: every
+//! request is served locally. `--forwarded` (with `--mcp-session`): each client
+//! initializes on one connection, then sends its load on another connection that
+//! landed on a *different* worker, so every request is forwarded to its owner.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -30,12 +34,13 @@ struct Opts {
     body: Option<Bytes>,
     headers: Vec<(String, String)>,
     mcp_session: bool,
+    forwarded: bool,
 }
 
 fn parse_args() -> Result<Opts, String> {
     let mut args = std::env::args().skip(1);
     let (mut url, mut conns, mut secs, mut fresh, mut body) = (None, 32, 5.0, false, None);
-    let (mut headers, mut mcp_session) = (Vec::new(), false);
+    let (mut headers, mut mcp_session, mut forwarded) = (Vec::new(), false, false);
     while let Some(a) = args.next() {
         let mut val = || args.next().ok_or_else(|| format!("{a} needs a value"));
         match a.as_str() {
@@ -45,6 +50,7 @@ fn parse_args() -> Result<Opts, String> {
             "--fresh" => fresh = true,
             "--post" => body = Some(Bytes::from(val()?)),
             "--mcp-session" => mcp_session = true,
+            "--forwarded" => forwarded = true,
             "-H" | "--header" => {
                 let h = val()?;
                 let (k, v) = h.split_once(':').ok_or("-H expects 'name: value'")?;
@@ -65,6 +71,7 @@ fn parse_args() -> Result<Opts, String> {
         body,
         headers,
         mcp_session,
+        forwarded,
     })
 }
 
@@ -141,9 +148,13 @@ async fn send(
     Ok((status, worker, session))
 }
 
-async fn mcp_handshake(o: &Opts, sender: &mut Sender) -> Result<Option<String>, String> {
+/// Initializes a session; returns it and the worker that owns it.
+async fn mcp_handshake(
+    o: &Opts,
+    sender: &mut Sender,
+) -> Result<(Option<String>, Option<String>), String> {
     let init = r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"fleetgate-load","version":"0"}}}"#;
-    let (status, _, session) = send(sender, request(o, None, Some(Bytes::from(init)))).await?;
+    let (status, owner, session) = send(sender, request(o, None, Some(Bytes::from(init)))).await?;
     if status != 200 {
         return Err(format!("initialize answered {status}"));
     }
@@ -153,7 +164,29 @@ async fn mcp_handshake(o: &Opts, sender: &mut Sender) -> Result<Option<String>, 
         request(o, session.as_deref(), Some(Bytes::from(note))),
     )
     .await?;
-    Ok(session)
+    Ok((session, owner))
+}
+
+/// A connection accepted by a worker other than `owner` (probing `/health`).
+async fn connection_elsewhere(o: &Opts, owner: &str) -> Result<Sender, String> {
+    let authority = o.url.authority().map(|a| a.as_str()).unwrap_or("localhost");
+    let health: hyper::Uri = format!("http://{authority}/health")
+        .parse()
+        .map_err(|e| format!("{e}"))?;
+    let probe = Opts {
+        url: health,
+        body: None,
+        fresh: false,
+        ..o.clone()
+    };
+    for _ in 0..200 {
+        let mut s = connect(&o.url).await?;
+        let (_, worker, _) = send(&mut s, request(&probe, None, None)).await?;
+        if worker.as_deref().is_some_and(|w| w != owner) {
+            return Ok(s);
+        }
+    }
+    Err("no connection reached another worker (is WORKERS > 1?)".into())
 }
 
 async fn client(o: Opts, until: Instant) -> Stats {
@@ -177,7 +210,18 @@ async fn client(o: Opts, until: Instant) -> Stats {
         let Some(s) = sender.as_mut() else { continue };
         if o.mcp_session && session.is_none() {
             match mcp_handshake(&o, s).await {
-                Ok(sid) => session = sid,
+                Ok((sid, owner)) => {
+                    session = sid;
+                    if o.forwarded {
+                        match connection_elsewhere(&o, owner.as_deref().unwrap_or("")).await {
+                            Ok(other) => sender = Some(other),
+                            Err(e) => {
+                                fail(&mut st, e);
+                                return st;
+                            }
+                        }
+                    }
+                }
                 Err(e) => {
                     fail(&mut st, e);
                     sender = None;
@@ -188,6 +232,7 @@ async fn client(o: Opts, until: Instant) -> Stats {
                 continue;
             }
         }
+        let Some(s) = sender.as_mut() else { continue };
         let t0 = Instant::now();
         match send(s, request(&o, session.as_deref(), o.body.clone())).await {
             Ok((status, worker, _)) if (200..300).contains(&status) => {
@@ -261,6 +306,7 @@ fn main() {
         "p99_us": pct(0.99),
         "max_us": lat.last().copied().unwrap_or(0),
         "workers": all.workers,
+        "forwarded": o.forwarded,
     });
     println!("{out}");
 }
