@@ -63,7 +63,18 @@ async fn wait_workers(fleet: &Fleet, n: usize) -> BTreeSet<u32> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_workers_share_the_socket() {
-    let fleet = Fleet::builder().env("WORKERS", "3").start();
+    let dir = fleetgate_tests::fleet::tempdir::Dir::new("addr");
+    let addr_file = dir.path.join("addr");
+    let fleet = Fleet::builder()
+        .env("WORKERS", "3")
+        .env("ADDR_FILE", addr_file.display().to_string())
+        .start();
+    let written = std::fs::read_to_string(&addr_file).unwrap();
+    assert_eq!(
+        written.trim(),
+        fleet.addr,
+        "ADDR_FILE holds the bound address"
+    );
     let workers = wait_workers(&fleet, 3).await;
     let answered = distinct_pids(&fleet, 3).await;
     assert_eq!(
