@@ -80,6 +80,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::jsonrpc::{
     self, ErrorObject, ErrorResponse, Id, Message, Notification, Parsed, Request, METHOD_NOT_FOUND,
 };
+use crate::legacy::{self, Legacy, Orphans, LEGACY_PROTOCOL_VERSION};
 use crate::protocol::{
     self, error_codes, meta, methods, LATEST_STATEFUL_PROTOCOL_VERSION, MCP_METHOD, MCP_NAME,
     MCP_PROTOCOL_VERSION, MCP_SESSION_ID, STATEFUL_PROTOCOL_VERSIONS, STATELESS_PROTOCOL_VERSION,
@@ -119,7 +120,7 @@ pub trait ServerMessageHandler: Send + Sync {
     }
 }
 
-fn default_answer(request: &Request) -> Result<Value, ErrorObject> {
+pub(crate) fn default_answer(request: &Request) -> Result<Value, ErrorObject> {
     if request.method == methods::PING {
         Ok(json!({}))
     } else {
@@ -231,9 +232,10 @@ pub enum UpstreamError {
         /// The deadline that passed.
         after: Duration,
     },
-    /// The upstream answered 404 to a request carrying its session id: the
-    /// session is gone and a new one must be initialized.
-    #[error("upstream {url} no longer knows session {session_id} (HTTP 404); a new session must be initialized")]
+    /// The upstream answered 404 to a request carrying its session id (or,
+    /// on the legacy SSE transport, the session's stream closed): the session
+    /// is gone and a new one must be initialized.
+    #[error("upstream {url} no longer knows session {session_id} (HTTP 404, or its SSE stream closed); a new session must be initialized")]
     SessionExpired {
         /// The upstream URL.
         url: String,
@@ -314,6 +316,19 @@ pub struct Discovered {
     pub prompts: Vec<Value>,
 }
 
+/// How an upstream is reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Transport {
+    /// Streamable HTTP (2025-03-26 and later): one endpoint for POST, GET and
+    /// DELETE.
+    #[default]
+    StreamableHttp,
+    /// The legacy HTTP+SSE transport of 2024-11-05: the URL is the SSE
+    /// endpoint (by convention `http://host/sse`); its first event names the
+    /// endpoint messages are POSTed to. See [`crate::legacy`].
+    Sse,
+}
+
 /// Connection pool plus fleetgate's identity towards upstreams.
 #[derive(Debug, Clone)]
 pub struct UpstreamClient {
@@ -374,7 +389,8 @@ impl UpstreamClient {
         self
     }
 
-    /// Opens a session with the upstream MCP endpoint `url`.
+    /// Opens a session with the upstream MCP endpoint `url` over Streamable
+    /// HTTP.
     ///
     /// `headers` (authorization, …) go on every HTTP request of the session;
     /// `protocol_version` is the version to ask for; `timeout` bounds the
@@ -386,7 +402,62 @@ impl UpstreamClient {
         protocol_version: &str,
         timeout: Duration,
     ) -> Result<UpstreamSession, UpstreamError> {
+        self.connect_with_transport(
+            url,
+            Transport::StreamableHttp,
+            headers,
+            protocol_version,
+            timeout,
+        )
+        .await
+    }
+
+    /// [`connect`](Self::connect) over the given transport.
+    ///
+    /// With [`Transport::Sse`], `url` is the upstream's SSE endpoint: the
+    /// session opens the GET stream, waits for its `endpoint` event (which
+    /// must name a URI on the same origin as `url`, so credentials never
+    /// travel elsewhere), then POSTs `initialize` and
+    /// `notifications/initialized` there. The stateless version is not
+    /// available on that transport: asking for it asks for
+    /// [`LATEST_STATEFUL_PROTOCOL_VERSION`] instead, and `2024-11-05` may be
+    /// asked for and answered. The returned session works as any other.
+    pub async fn connect_with_transport(
+        &self,
+        url: &str,
+        transport: Transport,
+        headers: HeaderMap,
+        protocol_version: &str,
+        timeout: Duration,
+    ) -> Result<UpstreamSession, UpstreamError> {
         check_url(url)?;
+        if transport == Transport::Sse {
+            let version = if protocol::is_stateless_version(protocol_version) {
+                LATEST_STATEFUL_PROTOCOL_VERSION
+            } else {
+                protocol_version
+            };
+            if !(protocol::is_supported_version(version) || version == LEGACY_PROTOCOL_VERSION) {
+                return Err(UpstreamError::Protocol {
+                    url: url.to_owned(),
+                    reason: format!(
+                        "fleetgate does not speak MCP protocol version {version:?} on the SSE transport"
+                    ),
+                });
+            }
+            return match tokio::time::timeout(
+                timeout,
+                self.connect_legacy(url, &headers, version, timeout),
+            )
+            .await
+            {
+                Ok(r) => r,
+                Err(_) => Err(UpstreamError::Timeout {
+                    url: url.to_owned(),
+                    after: timeout,
+                }),
+            };
+        }
         if !protocol::is_supported_version(protocol_version) {
             return Err(UpstreamError::Protocol {
                 url: url.to_owned(),
@@ -466,7 +537,147 @@ impl UpstreamClient {
             client_capabilities: self.capabilities.clone(),
             max_body_bytes: self.max_body_bytes,
             max_event_bytes: self.max_event_bytes,
+            legacy: None,
         })
+    }
+
+    /// The legacy SSE handshake: GET the stream, read `endpoint`, start the
+    /// reader, `initialize`, `notifications/initialized`.
+    async fn connect_legacy(
+        &self,
+        url: &str,
+        headers: &HeaderMap,
+        protocol_version: &str,
+        timeout: Duration,
+    ) -> Result<UpstreamSession, UpstreamError> {
+        let mut inner = self.inner(url, headers, protocol_version, None, false, false)?;
+        let mut get_headers = headers.clone();
+        get_headers.insert(ACCEPT, HeaderValue::from_static(protocol::CONTENT_TYPE_SSE));
+        let mut resp = inner.send(self.http.get(url).headers(get_headers)).await?;
+        let status = resp.status();
+        if !status.is_success() {
+            return Err(inner.http_error(status, resp).await);
+        }
+        let content_type = resp
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .map(|v| v.trim().to_ascii_lowercase())
+            .unwrap_or_default();
+        if content_type != protocol::CONTENT_TYPE_SSE {
+            return Err(inner.protocol(format!(
+                "its SSE endpoint answered GET with content type {content_type:?}; expected text/event-stream (is this the server's SSE URL, e.g. http://host/sse?)"
+            )));
+        }
+        let mut decoder = SseDecoder::with_max_event_size(self.max_event_bytes);
+        let mut events = Vec::new();
+        let (endpoint, rest) = 'found: loop {
+            let chunk = resp.chunk().await.map_err(|e| {
+                inner.network_error(&e, "the SSE stream broke before its endpoint event")
+            })?;
+            let Some(chunk) = chunk else {
+                return Err(
+                    inner.protocol("its SSE stream ended before the endpoint event".to_owned())
+                );
+            };
+            decoder
+                .feed(&chunk, &mut events)
+                .map_err(|e| inner.protocol(format!("its SSE stream: {e}")))?;
+            if let Some(i) = events
+                .iter()
+                .position(|ev| ev.event.as_deref() == Some(legacy::ENDPOINT_EVENT))
+            {
+                let rest = events.split_off(i + 1);
+                let endpoint = events.pop().map(|ev| ev.data).unwrap_or_default();
+                if i > 0 {
+                    tracing::warn!(
+                        upstream = url,
+                        skipped = i,
+                        "skipping SSE events sent before the endpoint event"
+                    );
+                }
+                break 'found (endpoint, rest);
+            }
+            if !events.is_empty() {
+                tracing::warn!(
+                    upstream = url,
+                    skipped = events.len(),
+                    "skipping SSE events sent before the endpoint event"
+                );
+                events.clear();
+            }
+        };
+        let base = reqwest::Url::parse(url)
+            .map_err(|e| inner.protocol(format!("not a valid URL: {e}")))?;
+        let endpoint_url = base.join(endpoint.trim()).map_err(|e| {
+            inner.protocol(format!("its endpoint event {endpoint:?} is not a URI: {e}"))
+        })?;
+        if endpoint_url.origin() != base.origin() {
+            return Err(inner.protocol(format!(
+                "its endpoint event names {endpoint_url}, on another origin; fleetgate only posts to the SSE endpoint's origin"
+            )));
+        }
+        let session_id = legacy::session_id_of(&endpoint_url);
+        let endpoint = endpoint_url.to_string();
+        let dispatch = Arc::new(legacy::Dispatch::default());
+        let orphans = Orphans {
+            http: self.http.clone(),
+            endpoint: endpoint.clone(),
+            headers: inner.base_headers.clone(),
+            url: url.to_owned(),
+        };
+        let reader = tokio::spawn(legacy::read(
+            resp,
+            decoder,
+            rest,
+            Arc::clone(&dispatch),
+            orphans,
+        ))
+        .abort_handle();
+        inner.session_id = Some(session_id);
+        inner.legacy = Some(Legacy {
+            endpoint,
+            dispatch,
+            reader,
+        });
+        let params = json!({
+            "protocolVersion": protocol_version,
+            "capabilities": self.capabilities,
+            "clientInfo": self.client_info,
+        });
+        let (result, _) = inner
+            .call(
+                &Id::Number(0),
+                methods::INITIALIZE,
+                Some(&params),
+                &NoopHandler,
+            )
+            .await?;
+        let negotiated = match result.get("protocolVersion").and_then(Value::as_str) {
+            Some(v) if STATEFUL_PROTOCOL_VERSIONS.contains(&v) || v == LEGACY_PROTOCOL_VERSION => {
+                v.to_owned()
+            }
+            Some(v) => {
+                return Err(inner.protocol(format!(
+                    "the upstream chose protocol version {v:?}, which fleetgate does not speak (it asked for {protocol_version})"
+                )))
+            }
+            None => {
+                return Err(inner.protocol(
+                    "the initialize result has no string `protocolVersion`".to_owned(),
+                ))
+            }
+        };
+        inner.protocol_version = negotiated;
+        inner
+            .post_message(
+                &jsonrpc::encode_notification(methods::INITIALIZED, None),
+                methods::INITIALIZED,
+                None,
+            )
+            .await?;
+        Ok(UpstreamSession::from_init(result, inner, timeout))
     }
 
     async fn initialize(
@@ -523,21 +734,7 @@ impl UpstreamClient {
                 None,
             )
             .await?;
-        Ok(UpstreamSession {
-            server_capabilities: result
-                .get("capabilities")
-                .cloned()
-                .unwrap_or_else(|| json!({})),
-            server_info: result.get("serverInfo").cloned().unwrap_or(Value::Null),
-            instructions: result
-                .get("instructions")
-                .and_then(Value::as_str)
-                .map(str::to_owned),
-            init_result: result,
-            inner: Arc::new(inner),
-            timeout,
-            next_id: AtomicI64::new(1),
-        })
+        Ok(UpstreamSession::from_init(result, inner, timeout))
     }
 
     /// `Ok(None)`: the upstream is a legacy (initialize-based) server.
@@ -671,12 +868,32 @@ pub struct UpstreamSession {
 }
 
 impl UpstreamSession {
-    /// The upstream MCP endpoint.
+    /// A session from an `initialize` result.
+    fn from_init(result: Value, inner: Inner, timeout: Duration) -> UpstreamSession {
+        UpstreamSession {
+            server_capabilities: result
+                .get("capabilities")
+                .cloned()
+                .unwrap_or_else(|| json!({})),
+            server_info: result.get("serverInfo").cloned().unwrap_or(Value::Null),
+            instructions: result
+                .get("instructions")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            init_result: result,
+            inner: Arc::new(inner),
+            timeout,
+            next_id: AtomicI64::new(1),
+        }
+    }
+
+    /// The upstream MCP endpoint (for the SSE transport: the SSE URL).
     pub fn url(&self) -> &str {
         &self.inner.url
     }
 
-    /// The upstream's `Mcp-Session-Id`, if it minted one.
+    /// The upstream's `Mcp-Session-Id`, if it minted one (for the SSE
+    /// transport: the `session_id` of its endpoint URI).
     pub fn session_id(&self) -> Option<&str> {
         self.inner.session_id.as_deref()
     }
@@ -684,6 +901,15 @@ impl UpstreamSession {
     /// The version in use (negotiated, or the stateless one).
     pub fn protocol_version(&self) -> &str {
         &self.inner.protocol_version
+    }
+
+    /// How the session talks to its upstream.
+    pub fn transport(&self) -> Transport {
+        if self.inner.legacy.is_some() {
+            Transport::Sse
+        } else {
+            Transport::StreamableHttp
+        }
     }
 
     /// `true` for a stateless (2026-07-28) upstream.
@@ -793,8 +1019,14 @@ impl UpstreamSession {
 
     /// Ends the session with an HTTP DELETE. A 404 (already gone) or 405 (the
     /// upstream does not allow it) counts as done. Nothing is sent for a
-    /// stateless upstream or one that minted no session id.
+    /// stateless upstream or one that minted no session id. On the SSE
+    /// transport, closing the stream ends the session.
     pub async fn close(&self) -> Result<(), UpstreamError> {
+        if let Some(legacy) = &self.inner.legacy {
+            legacy.shut("the session was closed");
+            tracing::debug!(upstream = %self.inner.url, "legacy SSE session closed");
+            return Ok(());
+        }
         let Some(session_id) = &self.inner.session_id else {
             return Ok(());
         };
@@ -955,9 +1187,26 @@ struct Inner {
     client_capabilities: Value,
     max_body_bytes: usize,
     max_event_bytes: usize,
+    /// The legacy SSE transport's stream and endpoint.
+    legacy: Option<Legacy>,
 }
 
 impl Inner {
+    /// Where messages are POSTed.
+    fn post_url(&self) -> &str {
+        match &self.legacy {
+            Some(l) => &l.endpoint,
+            None => &self.url,
+        }
+    }
+
+    fn expired(&self) -> UpstreamError {
+        UpstreamError::SessionExpired {
+            url: self.url.clone(),
+            session_id: self.session_id.clone().unwrap_or_default(),
+        }
+    }
+
     fn protocol(&self, reason: String) -> UpstreamError {
         UpstreamError::Protocol {
             url: self.url.clone(),
@@ -1036,9 +1285,16 @@ impl Inner {
         method: &str,
         params: Option<&Value>,
     ) -> Result<(), UpstreamError> {
+        if self
+            .legacy
+            .as_ref()
+            .is_some_and(|l| l.dispatch.closed().is_some())
+        {
+            return Err(self.expired());
+        }
         let rb = self
             .http
-            .post(&self.url)
+            .post(self.post_url())
             .headers(self.post_headers(method, params))
             .body(body.to_vec());
         let resp = self.send(rb).await?;
@@ -1085,6 +1341,12 @@ impl Inner {
         params: Option<&Value>,
         handler: &dyn ServerMessageHandler,
     ) -> Result<(Value, Option<HeaderValue>), UpstreamError> {
+        if let Some(legacy) = &self.legacy {
+            return self
+                .legacy_call(legacy, id, method, params, handler)
+                .await
+                .map(|v| (v, None));
+        }
         let with_meta;
         let params = if self.stateless {
             with_meta = self.with_meta(params);
@@ -1125,6 +1387,63 @@ impl Inner {
             ))),
         }?;
         Ok((result, session_header))
+    }
+
+    /// One exchange on the legacy SSE transport: wait for `id` on the
+    /// stream, POST the request, relay what the stream hands over.
+    async fn legacy_call(
+        &self,
+        legacy: &Legacy,
+        id: &Id,
+        method: &str,
+        params: Option<&Value>,
+        handler: &dyn ServerMessageHandler,
+    ) -> Result<Value, UpstreamError> {
+        let token = params
+            .and_then(|p| p.get("_meta"))
+            .and_then(|m| m.get("progressToken"))
+            .filter(|t| !t.is_null())
+            .cloned();
+        let Some((mut rx, _guard)) = legacy.dispatch.register(id, token) else {
+            return Err(self.expired());
+        };
+        let body = jsonrpc::encode_request(id, method, params);
+        let rb = self
+            .http
+            .post(&legacy.endpoint)
+            .headers(self.base_headers.clone())
+            .body(body);
+        let resp = self.send(rb).await?;
+        let status = resp.status();
+        if !status.is_success() {
+            return Err(self.non_2xx(status, resp, id).await);
+        }
+        drop(resp);
+        loop {
+            match rx.recv().await {
+                Some(legacy::Delivery::Notification(n)) => handler.on_notification(n).await,
+                Some(legacy::Delivery::Request(r)) => {
+                    self.answer_server_request(r, handler).await?
+                }
+                Some(legacy::Delivery::Answer(Ok(result))) => return Ok(result),
+                Some(legacy::Delivery::Answer(Err(error))) => {
+                    return Err(UpstreamError::Rpc {
+                        url: self.url.clone(),
+                        error,
+                    })
+                }
+                None => {
+                    let why = legacy
+                        .dispatch
+                        .closed()
+                        .unwrap_or_else(|| "its SSE stream ended".to_owned());
+                    return Err(UpstreamError::Unreachable {
+                        url: self.url.clone(),
+                        reason: format!("{why} before the response to request {id} ({method})"),
+                    });
+                }
+            }
+        }
     }
 
     /// A non-2xx answer to a request: a JSON-RPC error for this very request

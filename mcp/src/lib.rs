@@ -1,6 +1,6 @@
 //! fleetgate's MCP wire layer: JSON-RPC 2.0 messages, MCP protocol constants,
 //! SSE framing, and the client that talks to upstream MCP servers over
-//! Streamable HTTP.
+//! Streamable HTTP or the legacy HTTP+SSE transport.
 //!
 //! # Module map
 //! - [`jsonrpc`]: typed JSON-RPC 2.0 messages ([`jsonrpc::Message`],
@@ -22,15 +22,20 @@
 //!   or SSE, server → client requests relayed through a
 //!   [`ServerMessageHandler`] and answered on the same session, notifications,
 //!   `DELETE` on close, paginated discovery of tools/resources/templates/prompts,
-//!   and typed [`UpstreamError`]s naming the upstream URL.
+//!   and typed [`UpstreamError`]s naming the upstream URL. The same session
+//!   type speaks the legacy HTTP+SSE transport of 2024-11-05
+//!   ([`UpstreamClient::connect_with_transport`] with [`Transport::Sse`]).
+//! - [`legacy`]: that transport's stream reader and dispatch of messages to
+//!   the requests waiting for them.
 
 pub mod client;
 pub mod jsonrpc;
+pub mod legacy;
 pub mod protocol;
 pub mod sse;
 
 pub use client::{
     channel_handler, discover, ChannelHandler, Discovered, NoopHandler, RequestOptions,
-    ServerMessage, ServerMessageHandler, UpstreamClient, UpstreamError, UpstreamSession,
+    ServerMessage, ServerMessageHandler, Transport, UpstreamClient, UpstreamError, UpstreamSession,
 };
 pub use jsonrpc::{ErrorObject, Id, Message, Notification, Request};

@@ -149,8 +149,17 @@ fn prepare_affinity(cfg: &mut Config) -> std::io::Result<PathBuf> {
     Ok(dir)
 }
 
-/// One machine-readable line on stdout (and `ADDR_FILE`): where we listen.
+/// Where we listen: `ADDR_FILE` first, then one machine-readable line on stdout,
+/// so whoever reads the line can rely on the file.
 fn announce(listener: &Listener, cfg: &Config) {
+    if let Some(path) = &cfg.server.addr_file {
+        let tmp = path.with_extension("tmp");
+        let written = std::fs::write(&tmp, format!("{}\n", listener.addr))
+            .and_then(|()| std::fs::rename(&tmp, path));
+        if let Err(e) = written {
+            tracing::error!(path = %path.display(), error = %e, "cannot write ADDR_FILE");
+        }
+    }
     let line = serde_json::json!({
         "event": "listening",
         "addr": listener.addr.to_string(),
@@ -160,14 +169,6 @@ fn announce(listener: &Listener, cfg: &Config) {
     })
     .to_string();
     println!("{line}");
-    if let Some(path) = &cfg.server.addr_file {
-        let tmp = path.with_extension("tmp");
-        let written = std::fs::write(&tmp, format!("{}\n", listener.addr))
-            .and_then(|()| std::fs::rename(&tmp, path));
-        if let Err(e) = written {
-            tracing::error!(path = %path.display(), error = %e, "cannot write ADDR_FILE");
-        }
-    }
 }
 
 impl Arbiter {

@@ -7,12 +7,16 @@
 //! - [`proc`]: what `/proc` says about processes (children, liveness, start order).
 //! - [`gateway`]: REST calls that set the gateway up (register, servers).
 //! - [`mcp`]: a small MCP Streamable HTTP client (JSON and SSE answers).
+//! - [`security`]: set-up calls carrying a token; connections pinned to a worker.
+//! - [`redis`]: a throwaway redis-server per test (killed by PID on drop).
 //! - [`eventually`]: poll a condition until a deadline.
 
 pub mod fleet;
 pub mod gateway;
 pub mod mcp;
 pub mod proc;
+pub mod redis;
+pub mod security;
 
 use std::future::Future;
 use std::time::{Duration, Instant};

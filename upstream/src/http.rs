@@ -1,4 +1,5 @@
-//! The Streamable HTTP transport (`POST`/`GET`/`DELETE /mcp`) and the admin endpoints.
+//! The Streamable HTTP transport (`POST`/`GET`/`DELETE /mcp`) and the admin endpoints
+//! (plus, in legacy mode, the routes of [`crate::legacy`]).
 
 use std::convert::Infallible;
 use std::sync::atomic::Ordering::Relaxed;
@@ -18,6 +19,7 @@ use serde_json::{Map, Value};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::jobs::{self, Ctx, Out};
+use crate::legacy;
 use crate::mcp::{self, Reply, Req};
 use crate::rpc::{self, Incoming, Kind};
 use crate::state::{ClientCaps, Resume, Session, Shared, DRAFT_VERSION, STATEFUL_VERSIONS};
@@ -31,11 +33,16 @@ const TEXT_EVENT_STREAM: HeaderValue = HeaderValue::from_static("text/event-stre
 const NO_CACHE: HeaderValue = HeaderValue::from_static("no-cache");
 
 pub fn router(shared: Arc<Shared>) -> Router {
-    Router::new()
+    let mut r = Router::new()
         .route("/mcp", post(post_mcp).get(get_mcp).delete(delete_mcp))
         .route("/stats", get(get_stats).delete(reset_stats))
-        .route("/health", get(|| async { "ok" }))
-        .with_state(shared)
+        .route("/health", get(|| async { "ok" }));
+    if shared.cfg.legacy_sse {
+        r = r
+            .route(legacy::SSE_PATH, get(legacy::get_sse))
+            .route(legacy::MESSAGES_PATH, post(legacy::post_messages));
+    }
+    r.with_state(shared)
 }
 
 /// What the client's `Accept` allows.
@@ -79,7 +86,7 @@ fn strip_port(host: &str) -> &str {
 }
 
 /// DNS-rebinding protection: Host and (if sent) Origin must name an allowed host.
-fn host_allowed(shared: &Shared, headers: &HeaderMap) -> bool {
+pub(crate) fn host_allowed(shared: &Shared, headers: &HeaderMap) -> bool {
     let Some(allowed) = &shared.cfg.allowed_hosts else {
         return true;
     };
@@ -104,7 +111,7 @@ fn host_allowed(shared: &Shared, headers: &HeaderMap) -> bool {
     true
 }
 
-fn is_json_content(headers: &HeaderMap) -> bool {
+pub(crate) fn is_json_content(headers: &HeaderMap) -> bool {
     headers.get(CONTENT_TYPE).is_some_and(|v| {
         let v = v.as_bytes();
         v.len() >= 16 && v[..16].eq_ignore_ascii_case(b"application/json")
@@ -123,7 +130,7 @@ pub fn rpc_http_error(status: StatusCode, id: &Value, code: i64, message: &str) 
     json_response(status, rpc::error_msg(id, code, message, None))
 }
 
-fn sse_headers(r: &mut Response) {
+pub(crate) fn sse_headers(r: &mut Response) {
     r.headers_mut().insert(CONTENT_TYPE, TEXT_EVENT_STREAM);
     r.headers_mut().insert(CACHE_CONTROL, NO_CACHE);
 }
@@ -158,12 +165,12 @@ fn reply_now(shared: &Shared, acc: Accept, msg: Bytes) -> Response {
     }
 }
 
-fn accepted() -> Response {
+pub(crate) fn accepted() -> Response {
     StatusCode::ACCEPTED.into_response()
 }
 
 /// Largest accepted POST body.
-const MAX_BODY: usize = 4 * 1024 * 1024;
+pub(crate) const MAX_BODY: usize = 4 * 1024 * 1024;
 
 async fn post_mcp(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     shared.stats.post_requests.fetch_add(1, Relaxed);
@@ -327,7 +334,7 @@ fn initialize(shared: &Arc<Shared>, mut msg: Incoming<'_>, acc: Accept) -> Respo
     r
 }
 
-fn notification(session: &Session, method: &str, params: Option<&Value>) {
+pub(crate) fn notification(session: &Session, method: &str, params: Option<&Value>) {
     if method == "notifications/cancelled" {
         if let Some(rid) = params.and_then(|p| p.get("requestId")) {
             session.cancel(&rpc::id_key(rid));
@@ -335,7 +342,7 @@ fn notification(session: &Session, method: &str, params: Option<&Value>) {
     }
 }
 
-fn client_response(
+pub(crate) fn client_response(
     shared: &Shared,
     session: &Session,
     id: &Value,

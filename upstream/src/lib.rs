@@ -11,6 +11,10 @@
 //! * Answers are JSON, unless the server runs in SSE mode ([`UpstreamBuilder::sse`]) and the
 //!   client's `Accept` allows `text/event-stream`. Tools that talk before answering
 //!   (logging, progress, sampling, elicitation) always stream when the client allows it.
+//! * Legacy mode ([`UpstreamBuilder::legacy_sse`]): the HTTP+SSE transport of 2024-11-05
+//!   as well — `GET /sse` (first event `endpoint`: `/messages?session_id=…`) and
+//!   `POST /messages?session_id=…` (202; answers arrive on the stream). A legacy
+//!   connection counts as a session once it is initialized.
 //! * `GET /stats` (JSON [`StatsSnapshot`]), `DELETE /stats` (reset), `GET /health`.
 //! * Streamed POST answers of asynchronous tools are resumable: events carry ids
 //!   `STREAM-SEQ`, sessions speaking 2025-11-25 first get a priming event (id, `retry`,
@@ -39,6 +43,7 @@
 mod catalog;
 mod http;
 mod jobs;
+mod legacy;
 mod mcp;
 mod mrtr;
 mod rpc;
@@ -104,6 +109,16 @@ impl UpstreamBuilder {
     /// Answer requests as SSE streams when the client's `Accept` allows it (default: JSON).
     pub fn sse(mut self, on: bool) -> Self {
         self.cfg.sse = on;
+        self
+    }
+
+    /// Also serve the legacy HTTP+SSE transport of MCP 2024-11-05 (default: off):
+    /// `GET /sse` opens a stream whose first event (`endpoint`) names
+    /// `/messages?session_id=…`, where the client POSTs its messages (202); everything
+    /// the server sends arrives as `message` events on the stream. See
+    /// [`RunningUpstream::sse_url`].
+    pub fn legacy_sse(mut self, on: bool) -> Self {
+        self.cfg.legacy_sse = on;
         self
     }
 
@@ -249,6 +264,12 @@ impl RunningUpstream {
     /// The MCP endpoint: `http://127.0.0.1:PORT/mcp`.
     pub fn url(&self) -> String {
         format!("http://{}/mcp", self.addr)
+    }
+
+    /// The legacy SSE endpoint: `http://127.0.0.1:PORT/sse` (served only with
+    /// [`UpstreamBuilder::legacy_sse`]).
+    pub fn sse_url(&self) -> String {
+        format!("http://{}/sse", self.addr)
     }
 
     /// `http://127.0.0.1:PORT` (for `/stats`, `/health`).

@@ -1,8 +1,9 @@
-//! `fleetgate-test-upstream [--port N] [--host ADDR] [--sse] [--name NAME]
+//! `fleetgate-test-upstream [--port N] [--host ADDR] [--sse] [--legacy-sse] [--name NAME]
 //! [--tools-prefix P] [--no-dns-rebinding-protection] [--sse-retry-ms MS]
 //! [--no-stateless-draft] [--workers N]`
 //!
-//! Prints one line `{"event":"listening","url":"http://127.0.0.1:PORT/mcp"}` on stdout once
+//! Prints one line `{"event":"listening","url":"http://127.0.0.1:PORT/mcp"}` (plus
+//! `"sse_url":"http://127.0.0.1:PORT/sse"` with `--legacy-sse`) on stdout once
 //! it accepts connections, then serves until SIGINT or SIGTERM.
 
 use std::io::Write;
@@ -12,12 +13,13 @@ use std::process::ExitCode;
 use fleetgate_test_upstream::{Upstream, UpstreamBuilder};
 
 const USAGE: &str =
-    "usage: fleetgate-test-upstream [--port N] [--host ADDR] [--sse] [--name NAME] \
+    "usage: fleetgate-test-upstream [--port N] [--host ADDR] [--sse] [--legacy-sse] [--name NAME] \
 [--tools-prefix P] [--no-dns-rebinding-protection] [--allow-host HOST] [--sse-retry-ms MS] \
 [--no-stateless-draft] [--workers N]";
 
 struct Cli {
     builder: UpstreamBuilder,
+    legacy: bool,
     workers: Option<usize>,
 }
 
@@ -26,6 +28,7 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Cli, String> {
     let mut host: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
     let mut port: u16 = 0;
     let mut workers = None;
+    let mut legacy = false;
     let value = |args: &mut dyn Iterator<Item = String>, flag: &str| {
         args.next().ok_or_else(|| format!("{flag} needs a value"))
     };
@@ -51,6 +54,10 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Cli, String> {
             }
             "--sse" => b = b.sse(true),
             "--json" => b = b.sse(false),
+            "--legacy-sse" => {
+                legacy = true;
+                b = b.legacy_sse(true)
+            }
             "--name" => b = b.name(val(&mut args)?),
             "--tools-prefix" => b = b.tools_prefix(val(&mut args)?).map_err(|e| e.to_string())?,
             "--no-dns-rebinding-protection" => b = b.dns_rebinding_protection(false),
@@ -76,6 +83,7 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Cli, String> {
     }
     Ok(Cli {
         builder: b.bind(SocketAddr::new(host, port)),
+        legacy,
         workers,
     })
 }
@@ -103,6 +111,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let legacy = cli.legacy;
     rt.block_on(async move {
         let up = match cli.builder.spawn().await {
             Ok(up) => up,
@@ -112,7 +121,10 @@ fn main() -> ExitCode {
             }
         };
         {
-            let line = serde_json::json!({ "event": "listening", "url": up.url() });
+            let mut line = serde_json::json!({ "event": "listening", "url": up.url() });
+            if legacy {
+                line["sse_url"] = serde_json::Value::String(up.sse_url());
+            }
             let mut out = std::io::stdout().lock();
             let _ = writeln!(out, "{line}");
             let _ = out.flush();

@@ -39,6 +39,8 @@ pub struct Config {
     pub name: String,
     pub version: String,
     pub sse: bool,
+    /// Also serve the legacy HTTP+SSE transport (`GET /sse`, `POST /messages`).
+    pub legacy_sse: bool,
     pub tools_prefix: String,
     /// `None`: no Host/Origin check. `Some(list)`: allowed host names (without port).
     pub allowed_hosts: Option<Vec<String>>,
@@ -53,6 +55,7 @@ impl Default for Config {
             name: "fleetgate-test-upstream".into(),
             version: env!("CARGO_PKG_VERSION").into(),
             sse: false,
+            legacy_sse: false,
             tools_prefix: String::new(),
             allowed_hosts: Some(vec!["localhost".into(), "127.0.0.1".into(), "[::1]".into()]),
             sse_retry_ms: 500,
@@ -80,6 +83,8 @@ pub struct Shared {
     pub catalog: Catalog,
     pub stats: Stats,
     pub sessions: RwLock<HashMap<Arc<str>, Arc<Session>>>,
+    /// Legacy SSE connections whose `initialize` has not arrived yet: their streams.
+    pub legacy_pending: Mutex<HashMap<Arc<str>, StreamTx>>,
     ids: Mutex<IdGen>,
 }
 
@@ -100,6 +105,7 @@ impl Shared {
             catalog,
             stats,
             sessions: RwLock::new(HashMap::new()),
+            legacy_pending: Mutex::new(HashMap::new()),
             ids: Mutex::new(IdGen {
                 counter: 0,
                 seed: RandomState::new(),
@@ -146,6 +152,7 @@ impl Shared {
 
     /// End every session: their streams end, their tasks are aborted.
     pub fn close_all(&self) {
+        lock(&self.legacy_pending).clear();
         let all: Vec<_> = write(&self.sessions).drain().map(|(_, s)| s).collect();
         for s in all {
             s.close();
@@ -245,6 +252,14 @@ impl Session {
         let (tx, rx) = mpsc::unbounded_channel();
         st.standalone = Some(tx);
         Some(rx)
+    }
+
+    /// Use `tx` as the standalone stream (a legacy SSE connection's stream).
+    pub fn attach_standalone(&self, tx: StreamTx) {
+        let mut st = lock(&self.state);
+        if !st.closed {
+            st.standalone = Some(tx);
+        }
     }
 
     /// Send a message on the standalone GET stream, if one is open.

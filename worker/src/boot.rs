@@ -7,6 +7,7 @@ use crate::control::{Control, SendError};
 use crate::gateway::affinity::Affinity;
 use crate::gateway::dispatch::Core;
 use crate::gateway::federation::Federation;
+use crate::gateway::redis_affinity::{Heartbeat, RedisAffinity, HEARTBEAT_TTL};
 use crate::gateway::registry::Registry;
 use crate::http::auth::Gate;
 use crate::serve::{serve, Drain, ServeOptions};
@@ -162,6 +163,20 @@ async fn serve_until_stopped(
         cfg.affinity.socket_dir.clone(),
         cfg.affinity.forward_timeout,
     ));
+    let metrics: Arc<crate::metrics::Metrics> = Arc::default();
+    let redis = match cfg.affinity.redis_url.as_deref() {
+        Some(url) => match RedisAffinity::new(
+            url,
+            info.id.clone(),
+            cfg.affinity.forward,
+            cfg.affinity.session_ttl,
+            metrics.clone(),
+        ) {
+            Ok(r) => Some(Arc::new(r)),
+            Err(e) => return boot_error(&control, &e),
+        },
+        None => None,
+    };
     let state = AppState {
         worker: info.clone(),
         control: control.clone(),
@@ -170,7 +185,54 @@ async fn serve_until_stopped(
         gateway_cfg: Arc::new(cfg.gateway.clone()),
         affinity: affinity.clone(),
         gate,
-        metrics: Arc::default(),
+        metrics,
+        pubsub: redis.as_ref().map(|_| Arc::default()),
+        redis: redis.clone(),
+    };
+    // With Redis: an internal TCP listener other workers (of any host) forward
+    // to, advertised in this worker's heartbeat.
+    let internal_tcp = match &redis {
+        Some(r) => {
+            let host = cfg
+                .affinity
+                .internal_host
+                .clone()
+                .unwrap_or_else(|| cfg.server.host.clone());
+            let listener = match tokio::net::TcpListener::bind((host.as_str(), 0)).await {
+                Ok(l) => l,
+                Err(e) => {
+                    return boot_error(
+                        &control,
+                        &format!("cannot listen on {host}:0 for forwarded requests (AFFINITY_INTERNAL_HOST): {e}"),
+                    )
+                }
+            };
+            let addr = match listener.local_addr() {
+                Ok(a) => a,
+                Err(e) => return boot_error(&control, &format!("internal listener: {e}")),
+            };
+            if addr.ip().is_unspecified() {
+                tracing::warn!(%addr, "the internal listener advertises an unspecified address; set AFFINITY_INTERNAL_HOST for other hosts to reach it");
+            }
+            r.set_heartbeat(&Heartbeat {
+                addr: addr.to_string(),
+                host: info.id.rsplit_once(':').map_or("", |(h, _)| h).to_owned(),
+                pid: info.pid,
+                instance: r.instance.clone(),
+            });
+            // The identity check (SET NX) before anything is served.
+            if let Err(e) = r.beat().await {
+                tracing::warn!(error = %e, "Redis unavailable at boot; serving local sessions until it is back");
+            }
+            if let Some(ps) = &state.pubsub {
+                crate::http::pubsub::spawn_subscriber(state.clone(), r.clone(), ps.clone());
+            }
+            Some((
+                listener,
+                crate::http::forward::internal_routes(state.clone()),
+            ))
+        }
+        None => None,
     };
     let internal = match affinity.socket_path(info.slot) {
         Some(path) => match bind_internal(&path) {
@@ -247,6 +309,38 @@ async fn serve_until_stopped(
         });
     }
 
+    if let Some(r) = &redis {
+        let (r, mut stop) = (r.clone(), stop_tx.subscribe());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(HEARTBEAT_TTL / 3);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let stopped = async move {
+                let _ = stop.wait_for(|s| *s).await;
+            };
+            tokio::pin!(stopped);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => { let _ = r.beat().await; }
+                    () = &mut stopped => {
+                        // Draining: let the fleet take this worker's sessions over now.
+                        r.unbeat().await;
+                        return;
+                    }
+                }
+            }
+        });
+    }
+    if let Some((listener, routes)) = internal_tcp {
+        let mut stop = stop_tx.subscribe();
+        tokio::spawn(async move {
+            let stopped = async move {
+                let _ = stop.wait_for(|s| *s).await;
+            };
+            let _ = axum::serve(listener, routes)
+                .with_graceful_shutdown(stopped)
+                .await;
+        });
+    }
     if let Some((listener, routes)) = internal {
         let mut stop = stop_tx.subscribe();
         tokio::spawn(async move {

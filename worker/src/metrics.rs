@@ -37,6 +37,10 @@ counters! {
     forward_failures: "forwards whose owner could not be reached",
     forward_timeouts: "forwards that got no answer within MCPGATEWAY_POOL_RPC_FORWARD_TIMEOUT",
     forwarded_served: "requests served here on behalf of another worker",
+    forwards_http: "requests forwarded to their session's owner over its internal HTTP listener (Redis mode)",
+    forwards_pubsub: "requests forwarded to their session's owner through Redis pub/sub",
+    reclaims: "sessions taken over in Redis from a dead owner (atomic Lua reclaim)",
+    redis_errors: "Redis commands that failed or timed out",
 }
 
 impl Metrics {

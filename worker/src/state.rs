@@ -3,8 +3,10 @@
 use crate::control::Control;
 use crate::gateway::affinity::Affinity;
 use crate::gateway::dispatch::Core;
+use crate::gateway::redis_affinity::RedisAffinity;
 use crate::gateway::session::Sessions;
 use crate::http::auth::Gate;
+use crate::http::pubsub::PubSub;
 use crate::metrics::Metrics;
 use fleetgate_shared::config::GatewayConfig;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -20,6 +22,10 @@ pub struct AppState {
     pub affinity: Arc<Affinity>,
     pub gate: Arc<Gate>,
     pub metrics: Arc<Metrics>,
+    /// Session ownership in Redis (`REDIS_URL`); `None`: embedded mode.
+    pub redis: Option<Arc<RedisAffinity>>,
+    /// Pub/sub forwarding (with Redis).
+    pub pubsub: Option<Arc<PubSub>>,
 }
 
 /// Who this worker is and how it is doing.

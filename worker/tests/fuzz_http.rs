@@ -71,6 +71,8 @@ fn app() -> axum::Router {
                 )),
                 gate: Arc::new(Gate::new(cfg.auth.clone()).unwrap()),
                 metrics: Arc::default(),
+                redis: None,
+                pubsub: None,
             })
         })
     })

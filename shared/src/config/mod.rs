@@ -13,7 +13,7 @@ mod gateway;
 mod loader;
 mod server;
 
-pub use affinity::AffinityConfig;
+pub use affinity::{AffinityConfig, ForwardMode};
 pub use auth::{AuthConfig, BusinessHours, Cidr, JwtAlgorithm, UtcOffset, DEFAULT_SECRET};
 pub use gateway::GatewayConfig;
 pub use loader::{env_file, ConfigError, ConfigErrors, Loader, Source};

@@ -80,11 +80,25 @@ pub fn authorize_rest(
     if !time_allowed(&s.time_restrictions, req.now, cfg) {
         return Err(Denied::Time);
     }
+    // A server-scoped token without explicit permissions may read and use its
+    // server, not rewrite it (or anything else): writes need a grant.
+    if s.server_id.is_some() && s.permissions.is_empty() && !read_or_transport(req) {
+        let needed = super::rest_permission(req.method, req.path).unwrap_or("an explicit grant");
+        return Err(Denied::Permission(needed.to_owned()));
+    }
     if !rest_permits(&s.permissions, req.method, req.path) {
         let needed = super::rest_permission(req.method, req.path).unwrap_or("an explicit grant");
         return Err(Denied::Permission(needed.to_owned()));
     }
     Ok(())
+}
+
+/// Reads (GET/HEAD) and the MCP / JSON-RPC transports, whose every method is
+/// checked again by the dispatcher.
+fn read_or_transport(req: &RequestFacts<'_>) -> bool {
+    matches!(req.method, "GET" | "HEAD")
+        || super::is_mcp_path(req.path)
+        || req.path.trim_end_matches('/') == "/rpc"
 }
 
 /// The token's `permissions` against one JSON-RPC method (after

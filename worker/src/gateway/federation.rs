@@ -105,8 +105,9 @@ impl Federation {
             headers.insert(k.clone(), v.clone());
         }
         self.client
-            .connect(
+            .connect_with_transport(
                 &gateway.url,
+                upstream_transport(gateway.transport),
                 headers,
                 fleetgate_mcp::protocol::LATEST_STATEFUL_PROTOCOL_VERSION,
                 self.timeout,
@@ -143,6 +144,16 @@ impl Federation {
                 other => return other,
             }
         }
+    }
+}
+
+/// The client's name for a stored transport. For `SSE` the gateway's URL is
+/// the upstream's SSE endpoint (`http://host/sse`, as ContextForge users
+/// register it).
+pub fn upstream_transport(t: fleetgate_store::Transport) -> fleetgate_mcp::Transport {
+    match t {
+        fleetgate_store::Transport::StreamableHttp => fleetgate_mcp::Transport::StreamableHttp,
+        fleetgate_store::Transport::Sse => fleetgate_mcp::Transport::Sse,
     }
 }
 

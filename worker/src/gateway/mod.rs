@@ -7,6 +7,7 @@
 //! - [`federation`]: upstream sessions, per downstream session or pooled.
 //! - [`session`]: downstream sessions and the mid-call message relay.
 //! - [`affinity`]: session ids that name their owner; signed forward envelopes.
+//! - [`redis_affinity`]: session ownership and worker heartbeats in Redis.
 //! - [`relay`]: the owner's answer to the client, faithfully (seed 002).
 //! - [`error`]: [`error::RpcError`], mapped to wire codes in one place.
 
@@ -14,6 +15,7 @@ pub mod affinity;
 pub mod dispatch;
 pub mod error;
 pub mod federation;
+pub mod redis_affinity;
 pub mod registry;
 pub mod relay;
 pub mod scope;

@@ -82,17 +82,13 @@ pub async fn authenticate(State(st): State<AppState>, mut req: Request, next: Ne
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     let claims = match bearer(authz) {
-        Err(e) => return refuse(jsonrpc, e.status(), &e.to_string(), true),
+        Err(e) => return refuse(jsonrpc, &e),
         Ok(None) if anonymous_allowed(&gate.cfg, is_mcp_path(&path)) => Claims::anonymous(),
-        Ok(None) => {
-            let e = AuthError::Missing;
-            return refuse(jsonrpc, e.status(), &e.to_string(), true);
-        }
+        Ok(None) => return refuse(jsonrpc, &AuthError::Missing),
         Ok(Some(token)) => match gate.verifier.verify(token, unix_now()) {
-            Err(e) => return refuse(jsonrpc, e.status(), &e.to_string(), true),
+            Err(e) => return refuse(jsonrpc, &e),
             Ok(c) if c.jti.as_deref().is_some_and(|j| gate.is_revoked(j)) => {
-                let e = AuthError::Revoked;
-                return refuse(jsonrpc, e.status(), &e.to_string(), true);
+                return refuse(jsonrpc, &AuthError::Revoked)
             }
             Ok(c) => c,
         },
@@ -119,23 +115,29 @@ pub async fn authenticate(State(st): State<AppState>, mut req: Request, next: Ne
         now: unix_now(),
     };
     if let Err(denied) = authorize_rest(&claims, &facts, &gate.cfg) {
-        return refuse(jsonrpc, StatusCode::FORBIDDEN, &denied.to_string(), false);
+        return deny(jsonrpc, StatusCode::FORBIDDEN, &denied.to_string());
     }
     req.extensions_mut().insert(Principal::new(claims));
     next.run(req).await
 }
 
-fn refuse(jsonrpc: bool, status: StatusCode, why: &str, challenge: bool) -> Response {
-    let mut resp = if jsonrpc {
+/// 401 for a missing or bad credential, with the RFC 6750 challenge.
+fn refuse(jsonrpc: bool, e: &AuthError) -> Response {
+    let mut resp = deny(jsonrpc, e.status(), &e.to_string());
+    if e.status() == StatusCode::UNAUTHORIZED {
+        if let Ok(v) = HeaderValue::from_str(e.www_authenticate()) {
+            resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+        }
+    }
+    resp
+}
+
+fn deny(jsonrpc: bool, status: StatusCode, why: &str) -> Response {
+    if jsonrpc {
         crate::http::mcp::rpc_error(status, &Id::Null, &ErrorObject::forbidden(why))
     } else {
         crate::http::mcp::detail(status, why)
-    };
-    if challenge && status == StatusCode::UNAUTHORIZED {
-        resp.headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     }
-    resp
 }
 
 /// A handler taking a `Principal` only runs behind [`authenticate`]; without

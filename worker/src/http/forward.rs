@@ -1,12 +1,17 @@
 //! Worker-to-worker forwarding: a request for a session owned by another worker
-//! goes to that worker's Unix socket as the same HTTP request plus a signed
-//! [`Envelope`]; the owner runs the one transport/dispatcher in-process and its
-//! answer comes back through [`relay`] (SSE streams pass straight through).
+//! goes to that worker as the same HTTP request plus a signed [`Envelope`] —
+//! over its Unix socket (embedded mode), its internal TCP listener or Redis
+//! pub/sub (with `REDIS_URL`); the owner runs the one transport/dispatcher
+//! in-process and its answer comes back through [`relay`] (SSE streams pass
+//! straight through).
 
-use crate::gateway::affinity::{now_ms, Envelope, ENVELOPE_HEADER, FORWARD_PATH, SIGNATURE_HEADER};
+use crate::gateway::affinity::{
+    now_ms, unhex, Envelope, ENVELOPE_HEADER, FORWARD_PATH, SIGNATURE_HEADER,
+};
 use crate::gateway::relay::{relay, OwnerAnswer};
 use crate::gateway::scope::{Principal, Scope};
 use crate::http::mcp::{self, detail};
+use crate::http::pubsub::PubSendError;
 use crate::http::WORKER_HEADER;
 use crate::state::AppState;
 use axum::body::{Body, Bytes};
@@ -24,6 +29,8 @@ use tokio::net::UnixStream;
 /// How long a forward waits for the owner's socket (a crashed owner's
 /// replacement binds it within milliseconds).
 const OWNER_WAIT: Duration = Duration::from_secs(2);
+/// How long a connection to another worker's internal listener may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// Largest non-streaming answer relayed.
 const MAX_ANSWER: usize = 64 << 20;
 
@@ -43,6 +50,32 @@ const CARRIED: &[&str] = &[
 #[derive(Debug)]
 pub struct OwnerUnreachable;
 
+/// Where a forwarded request goes.
+pub enum Target<'a> {
+    /// A sibling on this host, by slot, over its Unix socket (embedded mode).
+    Unix(u32),
+    /// A worker's internal HTTP listener (`host:port` from its heartbeat).
+    Http(&'a str),
+    /// A worker's Redis pub/sub channel, by worker id.
+    PubSub(&'a str),
+}
+
+/// Why a forward did not reach the owner.
+#[derive(Debug)]
+pub enum ForwardError {
+    /// Nothing answers there (connection refused, no subscriber): the owner is gone.
+    Unreachable,
+    /// Redis is down, so the request cannot travel (pub/sub).
+    RedisDown,
+}
+
+impl From<OwnerUnreachable> for ForwardError {
+    fn from(_: OwnerUnreachable) -> ForwardError {
+        ForwardError::Unreachable
+    }
+}
+
+/// Sends a request to its session's owner over the Unix sockets (embedded mode).
 pub async fn forward(
     st: &AppState,
     slot: u32,
@@ -52,8 +85,22 @@ pub async fn forward(
     h: &HeaderMap,
     body: Bytes,
 ) -> Result<Response, OwnerUnreachable> {
+    forward_to(st, Target::Unix(slot), method, scope, principal, h, body)
+        .await
+        .map_err(|_| OwnerUnreachable)
+}
+
+/// Sends a request to its session's owner and relays the answer.
+pub async fn forward_to(
+    st: &AppState,
+    target: Target<'_>,
+    method: Method,
+    scope: &Scope,
+    principal: &Principal,
+    h: &HeaderMap,
+    body: Bytes,
+) -> Result<Response, ForwardError> {
     let aff = &st.affinity;
-    let path = aff.socket_path(slot).ok_or(OwnerUnreachable)?;
     let mut headers: Vec<(String, String)> = Vec::new();
     let passthrough = st
         .gateway_cfg
@@ -74,8 +121,121 @@ pub async fn forward(
         request_id: uuid::Uuid::new_v4().simple().to_string(),
     };
     let (env_hex, sig) = aff.seal(&env, &body);
-    let stream = connect(&path).await.ok_or(OwnerUnreachable)?;
-    let Ok((mut sender, conn)) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await
+    let id = jsonrpc::parse_message(&body).ok().and_then(|m| match m {
+        jsonrpc::Message::Request(r) => Some(r.id),
+        _ => None,
+    });
+    let sent = match target {
+        Target::Unix(slot) => {
+            let path = aff.socket_path(slot).ok_or(OwnerUnreachable)?;
+            let stream = connect(&path).await.ok_or(OwnerUnreachable)?;
+            exchange(st, stream, method, env_hex, sig, body).await?
+        }
+        Target::Http(addr) => {
+            let stream =
+                match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr))
+                    .await
+                {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        tracing::warn!(owner = addr, error = %e, "session owner unreachable");
+                        return Err(ForwardError::Unreachable);
+                    }
+                    Err(_) => {
+                        tracing::warn!(owner = addr, "session owner did not accept within 1 s");
+                        return Err(ForwardError::Unreachable);
+                    }
+                };
+            let _ = stream.set_nodelay(true);
+            exchange(st, stream, method, env_hex, sig, body).await?
+        }
+        Target::PubSub(owner) => {
+            let (Some(redis), Some(ps)) = (&st.redis, &st.pubsub) else {
+                return Err(ForwardError::RedisDown);
+            };
+            let timeout = aff.forward_timeout;
+            match ps
+                .request(redis, owner, &method, (env_hex, sig), &body, timeout)
+                .await
+            {
+                Ok(Some(a)) => Sent::Answer {
+                    status: a.status,
+                    content_type: a.content_type,
+                    body: Bytes::from(unhex(&a.body).unwrap_or_default()),
+                    session: a.session.and_then(|v| HeaderValue::from_str(&v).ok()),
+                    worker: a.worker.and_then(|v| HeaderValue::from_str(&v).ok()),
+                },
+                Ok(None) => Sent::TimedOut,
+                Err(PubSendError::NoSubscriber) => return Err(ForwardError::Unreachable),
+                Err(PubSendError::RedisDown) => return Err(ForwardError::RedisDown),
+            }
+        }
+    };
+    Ok(match sent {
+        Sent::Stream(resp) => resp,
+        Sent::TimedOut => {
+            crate::metrics::Metrics::inc(&st.metrics.forward_timeouts);
+            let a = relay(
+                OwnerAnswer::TimedOut {
+                    after_ms: aff.forward_timeout.as_millis() as u64,
+                },
+                id.as_ref(),
+            );
+            build(a.status, &a.content_type, Body::from(a.body), None, None)
+        }
+        Sent::Answer {
+            status,
+            content_type,
+            body,
+            session,
+            worker,
+        } => {
+            let a = relay(
+                OwnerAnswer::Answered {
+                    status,
+                    content_type,
+                    body,
+                },
+                id.as_ref(),
+            );
+            build(
+                a.status,
+                &a.content_type,
+                Body::from(a.body),
+                session,
+                worker,
+            )
+        }
+    })
+}
+
+/// What came back from the owner.
+enum Sent {
+    /// A 2xx SSE stream, passed through as it comes.
+    Stream(Response),
+    Answer {
+        status: u16,
+        content_type: String,
+        body: Bytes,
+        session: Option<HeaderValue>,
+        worker: Option<HeaderValue>,
+    },
+    TimedOut,
+}
+
+/// One HTTP/1.1 exchange with the owner's internal router over `io`.
+async fn exchange<T>(
+    st: &AppState,
+    io: T,
+    method: Method,
+    env_hex: String,
+    sig: String,
+    body: Bytes,
+) -> Result<Sent, OwnerUnreachable>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let Ok((mut sender, conn)) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await
     else {
         return Err(OwnerUnreachable);
     };
@@ -86,35 +246,16 @@ pub async fn forward(
         .header("host", "fleetgate-owner")
         .header(ENVELOPE_HEADER, env_hex)
         .header(SIGNATURE_HEADER, sig)
-        .body(Full::new(body.clone()))
+        .body(Full::new(body))
         .map_err(|_| OwnerUnreachable)?;
-    let id = jsonrpc::parse_message(&body).ok().and_then(|m| match m {
-        jsonrpc::Message::Request(r) => Some(r.id),
-        _ => None,
-    });
-    let timeout = aff.forward_timeout;
+    let timeout = st.affinity.forward_timeout;
     let resp = match tokio::time::timeout(timeout, sender.send_request(req)).await {
         Ok(Ok(resp)) => resp,
         Ok(Err(e)) => {
-            tracing::warn!(slot, error = %e, "forward to the session owner failed");
+            tracing::warn!(error = %e, "forward to the session owner failed");
             return Err(OwnerUnreachable);
         }
-        Err(_) => {
-            crate::metrics::Metrics::inc(&st.metrics.forward_timeouts);
-            let a = relay(
-                OwnerAnswer::TimedOut {
-                    after_ms: timeout.as_millis() as u64,
-                },
-                id.as_ref(),
-            );
-            return Ok(build(
-                a.status,
-                &a.content_type,
-                Body::from(a.body),
-                None,
-                None,
-            ));
-        }
+        Err(_) => return Ok(Sent::TimedOut),
     };
     let status = resp.status();
     let keep = |n: &str| resp.headers().get(n).cloned();
@@ -128,27 +269,25 @@ pub async fn forward(
     if status.is_success() && content_type.starts_with("text/event-stream") {
         // A stream: relay it as it comes.
         let body = Body::new(resp.into_body());
-        return Ok(build(status.as_u16(), &content_type, body, session, worker));
+        return Ok(Sent::Stream(build(
+            status.as_u16(),
+            &content_type,
+            body,
+            session,
+            worker,
+        )));
     }
     let bytes = match Limited::new(resp.into_body(), MAX_ANSWER).collect().await {
         Ok(b) => b.to_bytes(),
         Err(_) => Bytes::new(),
     };
-    let a = relay(
-        OwnerAnswer::Answered {
-            status: status.as_u16(),
-            content_type,
-            body: bytes,
-        },
-        id.as_ref(),
-    );
-    Ok(build(
-        a.status,
-        &a.content_type,
-        Body::from(a.body),
+    Ok(Sent::Answer {
+        status: status.as_u16(),
+        content_type,
+        body: bytes,
         session,
         worker,
-    ))
+    })
 }
 
 fn build(
@@ -199,7 +338,8 @@ async fn connect(path: &std::path::Path) -> Option<UnixStream> {
     }
 }
 
-/// The owner's side: the internal router on the worker's Unix socket.
+/// The owner's side: the internal router on the worker's Unix socket (and, with
+/// Redis, on its internal TCP listener: the envelope's signature is the only trust).
 pub fn internal_routes(state: AppState) -> Router {
     Router::new()
         .route(FORWARD_PATH, any(forwarded))
@@ -216,6 +356,19 @@ async fn forwarded(
     let (Some(env_hex), Some(sig)) = (get(ENVELOPE_HEADER), get(SIGNATURE_HEADER)) else {
         return detail(StatusCode::UNAUTHORIZED, "forward refused: not signed");
     };
+    serve_forwarded(&st, method, env_hex, sig, body).await
+}
+
+/// Serves a forwarded request from its sealed envelope (whatever carried it:
+/// a Unix socket, the internal TCP listener or pub/sub): verify, then the one
+/// transport handler with `forwarded = true`.
+pub async fn serve_forwarded(
+    st: &AppState,
+    method: Method,
+    env_hex: &str,
+    sig: &str,
+    body: Bytes,
+) -> Response {
     let env = match st.affinity.open(env_hex, sig, &body) {
         Ok(env) => env,
         Err(why) => {
@@ -232,9 +385,9 @@ async fn forwarded(
     crate::metrics::Metrics::inc(&st.metrics.forwarded_served);
     let (scope, principal) = (env.scope(), env.principal());
     let mut resp = match method {
-        Method::POST => mcp::handle_post(&st, scope, principal, &headers, body, true).await,
-        Method::GET => mcp::handle_get(&st, scope, principal, &headers, true).await,
-        Method::DELETE => mcp::handle_delete(&st, scope, principal, &headers, true).await,
+        Method::POST => mcp::handle_post(st, scope, principal, &headers, body, true).await,
+        Method::GET => mcp::handle_get(st, scope, principal, &headers, true).await,
+        Method::DELETE => mcp::handle_delete(st, scope, principal, &headers, true).await,
         _ => StatusCode::METHOD_NOT_ALLOWED.into_response(),
     };
     if let Ok(v) = HeaderValue::from_str(&st.worker.id) {

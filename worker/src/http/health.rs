@@ -1,4 +1,6 @@
-//! `GET /health` (liveness) and `GET /ready` (readiness: not while draining).
+//! `GET /health` (liveness) and `GET /ready` (readiness: not while draining, nor
+//! while the database — or, with `REDIS_URL`, Redis — does not answer, nor while
+//! another live process claims this worker's identity in Redis).
 
 use crate::state::AppState;
 use axum::extract::State;
@@ -35,7 +37,24 @@ async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
         Ok(Err(e)) => format!("unavailable: {e}"),
         Err(_) => "unavailable: no answer within 1 s".to_owned(),
     };
-    let ok = !draining && database == "ok";
+    let mut checks = json!({ "database": database });
+    let mut redis_ok = true;
+    if let Some(r) = &state.redis {
+        let redis = if r.identity_conflict() {
+            format!(
+                "identity conflict: another live worker holds the heartbeat of {}",
+                r.worker_id
+            )
+        } else {
+            match r.ping().await {
+                Ok(()) => "ok".to_owned(),
+                Err(e) => format!("unavailable: {}", e.0),
+            }
+        };
+        redis_ok = redis == "ok";
+        checks["redis"] = json!(redis);
+    }
+    let ok = !draining && database == "ok" && redis_ok;
     let status = if ok {
         StatusCode::OK
     } else {
@@ -47,7 +66,7 @@ async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
             "status": if draining { "draining" } else if ok { "ready" } else { "degraded" },
             "worker_id": state.worker.id,
             "pid": state.worker.pid,
-            "checks": { "database": database },
+            "checks": checks,
         })),
     )
 }

@@ -12,9 +12,10 @@
 
 use crate::gateway::dispatch::{dispatch, Context, Upstreams};
 use crate::gateway::error::RpcError;
+use crate::gateway::redis_affinity::{short, Reclaim, RedisAffinity};
 use crate::gateway::scope::{Principal, Scope};
 use crate::gateway::session::{Relay, Session};
-use crate::http::forward::{forward, OwnerUnreachable};
+use crate::http::forward::{forward, forward_to, ForwardError, OwnerUnreachable, Target};
 use crate::metrics::Metrics;
 use crate::state::AppState;
 use axum::body::{Body, Bytes};
@@ -26,6 +27,7 @@ use axum::Router;
 use fleetgate_mcp::jsonrpc::{self, ErrorObject, Id, Message, Parsed};
 use fleetgate_mcp::protocol::{self, meta, methods};
 use fleetgate_mcp::sse;
+use fleetgate_shared::config::ForwardMode;
 use futures_util::stream;
 use serde_json::Value;
 use std::convert::Infallible;
@@ -215,11 +217,13 @@ pub async fn handle_post(
     if let Err(r) = check_origin(st, h) {
         return r;
     }
-    if !forwarded {
-        if let Some(r) = route_to_owner(st, Method::POST, &scope, &principal, h, &body).await {
-            return r;
-        }
-    }
+    let adopt = match forwarded {
+        true => true,
+        false => match route_to_owner(st, Method::POST, &scope, &principal, h, &body).await {
+            Route::Answered(r) => return r,
+            Route::Here { adopt } => adopt,
+        },
+    };
     if !header_str(h, "content-type").is_some_and(|c| c.starts_with(protocol::CONTENT_TYPE_JSON)) {
         return rpc_error(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -231,7 +235,9 @@ pub async fn handle_post(
     }
     let msg = match jsonrpc::parse(&body) {
         Ok(Parsed::Single(m)) => m,
-        Ok(Parsed::Batch(items)) => return handle_batch(st, scope, principal, h, items).await,
+        Ok(Parsed::Batch(items)) => {
+            return handle_batch(st, scope, principal, h, items, adopt).await
+        }
         Err(e) => return rpc_error(StatusCode::BAD_REQUEST, &Id::Null, &e.to_error_object()),
     };
     if let Message::Request(r) = &msg {
@@ -261,7 +267,7 @@ pub async fn handle_post(
     let session = if stateless {
         None
     } else {
-        match resolve_session(st, &scope, &principal, h, msg.id()) {
+        match resolve_session(st, &scope, &principal, h, msg.id(), adopt) {
             Ok(s) => Some(s),
             Err(r) => return r,
         }
@@ -281,14 +287,24 @@ pub async fn handle_post(
             StatusCode::ACCEPTED.into_response()
         }
         Message::Request(r) => {
-            let principal = session.as_ref().map_or(principal, |s| s.principal.clone());
+            // The request's own principal: a session never lends the rights of
+            // the token that opened it to a narrower token of the same user.
             run_request(st, scope, principal, session, h, r).await
         }
     }
 }
 
+/// Where a request is served.
+enum Route {
+    /// Sent to its session's owner (or refused): the answer.
+    Answered(Response),
+    /// Here. `adopt`: a genuine session id this worker does not hold may be
+    /// adopted (its owner is gone, or Redis names this worker its owner).
+    Here { adopt: bool },
+}
+
 /// Sends the request to the worker owning its session, if that is another one.
-/// `None`: handle it here (no session, ours, or an owner that is gone, whose
+/// `Here`: handle it here (no session, ours, or an owner that is gone, whose
 /// session this worker then adopts).
 async fn route_to_owner(
     st: &AppState,
@@ -297,27 +313,153 @@ async fn route_to_owner(
     principal: &Principal,
     h: &HeaderMap,
     body: &Bytes,
-) -> Option<Response> {
-    let sid = session_id(h)?;
+) -> Route {
+    let Some(sid) = session_id(h) else {
+        return Route::Here { adopt: true };
+    };
+    if let Some(redis) = &st.redis {
+        if st.sessions.get(sid, scope).is_some() {
+            return Route::Here { adopt: true };
+        }
+        return route_via_redis(st, redis, method, scope, principal, h, body, sid).await;
+    }
     // Route by the slot the id names; the owner checks the MAC and the
     // principal (so a stranger gets the owner's 403/404, on every worker).
-    let slot = st.affinity.slot_hint(sid)?;
+    let Some(slot) = st.affinity.slot_hint(sid) else {
+        return Route::Here { adopt: true };
+    };
     if slot == st.affinity.slot || st.sessions.get(sid, scope).is_some() {
-        return None;
+        return Route::Here { adopt: true };
     }
     Metrics::inc(&st.metrics.forwards_unix);
     match forward(st, slot, method, scope, principal, h, body.clone()).await {
-        Ok(resp) => Some(resp),
+        Ok(resp) => Route::Answered(resp),
         Err(OwnerUnreachable) => {
             Metrics::inc(&st.metrics.forward_failures);
             tracing::warn!(
-                session = &sid[..sid.len().min(12)],
+                session = short(sid),
                 slot,
                 "session owner unreachable; adopting the session here"
             );
-            None
+            Route::Here { adopt: true }
         }
     }
+}
+
+/// With Redis, Redis is the truth for a session that is not local: one script
+/// call names the owner and its heartbeat. A live owner gets the request (over
+/// HTTP or pub/sub, `AFFINITY_FORWARD`); a dead one (no heartbeat, connection
+/// refused, nobody subscribed) loses the session to an atomic reclaim, and
+/// this worker adopts it. An id Redis does not know is not adopted (404).
+#[allow(clippy::too_many_arguments)]
+async fn route_via_redis(
+    st: &AppState,
+    redis: &RedisAffinity,
+    method: Method,
+    scope: &Scope,
+    principal: &Principal,
+    h: &HeaderMap,
+    body: &Bytes,
+    sid: &str,
+) -> Route {
+    for _ in 0..3 {
+        let owner = match redis.lookup(sid).await {
+            Ok(Some(o)) => o,
+            Ok(None) => return Route::Here { adopt: false },
+            Err(_) => return Route::Answered(owner_unknown(body)),
+        };
+        if owner.worker == redis.worker_id {
+            return Route::Here { adopt: true };
+        }
+        if let Some(hb) = &owner.heartbeat {
+            let target = match redis.mode {
+                // A GET stream never ends: it cannot be buffered into one message.
+                ForwardMode::PubSub if method != Method::GET => {
+                    Metrics::inc(&st.metrics.forwards_pubsub);
+                    Target::PubSub(&owner.worker)
+                }
+                _ => {
+                    Metrics::inc(&st.metrics.forwards_http);
+                    Target::Http(&hb.addr)
+                }
+            };
+            let sent = forward_to(
+                st,
+                target,
+                method.clone(),
+                scope,
+                principal,
+                h,
+                body.clone(),
+            )
+            .await;
+            match sent {
+                Ok(resp) => return Route::Answered(resp),
+                Err(ForwardError::RedisDown) => return Route::Answered(owner_unknown(body)),
+                Err(ForwardError::Unreachable) => {
+                    Metrics::inc(&st.metrics.forward_failures);
+                    tracing::warn!(
+                        session = short(sid),
+                        owner = owner.worker,
+                        "session owner unreachable; taking the session over"
+                    );
+                }
+            }
+        }
+        // The owner is dead: take its session over (only if it still is its owner).
+        match redis.reclaim(sid, &owner.worker).await {
+            Ok(Reclaim::Taken) => {
+                Metrics::inc(&st.metrics.reclaims);
+                tracing::info!(
+                    session = short(sid),
+                    dead = owner.worker,
+                    "took over the session of a dead owner"
+                );
+                return Route::Here { adopt: true };
+            }
+            Ok(Reclaim::Gone) => return Route::Here { adopt: false },
+            Ok(Reclaim::Other(_)) => continue, // someone else was faster: ask again
+            Err(_) => return Route::Answered(owner_unknown(body)),
+        }
+    }
+    Route::Answered(owner_unknown(body))
+}
+
+/// JSON-RPC -32001: the session's owner cannot be known (Redis is down).
+fn owner_unknown(body: &Bytes) -> Response {
+    let id = match jsonrpc::parse_message(body) {
+        Ok(Message::Request(r)) => r.id,
+        _ => Id::Null,
+    };
+    rpc_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        &id,
+        &ErrorObject::upstream_unavailable("session owner unknown: Redis unavailable"),
+    )
+}
+
+/// With Redis: refreshes the ownership of a session used here (throttled, in
+/// the background). If Redis names another owner (this worker was taken for
+/// dead), the local copy goes and later requests follow Redis.
+fn touch(st: &AppState, s: &Session) {
+    let Some(redis) = &st.redis else {
+        return;
+    };
+    let subject = s.principal.subject().to_owned();
+    if !redis.refresh_due(&s.id, &subject) {
+        return;
+    }
+    let (redis, sessions, sid) = (redis.clone(), st.sessions.clone(), s.id.clone());
+    tokio::spawn(async move {
+        if let Ok(Some(other)) = redis.refresh(&sid, &subject).await {
+            tracing::warn!(
+                session = short(&sid),
+                owner = other,
+                "another worker owns this session now; dropping the local copy"
+            );
+            sessions.remove(&sid);
+        }
+    });
 }
 
 fn resolve_session(
@@ -326,6 +468,7 @@ fn resolve_session(
     principal: &Principal,
     h: &HeaderMap,
     id: Option<&Id>,
+    adopt: bool,
 ) -> Result<Arc<Session>, Response> {
     let id = id.unwrap_or(&Id::Null);
     let Some(sid) = session_id(h) else {
@@ -345,16 +488,20 @@ fn resolve_session(
             ));
         }
         Metrics::inc(&st.metrics.session_local_hits);
+        touch(st, &s);
         return Ok(s);
     }
     // A genuine id this worker does not hold: its owner restarted (or is gone).
     // Adopt it; upstream sessions are reopened on first use.
-    if st.affinity.owner(sid, scope, principal).is_some() && !st.sessions.is_deleted(sid) {
+    if adopt && st.affinity.owner(sid, scope, principal).is_some() && !st.sessions.is_deleted(sid) {
         let version = header_str(h, "mcp-protocol-version")
             .filter(|v| protocol::is_supported_version(v))
             .unwrap_or(protocol::LATEST_STATEFUL_PROTOCOL_VERSION);
-        tracing::info!(session = &sid[..sid.len().min(12)], "adopting session");
+        tracing::info!(session = short(sid), "adopting session");
         Metrics::inc(&st.metrics.sessions_adopted);
+        if let Some(redis) = &st.redis {
+            redis.track(sid, principal.subject());
+        }
         return Ok(st
             .sessions
             .create(sid.to_owned(), scope.clone(), principal.clone(), version));
@@ -394,6 +541,12 @@ async fn initialize(
     match dispatch(&st.core, &ctx, methods::INITIALIZE, params).await {
         Ok(result) => {
             let sid = st.affinity.mint(&scope, &principal);
+            if let Some(redis) = &st.redis {
+                // Claimed before the client learns the id, so any worker finds it.
+                if let Err(e) = redis.claim(&sid, principal.subject()).await {
+                    tracing::warn!(session = short(&sid), error = %e, "cannot record the session's owner");
+                }
+            }
             let session = st.sessions.create(sid, scope, principal, version);
             Metrics::inc(&st.metrics.sessions_created);
             tracing::debug!(session = &session.id[..8], "session initialized");
@@ -517,8 +670,9 @@ async fn handle_batch(
     principal: Principal,
     h: &HeaderMap,
     items: Vec<Result<Message, jsonrpc::ParseError>>,
+    adopt: bool,
 ) -> Response {
-    let session = match resolve_session(st, &scope, &principal, h, None) {
+    let session = match resolve_session(st, &scope, &principal, h, None, adopt) {
         Ok(s) => s,
         Err(r) => return r,
     };
@@ -531,7 +685,7 @@ async fn handle_batch(
             ),
             Ok(Message::Request(r)) => {
                 let ctx = Context {
-                    principal: session.principal.clone(),
+                    principal: principal.clone(),
                     scope: scope.clone(),
                     upstreams: Upstreams::Session(session.upstreams.clone()),
                     handler: Arc::new(Relay {
@@ -552,7 +706,6 @@ async fn handle_batch(
             Ok(Message::Notification(_)) => {}
         }
     }
-    let _ = principal;
     if out.is_empty() {
         return StatusCode::ACCEPTED.into_response();
     }
@@ -569,19 +722,22 @@ pub async fn handle_get(
     if let Err(r) = check_origin(st, h) {
         return r;
     }
-    if !forwarded {
-        if let Some(r) = route_to_owner(st, Method::GET, &scope, &principal, h, &Bytes::new()).await
-        {
-            return r;
+    let adopt = match forwarded {
+        true => true,
+        false => {
+            match route_to_owner(st, Method::GET, &scope, &principal, h, &Bytes::new()).await {
+                Route::Answered(r) => return r,
+                Route::Here { adopt } => adopt,
+            }
         }
-    }
+    };
     if !accepts(h, protocol::CONTENT_TYPE_SSE) {
         return detail(
             StatusCode::NOT_ACCEPTABLE,
             "Not Acceptable: GET needs Accept: text/event-stream",
         );
     }
-    let session = match resolve_session(st, &scope, &principal, h, None) {
+    let session = match resolve_session(st, &scope, &principal, h, None, adopt) {
         Ok(s) => s,
         Err(r) => return r,
     };
@@ -609,24 +765,42 @@ pub async fn handle_delete(
     if let Err(r) = check_origin(st, h) {
         return r;
     }
-    if !forwarded {
-        if let Some(r) =
-            route_to_owner(st, Method::DELETE, &scope, &principal, h, &Bytes::new()).await
-        {
-            return r;
+    let adopt = match forwarded {
+        true => true,
+        false => {
+            match route_to_owner(st, Method::DELETE, &scope, &principal, h, &Bytes::new()).await {
+                Route::Answered(r) => return r,
+                Route::Here { adopt } => adopt,
+            }
         }
-    }
+    };
     let Some(sid) = session_id(h) else {
         return detail(
             StatusCode::BAD_REQUEST,
             "Bad Request: Mcp-Session-Id header is required",
         );
     };
+    if let Some(s) = st.sessions.get(sid, &scope) {
+        if s.principal.subject() != principal.subject() && !principal.is_admin() {
+            return rpc_error(
+                StatusCode::FORBIDDEN,
+                &Id::Null,
+                &ErrorObject::forbidden("Session access denied"),
+            );
+        }
+    }
     let ours = st.sessions.get(sid, &scope).is_some()
-        || (st.affinity.owner(sid, &scope, &principal).is_some() && !st.sessions.is_deleted(sid));
+        || (adopt
+            && st.affinity.owner(sid, &scope, &principal).is_some()
+            && !st.sessions.is_deleted(sid));
     if !ours {
         return detail(StatusCode::NOT_FOUND, "Session not found");
     }
     st.sessions.remove(sid);
+    if let Some(redis) = &st.redis {
+        if let Err(e) = redis.release(sid).await {
+            tracing::warn!(session = short(sid), error = %e, "cannot release the session in Redis");
+        }
+    }
     StatusCode::OK.into_response()
 }

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod forward;
 mod health;
 pub mod mcp;
+pub mod pubsub;
 mod rest;
 mod rpc;
 #[cfg(feature = "test-hooks")]

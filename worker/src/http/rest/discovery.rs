@@ -6,6 +6,7 @@ use crate::state::AppState;
 use fleetgate_mcp::{UpstreamError, UpstreamSession};
 use fleetgate_store::{
     Discovered, DiscoveredPrompt, DiscoveredResource, DiscoveredResourceTemplate, DiscoveredTool,
+    Transport,
 };
 use http::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
@@ -17,11 +18,14 @@ pub struct Found {
     pub skipped: Vec<String>,
 }
 
-/// Connects to `url` with `headers`, discovers everything and closes the session.
-/// Any failure is an [`ApiError`] naming the URL (502, or 504 on a timeout).
+/// Connects to `url` over `transport` with `headers`, discovers everything and
+/// closes the session. Any failure is an [`ApiError`] naming the URL (502, or
+/// 504 on a timeout). For [`Transport::Sse`], `url` is the upstream's SSE
+/// endpoint (`http://host/sse`).
 pub async fn discover(
     st: &AppState,
     url: &str,
+    transport: Transport,
     headers: &BTreeMap<String, String>,
 ) -> ApiResult<Found> {
     let mut map = HeaderMap::new();
@@ -35,8 +39,9 @@ pub async fn discover(
     let fed = &st.core.federation;
     let session = fed
         .client
-        .connect(
+        .connect_with_transport(
             url,
+            crate::gateway::federation::upstream_transport(transport),
             map,
             fleetgate_mcp::protocol::LATEST_STATEFUL_PROTOCOL_VERSION,
             fed.timeout,

@@ -204,13 +204,6 @@ fn parse(body: Value, create: bool) -> ApiResult<Input> {
     input.transport = match f.patch_str("transport").flatten() {
         None => create.then_some(Transport::StreamableHttp),
         Some(t) => match t.parse::<Transport>() {
-            Ok(Transport::Sse) => {
-                f.reject(
-                    "transport",
-                    "transport SSE is not supported yet; register the server's Streamable HTTP endpoint with transport STREAMABLEHTTP",
-                );
-                None
-            }
             Ok(t) => Some(t),
             Err(msg) => {
                 f.reject("transport", msg);
@@ -393,15 +386,16 @@ async fn create(
     let url = input.url.unwrap_or_default().trim().to_owned();
     check_name_free(store, &name, None).await?;
     let (auth_type, auth_headers) = input.auth.unwrap_or_default();
+    let transport = input.transport.unwrap_or_default();
     let Found {
         discovered,
         skipped,
-    } = discover(&st, &url, &auth_headers).await?;
+    } = discover(&st, &url, transport, &auth_headers).await?;
     let new = NewGateway {
         name,
         url,
         description: input.description.flatten(),
-        transport: input.transport.unwrap_or_default(),
+        transport,
         auth_type,
         auth_headers,
         tags: input.tags.unwrap_or_default(),
@@ -439,9 +433,11 @@ async fn update(
         .as_ref()
         .map_or(&current.auth_headers, |(_, h)| h)
         .clone();
-    let rediscover = url != current.url || headers != current.auth_headers;
+    let transport = input.transport.unwrap_or(current.transport);
+    let rediscover =
+        url != current.url || headers != current.auth_headers || transport != current.transport;
     let found = if rediscover {
-        Some(discover(&st, &url, &headers).await?)
+        Some(discover(&st, &url, transport, &headers).await?)
     } else {
         None
     };
@@ -466,6 +462,7 @@ async fn update(
                 url: Some(current.url.clone()),
                 auth_type: Some(current.auth_type.clone()),
                 auth_headers: Some(current.auth_headers.clone()),
+                transport: Some(current.transport),
                 ..GatewayUpdate::default()
             };
             if let Err(u) = store.update_gateway(&id, undo).await {
@@ -537,7 +534,7 @@ async fn refresh(State(st): State<AppState>, Path(id): Path<String>) -> ApiResul
     let started = Instant::now();
     let store = &st.core.registry.store;
     let g = store.get_gateway(&id).await?;
-    let found = match discover(&st, &g.url, &g.auth_headers).await {
+    let found = match discover(&st, &g.url, g.transport, &g.auth_headers).await {
         Ok(f) => f,
         Err(e) => {
             if let Err(se) = store.set_gateway_reachable(&id, false).await {
@@ -624,14 +621,20 @@ mod tests {
     #[test]
     fn bad_bodies_name_the_field() {
         let Err(ApiError::Validation(errs)) = parse(
-            json!({"name": "a", "url": "ftp://h", "transport": "SSE"}),
+            json!({"name": "a", "url": "ftp://h", "transport": "pigeon"}),
             true,
         ) else {
             panic!("expected 422")
         };
         let locs: Vec<String> = errs.iter().map(|e| e.loc.join(".")).collect();
         assert_eq!(locs, vec!["body.url", "body.transport"]);
-        assert!(errs[1].msg.contains("transport SSE is not supported yet"));
+        assert!(errs[1].msg.contains("unknown transport"), "{}", errs[1].msg);
+        let i = parse(
+            json!({"name": "a", "url": "http://h/sse", "transport": "SSE"}),
+            true,
+        )
+        .unwrap();
+        assert_eq!(i.transport, Some(Transport::Sse));
 
         let Err(ApiError::Validation(errs)) = parse(
             json!({"name": "a", "url": "http://h", "auth_type": "bearer"}),

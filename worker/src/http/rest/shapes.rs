@@ -490,7 +490,7 @@ pub fn schemas() -> Value {
         ("description", ns()),
         (
             "transport",
-            json!({"type": "string", "enum": ["STREAMABLEHTTP", "SSE"], "default": "STREAMABLEHTTP", "description": "SSE is not supported yet (422)"}),
+            json!({"type": "string", "enum": ["STREAMABLEHTTP", "SSE"], "default": "STREAMABLEHTTP", "description": "SSE: the legacy HTTP+SSE transport (2024-11-05); the url is the server's SSE endpoint, e.g. http://host:port/sse"}),
         ),
         ("tags", tags_in()),
     ];

@@ -1,0 +1,236 @@
+//! Forwarding through Redis pub/sub (`AFFINITY_FORWARD=pubsub`).
+//!
+//! Every worker (whatever its own forwarding mode) subscribes to its request
+//! channel `mcpgw:pool_http:{worker_id}` and to its answer channels
+//! `mcpgw:pool_http_response:{instance}-*` on one connection. A forwarded
+//! request is one message (the sealed envelope, its signature and the body);
+//! the owner serves each message in its own task (never one at a time) through
+//! the same handler as the HTTP forward route, and publishes the answer
+//! (status, content type, session id, worker, body) on the request's own answer
+//! channel. Streams (SSE) are buffered: a GET stream goes over HTTP instead.
+
+use crate::gateway::affinity::{hex, unhex};
+use crate::gateway::redis_affinity::{request_channel, RedisAffinity, RESPONSE_PREFIX};
+use crate::http::forward::serve_forwarded;
+use crate::state::AppState;
+use axum::http::{header, Method};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http_body_util::{BodyExt, Limited};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+/// Largest answer carried back.
+const MAX_ANSWER: usize = 64 << 20;
+
+/// A forwarded request on the wire.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PubRequest {
+    /// The channel to answer on.
+    pub reply: String,
+    pub method: String,
+    pub envelope: String,
+    pub signature: String,
+    /// The body, hex.
+    pub body: String,
+}
+
+/// The owner's answer on the wire.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PubAnswer {
+    pub status: u16,
+    pub content_type: String,
+    pub session: Option<String>,
+    pub worker: Option<String>,
+    /// The body, hex.
+    pub body: String,
+}
+
+/// This worker's side of pub/sub: answers it waits for.
+#[derive(Default)]
+pub struct PubSub {
+    pending: Mutex<HashMap<String, oneshot::Sender<PubAnswer>>>,
+    subscribed: AtomicBool,
+}
+
+/// Why a pub/sub forward did not get to the owner.
+pub enum PubSendError {
+    /// Nobody listens on the owner's channel: it is dead.
+    NoSubscriber,
+    /// Redis (or this worker's subscription) is down.
+    RedisDown,
+}
+
+impl PubSub {
+    pub fn is_subscribed(&self) -> bool {
+        self.subscribed.load(Ordering::Acquire)
+    }
+
+    fn take(&self, channel: &str) -> Option<oneshot::Sender<PubAnswer>> {
+        self.pending.lock().ok()?.remove(channel)
+    }
+
+    /// Publishes a request (sealed: envelope and signature) to `owner` and waits
+    /// for its answer; `Ok(None)`: no answer before `timeout`.
+    pub async fn request(
+        &self,
+        redis: &RedisAffinity,
+        owner: &str,
+        method: &Method,
+        (envelope, signature): (String, String),
+        body: &[u8],
+        timeout: Duration,
+    ) -> Result<Option<PubAnswer>, PubSendError> {
+        if !self.is_subscribed() {
+            return Err(PubSendError::RedisDown);
+        }
+        let reply = format!(
+            "{RESPONSE_PREFIX}{}-{}",
+            redis.instance,
+            uuid::Uuid::new_v4().simple()
+        );
+        let msg = PubRequest {
+            reply: reply.clone(),
+            method: method.to_string(),
+            envelope,
+            signature,
+            body: hex(body),
+        };
+        let (tx, rx) = oneshot::channel();
+        if let Ok(mut p) = self.pending.lock() {
+            p.insert(reply.clone(), tx);
+        }
+        let payload = serde_json::to_vec(&msg).unwrap_or_default();
+        let sent = redis.publish(&request_channel(owner), &payload).await;
+        let result = match sent {
+            Err(_) => Err(PubSendError::RedisDown),
+            Ok(0) => Err(PubSendError::NoSubscriber),
+            Ok(_) => match tokio::time::timeout(timeout, rx).await {
+                Ok(Ok(a)) => Ok(Some(a)),
+                Ok(Err(_)) => Err(PubSendError::RedisDown),
+                Err(_) => Ok(None),
+            },
+        };
+        self.take(&reply);
+        result
+    }
+}
+
+/// Keeps this worker subscribed (reconnecting while Redis is away) and serves
+/// what arrives.
+pub fn spawn_subscriber(st: AppState, redis: Arc<RedisAffinity>, ps: Arc<PubSub>) {
+    tokio::spawn(async move {
+        let requests = request_channel(&redis.worker_id);
+        let answers = format!("{RESPONSE_PREFIX}{}-*", redis.instance);
+        let mut failing = false;
+        loop {
+            let conn = tokio::time::timeout(Duration::from_secs(1), async {
+                let mut p = redis.client.get_async_pubsub().await?;
+                p.subscribe(&requests).await?;
+                p.psubscribe(&answers).await?;
+                Ok::<_, redis::RedisError>(p)
+            })
+            .await;
+            let p = match conn {
+                Ok(Ok(p)) => p,
+                Ok(Err(e)) => {
+                    if !failing {
+                        tracing::warn!(error = %e, "cannot subscribe to the forwarding channel; retrying");
+                        failing = true;
+                    }
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                    continue;
+                }
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                    continue;
+                }
+            };
+            if failing {
+                tracing::info!("subscribed to the forwarding channel again");
+                failing = false;
+            }
+            let (_sink, mut stream) = p.split();
+            ps.subscribed.store(true, Ordering::Release);
+            while let Some(msg) = stream.next().await {
+                let channel = msg.get_channel_name();
+                if channel == requests {
+                    let (st, redis) = (st.clone(), redis.clone());
+                    let payload = Bytes::copy_from_slice(msg.get_payload_bytes());
+                    tokio::spawn(async move { serve(st, redis, payload).await });
+                } else if let Some(tx) = ps.take(channel) {
+                    if let Ok(a) = serde_json::from_slice::<PubAnswer>(msg.get_payload_bytes()) {
+                        let _ = tx.send(a);
+                    }
+                }
+            }
+            ps.subscribed.store(false, Ordering::Release);
+            // Wake every waiter: their answers cannot arrive on this connection.
+            if let Ok(mut p) = ps.pending.lock() {
+                p.clear();
+            }
+            tracing::warn!("lost the forwarding subscription (Redis gone?); reconnecting");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+}
+
+/// The owner's side: one forwarded request, served like the HTTP forward route.
+async fn serve(st: AppState, redis: Arc<RedisAffinity>, payload: Bytes) {
+    let Ok(req) = serde_json::from_slice::<PubRequest>(&payload) else {
+        tracing::warn!("ignored a malformed forwarded request");
+        return;
+    };
+    if !req.reply.starts_with(RESPONSE_PREFIX) {
+        return;
+    }
+    let Some(body) = unhex(&req.body) else {
+        return;
+    };
+    let method = Method::from_bytes(req.method.as_bytes()).unwrap_or(Method::POST);
+    let resp = serve_forwarded(
+        &st,
+        method,
+        &req.envelope,
+        &req.signature,
+        Bytes::from(body),
+    )
+    .await;
+    let (status, content_type, session, worker) = {
+        let get = |n: &str| {
+            resp.headers()
+                .get(n)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        (
+            resp.status().as_u16(),
+            get(header::CONTENT_TYPE.as_str()).unwrap_or_default(),
+            get("mcp-session-id"),
+            get(crate::http::WORKER_HEADER),
+        )
+    };
+    let timeout = st.affinity.forward_timeout;
+    let body = match tokio::time::timeout(
+        timeout,
+        Limited::new(resp.into_body(), MAX_ANSWER).collect(),
+    )
+    .await
+    {
+        Ok(Ok(b)) => b.to_bytes(),
+        _ => return, // the requester times out: -32001
+    };
+    let answer = PubAnswer {
+        status,
+        content_type,
+        session,
+        worker,
+        body: hex(&body),
+    };
+    let payload = serde_json::to_vec(&answer).unwrap_or_default();
+    let _ = redis.publish(&req.reply, &payload).await;
+}
