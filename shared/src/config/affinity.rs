@@ -72,6 +72,15 @@ impl AffinityConfig {
                 );
             }
         }
+        // Hosts sharing a Redis verify each other's session ids and forwards: a
+        // per-start random secret would make every cross-host request fail.
+        if redis_url.is_some() && fleet_secret.is_none() {
+            l.error(
+                "FLEET_SECRET",
+                "",
+                "required with REDIS_URL: every host of the fleet must share it (e.g. `openssl rand -hex 32`)",
+            );
+        }
         let forward = match l.choice("AFFINITY_FORWARD", &["auto", "pubsub", "http"], "auto") {
             "pubsub" => ForwardMode::PubSub,
             _ => ForwardMode::Http,
@@ -117,8 +126,14 @@ mod tests {
 
     #[test]
     fn redis_settings_are_read_and_checked() {
+        let missing = load(&[("REDIS_URL", "redis://127.0.0.1:6380/0")]).unwrap_err();
+        assert!(
+            missing.iter().any(|e| e.starts_with("FLEET_SECRET")),
+            "{missing:?}"
+        );
         let a = load(&[
             ("REDIS_URL", "redis://127.0.0.1:6380/0"),
+            ("FLEET_SECRET", "a-shared-fleet-secret-0123"),
             ("AFFINITY_FORWARD", "PubSub"),
             ("MCPGATEWAY_SESSION_AFFINITY_TTL", "60"),
             ("AFFINITY_INTERNAL_HOST", "10.0.0.5"),
@@ -141,6 +156,7 @@ mod tests {
             .unwrap_err(),
             [
                 "REDIS_URL",
+                "FLEET_SECRET",
                 "AFFINITY_FORWARD",
                 "MCPGATEWAY_SESSION_AFFINITY_TTL"
             ]
