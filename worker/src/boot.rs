@@ -181,7 +181,10 @@ async fn serve_until_stopped(
         worker: info.clone(),
         control: control.clone(),
         core,
-        sessions: Arc::default(),
+        sessions: Arc::new(crate::gateway::session::Sessions::with_event_limits(
+            cfg.gateway.max_events_per_stream,
+            cfg.gateway.event_ttl,
+        )),
         gateway_cfg: Arc::new(cfg.gateway.clone()),
         affinity: affinity.clone(),
         gate,

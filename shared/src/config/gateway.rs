@@ -29,6 +29,11 @@ pub struct GatewayConfig {
     /// `REGISTRY_POLL_INTERVAL` (s, default 0.5): how often a worker checks the
     /// database for registry changes made by other workers.
     pub registry_poll: Duration,
+    /// `STREAMABLE_HTTP_MAX_EVENTS_PER_STREAM` (default 100): SSE events kept
+    /// per stream of a session, for clients resuming with `Last-Event-ID`.
+    pub max_events_per_stream: usize,
+    /// `STREAMABLE_HTTP_EVENT_TTL` (s, default 3600): how long they are kept.
+    pub event_ttl: Duration,
 }
 
 impl GatewayConfig {
@@ -74,6 +79,12 @@ impl GatewayConfig {
                 .collect(),
             tool_name_separator: l.string("GATEWAY_TOOL_NAME_SEPARATOR", "-"),
             registry_poll: l.secs("REGISTRY_POLL_INTERVAL", 0.5),
+            max_events_per_stream: l.parse(
+                "STREAMABLE_HTTP_MAX_EVENTS_PER_STREAM",
+                100,
+                "a number of events",
+            ),
+            event_ttl: l.secs("STREAMABLE_HTTP_EVENT_TTL", 3600.0),
         }
     }
 }

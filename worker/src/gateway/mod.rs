@@ -6,6 +6,7 @@
 //! - [`dispatch`]: the one JSON-RPC dispatcher and its [`dispatch::Context`].
 //! - [`federation`]: upstream sessions, per downstream session or pooled.
 //! - [`session`]: downstream sessions and the mid-call message relay.
+//! - [`events`]: stored SSE events, for clients resuming a stream (`Last-Event-ID`).
 //! - [`affinity`]: session ids that name their owner; signed forward envelopes.
 //! - [`redis_affinity`]: session ownership and worker heartbeats in Redis.
 //! - [`relay`]: the owner's answer to the client, faithfully (seed 002).
@@ -14,6 +15,7 @@
 pub mod affinity;
 pub mod dispatch;
 pub mod error;
+pub mod events;
 pub mod federation;
 pub mod redis_affinity;
 pub mod registry;

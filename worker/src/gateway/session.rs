@@ -6,6 +6,7 @@
 //! sessions (one per gateway, never shared), its GET stream, and the server→client
 //! requests waiting for the client's answer.
 
+use crate::gateway::events::EventStore;
 use crate::gateway::federation::{close_all, UpstreamSet};
 use crate::gateway::scope::{Principal, Scope};
 use bytes::Bytes;
@@ -16,6 +17,7 @@ use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 type Answer = Result<Value, ErrorObject>;
@@ -26,6 +28,8 @@ pub struct Session {
     pub principal: Principal,
     pub protocol_version: String,
     pub upstreams: Arc<UpstreamSet>,
+    /// The events sent on this session's SSE streams, for resumption.
+    pub events: Arc<EventStore>,
     pending: Mutex<HashMap<String, oneshot::Sender<Answer>>>,
     get_stream: Mutex<Option<mpsc::Sender<Bytes>>>,
     next_relay_id: AtomicU64,
@@ -56,6 +60,16 @@ impl Session {
         true
     }
 
+    /// Installs the GET stream's sender for a client resuming it
+    /// (`Last-Event-ID`): the old connection, if the server has not noticed it
+    /// is gone yet, stops receiving new messages.
+    pub fn replace_stream(&self, tx: mpsc::Sender<Bytes>) {
+        *self
+            .get_stream
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(tx);
+    }
+
     /// The GET stream, if the client holds one open.
     pub fn stream(&self) -> Option<mpsc::Sender<Bytes>> {
         self.get_stream
@@ -81,9 +95,19 @@ const DELETED_KEPT: usize = 100_000;
 pub struct Sessions {
     map: RwLock<HashMap<String, Arc<Session>>>,
     deleted: Mutex<std::collections::VecDeque<String>>,
+    /// Per stream: how many events are kept, and how long (`None`: defaults).
+    event_limits: Option<(usize, Duration)>,
 }
 
 impl Sessions {
+    /// Sessions whose streams keep `max_events` events each, for `ttl`.
+    pub fn with_event_limits(max_events: usize, ttl: Duration) -> Sessions {
+        Sessions {
+            event_limits: Some((max_events, ttl)),
+            ..Sessions::default()
+        }
+    }
+
     /// Creates (or adopts) the session `id`.
     pub fn create(
         &self,
@@ -98,6 +122,10 @@ impl Sessions {
             principal,
             protocol_version: protocol_version.to_owned(),
             upstreams: Arc::default(),
+            events: Arc::new(match self.event_limits {
+                Some((max, ttl)) => EventStore::new(max, ttl),
+                None => EventStore::default(),
+            }),
             pending: Mutex::default(),
             get_stream: Mutex::default(),
             next_relay_id: AtomicU64::new(1),

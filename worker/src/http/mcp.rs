@@ -7,11 +7,16 @@
 //! before the result and the client accepts `text/event-stream`: then the answer
 //! becomes an SSE stream carrying those messages and, last, the result. GET opens
 //! the session's server→client stream; DELETE ends the session.
+//!
+//! Every SSE event carries an id (`{stream}_{seq}`, see [`events`]); a GET with
+//! `Last-Event-ID` resumes that stream. A POST's SSE stream is written by the
+//! call's own task, so a dropped connection does not cancel the call.
 
 #![allow(clippy::result_large_err)] // a handler step fails with the Response to send
 
 use crate::gateway::dispatch::{dispatch, Context, Upstreams};
 use crate::gateway::error::RpcError;
+use crate::gateway::events::{self, EventStore};
 use crate::gateway::redis_affinity::{short, Reclaim, RedisAffinity};
 use crate::gateway::scope::{Principal, Scope};
 use crate::gateway::session::{Relay, Session};
@@ -26,10 +31,10 @@ use axum::routing::post;
 use axum::Router;
 use fleetgate_mcp::jsonrpc::{self, ErrorObject, Id, Message, Parsed};
 use fleetgate_mcp::protocol::{self, meta, methods};
-use fleetgate_mcp::sse;
 use fleetgate_shared::config::ForwardMode;
 use futures_util::stream;
 use serde_json::Value;
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -602,24 +607,34 @@ async fn run_request(
     tokio::select! {
         biased;
         Some(first) = rx.recv(), if sse_ok => {
-            let events = stream::unfold(
-                (Some(first), rx, Some(call), id),
-                |(first, mut rx, call, id)| async move {
-                    if let Some(m) = first {
-                        return Some((event(&m), (None, rx, call, id)));
-                    }
-                    let mut call = call?;
+            // From here on the call's own task writes the stream into the
+            // session's event store; the connection only follows it. A client
+            // that drops the connection does not cancel the call: it resumes
+            // with GET + Last-Event-ID.
+            let store = match &session {
+                Some(s) => s.events.clone(),
+                None => Arc::new(EventStore::default()),
+            };
+            let name = store.open_post_stream();
+            let (w, n) = (store.clone(), name.clone());
+            tokio::spawn(async move {
+                w.append(&n, first);
+                loop {
                     tokio::select! {
                         biased;
-                        Some(m) = rx.recv() => Some((event(&m), (None, rx, Some(call), id))),
+                        Some(m) = rx.recv() => {
+                            w.append(&n, m);
+                        }
                         done = &mut call => {
                             let body = done.unwrap_or_else(|_| internal(&id));
-                            Some((event(&body), (None, rx, None, id)))
+                            w.append(&n, Bytes::from(body));
+                            break;
                         }
                     }
-                },
-            );
-            sse_response(Body::from_stream(events))
+                }
+                w.finish(&n);
+            });
+            sse_response(Body::from_stream(events::follow(store, name, 0)))
         }
         done = &mut call => {
             let body = done.unwrap_or_else(|_| internal(&id));
@@ -640,13 +655,6 @@ fn internal(id: &Id) -> Vec<u8> {
         id,
         &ErrorObject::internal_error("the request failed inside the gateway"),
     )
-}
-
-fn event(json: &[u8]) -> Result<Bytes, Infallible> {
-    Ok(Bytes::from(sse::encode_message_event(
-        None,
-        std::str::from_utf8(json).unwrap_or("{}"),
-    )))
 }
 
 fn sse_response(body: Body) -> Response {
@@ -741,18 +749,47 @@ pub async fn handle_get(
         Ok(s) => s,
         Err(r) => return r,
     };
+    // Resuming (`Last-Event-ID`): a POST stream is replayed from the store
+    // and followed until it completes; the GET stream is replayed, then goes
+    // on live. An id this session does not know (never sent, or expired)
+    // opens a fresh GET stream, as a plain GET would.
+    let resume = header_str(h, "last-event-id")
+        .and_then(events::parse_id)
+        .filter(|(stream, _)| session.events.knows(stream));
+    let mut replay = VecDeque::new();
+    if let Some((stream, seq)) = resume {
+        if stream != events::GET_STREAM {
+            let body = events::follow(session.events.clone(), stream.to_owned(), seq);
+            return sse_response(Body::from_stream(body));
+        }
+        if let Some((stored, _)) = session.events.after(stream, seq) {
+            replay.extend(stored.into_iter().map(|(seq, json)| {
+                events::encode(&format!("{}_{seq}", events::GET_STREAM), &json)
+            }));
+        }
+    }
     let (tx, rx) = mpsc::channel::<Bytes>(64);
-    if !session.open_stream(tx) {
+    if resume.is_some() {
+        session.replace_stream(tx);
+    } else if !session.open_stream(tx) {
         return detail(
             StatusCode::CONFLICT,
             "Conflict: this session already has a GET stream open",
         );
     }
-    let events = stream::unfold(rx, |mut rx| async move {
-        let m = rx.recv().await?;
-        Some((event(&m), rx))
-    });
-    sse_response(Body::from_stream(events))
+    let store = session.events.clone();
+    let body = stream::unfold(
+        (replay, rx, store),
+        |(mut replay, mut rx, store)| async move {
+            if let Some(ev) = replay.pop_front() {
+                return Some((Ok::<_, Infallible>(ev), (replay, rx, store)));
+            }
+            let m = rx.recv().await?;
+            let id = store.append(events::GET_STREAM, m.clone());
+            Some((Ok(events::encode(&id, &m)), (replay, rx, store)))
+        },
+    );
+    sse_response(Body::from_stream(body))
 }
 
 pub async fn handle_delete(
