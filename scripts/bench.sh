@@ -11,6 +11,8 @@
 # "gateway": tools/call through /rpc and through /servers/{id}/mcp with sessions,
 # against the same test upstream called directly; req/s, p50/p99, ratio to direct,
 # gateway CPU time per request, idle worker RSS, cold start.
+# BENCH_REUSE_PORT=true runs the gateway section with one SO_REUSEPORT socket per
+# worker (even spread of keep-alive connections).
 # Load generator, gateway and upstreams share the machine's cores: read ratios
 # measured in one run, not absolute numbers.
 set -euo pipefail
@@ -95,11 +97,15 @@ if [ "$ONLY" = all ] || [ "$ONLY" = gateway ]; then
   for _ in $(seq 1 500); do [ -s "$WORK/up.out" ] && break; sleep 0.01; done
   UP_URL=$(python3 -c 'import json,sys;print(json.loads(open(sys.argv[1]).readline())["url"])' "$WORK/up.out")
 
-  start_fleet gw WORKERS=2 DATABASE_URL="sqlite:$WORK/bench.db"
-  curl -fs -X POST "http://$ADDR/gateways" -H 'content-type: application/json' \
+  # Auth stays on, as in production: every request carries an admin token.
+  export JWT_SECRET_KEY=bench-secret-0123456789abcdef0123456789
+  TOKEN=$("$BIN" token --username bench@example.com --exp 60 --admin 2>/dev/null)
+  AUTH="Authorization: Bearer $TOKEN"
+  start_fleet gw WORKERS=2 REUSE_PORT="${BENCH_REUSE_PORT:-false}" DATABASE_URL="sqlite:$WORK/bench.db"
+  curl -fs -X POST "http://$ADDR/gateways" -H "$AUTH" -H 'content-type: application/json' \
     -d "{\"name\":\"up\",\"url\":\"$UP_URL\",\"transport\":\"STREAMABLEHTTP\"}" >/dev/null
-  TOOL_IDS=$(curl -fs "http://$ADDR/tools?limit=0" | python3 -c 'import json,sys;print(json.dumps([t["id"] for t in json.load(sys.stdin)]))')
-  SID=$(curl -fs -X POST "http://$ADDR/servers" -H 'content-type: application/json' \
+  TOOL_IDS=$(curl -fs -H "$AUTH" "http://$ADDR/tools?limit=0" | python3 -c 'import json,sys;print(json.dumps([t["id"] for t in json.load(sys.stdin)]))')
+  SID=$(curl -fs -X POST "http://$ADDR/servers" -H "$AUTH" -H 'content-type: application/json' \
     -d "{\"server\":{\"name\":\"bench\",\"associated_tools\":$TOOL_IDS}}" | python3 -c 'import json,sys;print(json.load(sys.stdin)["id"])')
   sleep 1 # every worker polls the registry (REGISTRY_POLL_INTERVAL)
 
@@ -114,13 +120,13 @@ if [ "$ONLY" = all ] || [ "$ONLY" = gateway ]; then
   direct=$("$LOAD" --url "$UP_URL" -c "$CONNS" -d "$SECS" --post "$CALL" --mcp-session "${HDR[@]}")
   row "direct upstream (session)" "$direct"
   t0=$(cpu_ticks "$SUP")
-  rpc=$("$LOAD" --url "http://$ADDR/rpc" -c "$CONNS" -d "$SECS" --post "$RPC_CALL")
+  rpc=$("$LOAD" --url "http://$ADDR/rpc" -c "$CONNS" -d "$SECS" --post "$RPC_CALL" -H "$AUTH")
   t1=$(cpu_ticks "$SUP")
   row "/rpc" "$rpc"
-  mcp=$("$LOAD" --url "http://$ADDR/servers/$SID/mcp" -c "$CONNS" -d "$SECS" --post "$CALL" --mcp-session "${HDR[@]}")
+  mcp=$("$LOAD" --url "http://$ADDR/servers/$SID/mcp" -c "$CONNS" -d "$SECS" --post "$CALL" --mcp-session "${HDR[@]}" -H "$AUTH")
   t2=$(cpu_ticks "$SUP")
   row "/servers/{id}/mcp (sessions)" "$mcp"
-  fwd=$("$LOAD" --url "http://$ADDR/servers/$SID/mcp" -c "$CONNS" -d "$SECS" --post "$CALL" --mcp-session --forwarded "${HDR[@]}")
+  fwd=$("$LOAD" --url "http://$ADDR/servers/$SID/mcp" -c "$CONNS" -d "$SECS" --post "$CALL" --mcp-session --forwarded "${HDR[@]}" -H "$AUTH")
   row "  same, 100% forwarded (unix)" "$fwd"
   echo
   python3 - "$direct" "$rpc" "$mcp" "$((t1 - t0))" "$((t2 - t1))" "$(getconf CLK_TCK)" "$fwd" <<'PY'

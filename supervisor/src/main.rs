@@ -14,6 +14,12 @@ use fleetgate_shared::config::Config;
 use fleetgate_shared::contract::{EXIT_CONFIG, WORKER_SUBCOMMAND};
 use std::process::ExitCode;
 
+/// The request path allocates small, short-lived buffers all the time (JSON,
+/// headers, futures); mimalloc serves those markedly faster than glibc's malloc
+/// (measured: see the closing notes of the benchmark run).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const USAGE: &str = "\
 fleetgate: a multi-process MCP gateway
 
