@@ -121,6 +121,59 @@ impl McpClient {
         read_answer(resp).await
     }
 
+    /// Calls `tool` and answers the first server→client request named `method`
+    /// that the gateway relays mid-call with `result`, as a client would: read
+    /// the SSE answer until the request arrives, POST the answer, read the rest.
+    /// Returns the call's content type and its final message.
+    pub async fn call_answering(
+        &self,
+        tool: &str,
+        args: Value,
+        method: &str,
+        result: Value,
+    ) -> (String, Value) {
+        use futures_util::StreamExt;
+        let mut req = self
+            .http
+            .post(&self.url)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", &self.protocol_version)
+            .json(&json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+                "params": {"name": tool, "arguments": args}}));
+        if let Some(s) = &self.session {
+            req = req.header("mcp-session-id", s);
+        }
+        let resp = req.send().await.expect("POST tools/call");
+        let content_type = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        let mut body = resp.bytes_stream();
+        let mut text = String::new();
+        let request = loop {
+            let chunk = body.next().await.expect("stream open").expect("chunk");
+            text.push_str(std::str::from_utf8(&chunk).expect("utf-8"));
+            if let Some(m) = sse_messages(&text)
+                .into_iter()
+                .find(|m| m["method"] == method)
+            {
+                break m;
+            }
+        };
+        let answer = self
+            .post(json!({"jsonrpc": "2.0", "id": request["id"], "result": result}))
+            .await;
+        assert_eq!(answer.status, 202, "the client's answer is accepted");
+        while let Some(chunk) = body.next().await {
+            text.push_str(std::str::from_utf8(&chunk.expect("chunk")).expect("utf-8"));
+        }
+        let last = sse_messages(&text).pop().unwrap_or(Value::Null);
+        (content_type, last)
+    }
+
     pub async fn delete(&self) -> u16 {
         let mut req = self.http.delete(&self.url);
         if let Some(s) = &self.session {

@@ -10,8 +10,7 @@ use std::time::Duration;
 use fleetgate_test_upstream::{RunningUpstream, Upstream};
 use fleetgate_tests::fleet::Fleet;
 use fleetgate_tests::gateway;
-use fleetgate_tests::mcp::{sse_messages, McpClient};
-use futures_util::StreamExt;
+use fleetgate_tests::mcp::McpClient;
 use serde_json::{json, Value};
 
 async fn legacy_upstream(name: &str) -> RunningUpstream {
@@ -167,39 +166,15 @@ async fn sampling_is_relayed_over_sse_gateways() {
     let name = exposed(&fleet, &gw, "test_sampling").await;
     let mut c = McpClient::new(fleet.url("/mcp"));
     c.initialize().await;
-    let session = c.session.clone().unwrap();
-    let resp = c
-        .http
-        .post(fleet.url("/mcp"))
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-session-id", &session)
-        .json(&json!({"jsonrpc":"2.0","id":7,"method":"tools/call",
-            "params":{"name": name,"arguments":{"prompt":"hello?"}}}))
-        .send()
-        .await
-        .unwrap();
-    let mut body = resp.bytes_stream();
-    let mut text = String::new();
-    let request = loop {
-        let chunk = body.next().await.expect("stream open").unwrap();
-        text.push_str(std::str::from_utf8(&chunk).unwrap());
-        if let Some(m) = sse_messages(&text)
-            .into_iter()
-            .find(|m| m["method"] == "sampling/createMessage")
-        {
-            break m;
-        }
-    };
-    let answer = c
-        .post(json!({"jsonrpc":"2.0","id": request["id"],"result":{
-            "role":"assistant","content":{"type":"text","text":"sampled answer"},"model":"m","stopReason":"endTurn"}}))
+    let (_, last) = c
+        .call_answering(
+            &name,
+            json!({"prompt": "hello?"}),
+            "sampling/createMessage",
+            json!({"role": "assistant", "content": {"type": "text", "text": "sampled answer"},
+                "model": "m", "stopReason": "endTurn"}),
+        )
         .await;
-    assert_eq!(answer.status, 202);
-    while let Some(chunk) = body.next().await {
-        text.push_str(std::str::from_utf8(&chunk.unwrap()).unwrap());
-    }
-    let last = sse_messages(&text).pop().unwrap();
     assert_eq!(last["id"], 7);
     assert!(
         last["result"].to_string().contains("sampled answer"),

@@ -4,7 +4,7 @@
 use fleetgate_test_upstream::{RunningUpstream, Upstream};
 use fleetgate_tests::fleet::Fleet;
 use fleetgate_tests::gateway;
-use fleetgate_tests::mcp::{read_answer, sse_messages, McpClient};
+use fleetgate_tests::mcp::McpClient;
 use serde_json::{json, Value};
 
 async fn upstream(name: &str) -> RunningUpstream {
@@ -319,51 +319,24 @@ async fn sampling_requests_are_relayed_and_answered() {
     let name = exposed(&fleet, &gw, "test_sampling").await;
     let mut c = McpClient::new(fleet.url("/mcp"));
     c.initialize().await;
-    let session = c.session.clone().unwrap();
-    let resp = c
-        .http
-        .post(fleet.url("/mcp"))
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-session-id", &session)
-        .json(&json!({"jsonrpc":"2.0","id":7,"method":"tools/call",
-            "params":{"name": name,"arguments":{"prompt":"hello?"}}}))
-        .send()
-        .await
-        .unwrap();
-    assert!(resp.headers()["content-type"]
-        .to_str()
-        .unwrap()
-        .starts_with("text/event-stream"));
-    // Read until the sampling request arrives, answer it, then read the rest.
-    use futures_util::StreamExt;
-    let mut body = resp.bytes_stream();
-    let mut text = String::new();
-    let request = loop {
-        let chunk = body.next().await.expect("stream open").unwrap();
-        text.push_str(std::str::from_utf8(&chunk).unwrap());
-        if let Some(m) = sse_messages(&text)
-            .into_iter()
-            .find(|m| m["method"] == "sampling/createMessage")
-        {
-            break m;
-        }
-    };
-    let answer = c
-        .post(json!({"jsonrpc":"2.0","id": request["id"],"result":{
-            "role":"assistant","content":{"type":"text","text":"sampled answer"},"model":"test-model","stopReason":"endTurn"}}))
+    let (content_type, last) = c
+        .call_answering(
+            &name,
+            json!({"prompt": "hello?"}),
+            "sampling/createMessage",
+            json!({"role": "assistant", "content": {"type": "text", "text": "sampled answer"},
+                "model": "test-model", "stopReason": "endTurn"}),
+        )
         .await;
-    assert_eq!(answer.status, 202);
-    while let Some(chunk) = body.next().await {
-        text.push_str(std::str::from_utf8(&chunk.unwrap()).unwrap());
-    }
-    let last = sse_messages(&text).pop().unwrap();
+    assert!(
+        content_type.starts_with("text/event-stream"),
+        "{content_type}"
+    );
     assert_eq!(last["id"], 7);
     assert!(
         last["result"].to_string().contains("sampled answer"),
         "{last}"
     );
-    let _ = read_answer;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
