@@ -438,3 +438,29 @@ async fn allowlisted_headers_pass_through_to_the_upstream() {
         "other headers are not forwarded: {r}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_sessions_are_ended_with_their_upstream_sessions() {
+    let fleet = Fleet::builder()
+        .env("WORKERS", "1")
+        .env("SESSION_IDLE_TIMEOUT", "1")
+        .start();
+    let up = upstream("idle").await;
+    register(&fleet, "idle", &up).await;
+    up.reset_stats();
+    let mut c = McpClient::new(fleet.url("/mcp"));
+    c.initialize().await;
+    c.call_tool("idle-echo", json!({"text": "x"})).await;
+    assert_eq!(up.stats().sessions_initialized, 1);
+    // Nobody uses it: the sweeper ends it, and its upstream session with it.
+    fleetgate_tests::eventually(
+        std::time::Duration::from_secs(10),
+        "the idle session's upstream session closed",
+        || async { (up.stats().sessions_deleted == 1).then_some(()) },
+    )
+    .await;
+    // A client that comes back later carries on, on a new upstream session.
+    let r = c.call_tool("idle-echo", json!({"text": "back"})).await;
+    assert_eq!(r["content"][0]["text"], "back");
+    assert_eq!(up.stats().sessions_initialized, 2);
+}

@@ -192,6 +192,7 @@ async fn serve_until_stopped(
         pubsub: redis.as_ref().map(|_| Arc::default()),
         redis: redis.clone(),
     };
+    spawn_session_sweeper(state.sessions.clone(), cfg.gateway.session_idle_timeout);
     // With Redis: an internal TCP listener other workers (of any host) forward
     // to, advertised in this worker's heartbeat.
     let internal_tcp = match &redis {
@@ -422,4 +423,21 @@ fn bind_internal(path: &std::path::Path) -> std::io::Result<tokio::net::UnixList
         _ => {}
     }
     tokio::net::UnixListener::bind(path)
+}
+
+/// Ends downstream sessions nobody used for `SESSION_IDLE_TIMEOUT`, so a
+/// long-running worker does not keep abandoned sessions (and their upstream
+/// sessions) forever.
+fn spawn_session_sweeper(sessions: Arc<crate::gateway::session::Sessions>, max_idle: Duration) {
+    let every = (max_idle / 4).clamp(Duration::from_millis(200), Duration::from_secs(30));
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tick.tick().await;
+            let n = sessions.expire_idle(max_idle);
+            if n > 0 {
+                tracing::info!(sessions = n, "ended idle sessions");
+            }
+        }
+    });
 }

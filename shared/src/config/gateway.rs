@@ -26,6 +26,10 @@ pub struct GatewayConfig {
     pub passthrough_headers: Vec<String>,
     /// `GATEWAY_TOOL_NAME_SEPARATOR` (default `-`): between gateway slug and tool name.
     pub tool_name_separator: String,
+    /// `SESSION_IDLE_TIMEOUT` (s, default 3600): a downstream MCP session
+    /// unused this long (and with no open stream) is ended, with its upstream
+    /// sessions.
+    pub session_idle_timeout: Duration,
     /// `REGISTRY_POLL_INTERVAL` (s, default 0.5): how often a worker checks the
     /// database for registry changes made by other workers.
     pub registry_poll: Duration,
@@ -79,6 +83,7 @@ impl GatewayConfig {
                 .collect(),
             tool_name_separator: l.string("GATEWAY_TOOL_NAME_SEPARATOR", "-"),
             registry_poll: l.secs("REGISTRY_POLL_INTERVAL", 0.5),
+            session_idle_timeout: l.secs("SESSION_IDLE_TIMEOUT", 3600.0),
             max_events_per_stream: l.parse(
                 "STREAMABLE_HTTP_MAX_EVENTS_PER_STREAM",
                 100,

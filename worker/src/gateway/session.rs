@@ -33,9 +33,29 @@ pub struct Session {
     pending: Mutex<HashMap<String, oneshot::Sender<Answer>>>,
     get_stream: Mutex<Option<mpsc::Sender<Bytes>>>,
     next_relay_id: AtomicU64,
+    /// Unix seconds of the last request that used this session.
+    last_used: AtomicU64,
+}
+
+fn unix_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 impl Session {
+    /// Idle: no request for `max_idle`, no open GET stream, nothing waiting
+    /// for the client.
+    fn idle(&self, now: u64, max_idle: u64) -> bool {
+        now.saturating_sub(self.last_used.load(Ordering::Relaxed)) >= max_idle
+            && self.stream().is_none()
+            && self
+                .pending
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .is_empty()
+    }
+
     /// Delivers the client's answer to a relayed request; false if nobody waits.
     pub fn answer(&self, id: &Id, answer: Answer) -> bool {
         let key = relay_key(id);
@@ -129,6 +149,7 @@ impl Sessions {
             pending: Mutex::default(),
             get_stream: Mutex::default(),
             next_relay_id: AtomicU64::new(1),
+            last_used: AtomicU64::new(unix_secs()),
         });
         self.map
             .write()
@@ -140,12 +161,35 @@ impl Sessions {
     /// The session `id` as seen from `scope`: a session exists only in the scope
     /// it was initialized in.
     pub fn get(&self, id: &str, scope: &Scope) -> Option<Arc<Session>> {
-        self.map
+        let s = self
+            .map
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .get(id)
             .filter(|s| &s.scope == scope)
-            .cloned()
+            .cloned()?;
+        s.last_used.store(unix_secs(), Ordering::Relaxed);
+        Some(s)
+    }
+
+    /// Ends the sessions idle for `max_idle` (closing their upstream sessions).
+    /// They are not marked deleted: a client that comes back later gets its
+    /// session adopted afresh, like after an owner restart.
+    pub fn expire_idle(&self, max_idle: std::time::Duration) -> usize {
+        let now = unix_secs();
+        let idle: Vec<Arc<Session>> = {
+            let mut map = self.map.write().unwrap_or_else(PoisonError::into_inner);
+            let ids: Vec<String> = map
+                .values()
+                .filter(|s| s.idle(now, max_idle.as_secs()))
+                .map(|s| s.id.clone())
+                .collect();
+            ids.iter().filter_map(|id| map.remove(id)).collect()
+        };
+        for s in &idle {
+            close_all(s.upstreams.take_all());
+        }
+        idle.len()
     }
 
     /// Was `id` deleted (recently enough to remember)?
