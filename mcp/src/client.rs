@@ -641,34 +641,9 @@ impl UpstreamClient {
             dispatch,
             reader,
         });
-        let params = json!({
-            "protocolVersion": protocol_version,
-            "capabilities": self.capabilities,
-            "clientInfo": self.client_info,
-        });
-        let (result, _) = inner
-            .call(
-                &Id::Number(0),
-                methods::INITIALIZE,
-                Some(&params),
-                &NoopHandler,
-            )
+        let (result, negotiated, _) = self
+            .send_initialize(&inner, protocol_version, Some(LEGACY_PROTOCOL_VERSION))
             .await?;
-        let negotiated = match result.get("protocolVersion").and_then(Value::as_str) {
-            Some(v) if STATEFUL_PROTOCOL_VERSIONS.contains(&v) || v == LEGACY_PROTOCOL_VERSION => {
-                v.to_owned()
-            }
-            Some(v) => {
-                return Err(inner.protocol(format!(
-                    "the upstream chose protocol version {v:?}, which fleetgate does not speak (it asked for {protocol_version})"
-                )))
-            }
-            None => {
-                return Err(inner.protocol(
-                    "the initialize result has no string `protocolVersion`".to_owned(),
-                ))
-            }
-        };
         inner.protocol_version = negotiated;
         inner
             .post_message(
@@ -688,32 +663,8 @@ impl UpstreamClient {
         timeout: Duration,
     ) -> Result<UpstreamSession, UpstreamError> {
         let pre = self.inner(url, headers, protocol_version, None, false, false)?;
-        let params = json!({
-            "protocolVersion": protocol_version,
-            "capabilities": self.capabilities,
-            "clientInfo": self.client_info,
-        });
-        let (result, session_header) = pre
-            .call(
-                &Id::Number(0),
-                methods::INITIALIZE,
-                Some(&params),
-                &NoopHandler,
-            )
-            .await?;
-        let negotiated = match result.get("protocolVersion").and_then(Value::as_str) {
-            Some(v) if STATEFUL_PROTOCOL_VERSIONS.contains(&v) => v.to_owned(),
-            Some(v) => {
-                return Err(pre.protocol(format!(
-                    "the upstream chose protocol version {v:?}, which fleetgate does not speak (it asked for {protocol_version})"
-                )))
-            }
-            None => {
-                return Err(pre.protocol(
-                    "the initialize result has no string `protocolVersion`".to_owned(),
-                ))
-            }
-        };
+        let (result, negotiated, session_header) =
+            self.send_initialize(&pre, protocol_version, None).await?;
         let session_id = match session_header {
             None => None,
             Some(raw) => match raw.to_str() {
@@ -735,6 +686,46 @@ impl UpstreamClient {
             )
             .await?;
         Ok(UpstreamSession::from_init(result, inner, timeout))
+    }
+
+    /// Sends `initialize` and checks the version the upstream chose: one of the
+    /// stateful versions, or `also_accept` (the legacy transport's). Returns
+    /// the result, the negotiated version and the `Mcp-Session-Id` header.
+    async fn send_initialize(
+        &self,
+        inner: &Inner,
+        protocol_version: &str,
+        also_accept: Option<&str>,
+    ) -> Result<(Value, String, Option<HeaderValue>), UpstreamError> {
+        let params = json!({
+            "protocolVersion": protocol_version,
+            "capabilities": self.capabilities,
+            "clientInfo": self.client_info,
+        });
+        let (result, session_header) = inner
+            .call(
+                &Id::Number(0),
+                methods::INITIALIZE,
+                Some(&params),
+                &NoopHandler,
+            )
+            .await?;
+        let negotiated = match result.get("protocolVersion").and_then(Value::as_str) {
+            Some(v) if STATEFUL_PROTOCOL_VERSIONS.contains(&v) || also_accept == Some(v) => {
+                v.to_owned()
+            }
+            Some(v) => {
+                return Err(inner.protocol(format!(
+                    "the upstream chose protocol version {v:?}, which fleetgate does not speak (it asked for {protocol_version})"
+                )))
+            }
+            None => {
+                return Err(inner.protocol(
+                    "the initialize result has no string `protocolVersion`".to_owned(),
+                ))
+            }
+        };
+        Ok((result, negotiated, session_header))
     }
 
     /// `Ok(None)`: the upstream is a legacy (initialize-based) server.

@@ -127,6 +127,8 @@ fn server_scope(st: &AppState, who: &Principal, id: String) -> Result<Scope, Res
     }
 }
 
+/// A `{"detail": …}` answer (ContextForge's error shape), for every path that
+/// does not speak JSON-RPC: REST, and transport-level refusals.
 pub fn detail(status: StatusCode, msg: &str) -> Response {
     (status, axum::Json(serde_json::json!({ "detail": msg }))).into_response()
 }
