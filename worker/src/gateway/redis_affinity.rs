@@ -356,6 +356,12 @@ impl RedisAffinity {
         }
     }
 
+    /// Is `worker`'s heartbeat still there (it is alive)?
+    pub async fn alive(&self, worker: &str) -> Result<bool, RedisDown> {
+        let mut c = self.conn.clone();
+        self.run("exists", c.exists(heartbeat_key(worker))).await
+    }
+
     /// Publishes `payload` on `channel`; returns how many subscribers got it.
     pub async fn publish(&self, channel: &str, payload: &[u8]) -> Result<i64, RedisDown> {
         let mut c = self.conn.clone();

@@ -109,14 +109,40 @@ impl PubSub {
         let result = match sent {
             Err(_) => Err(PubSendError::RedisDown),
             Ok(0) => Err(PubSendError::NoSubscriber),
-            Ok(_) => match tokio::time::timeout(timeout, rx).await {
-                Ok(Ok(a)) => Ok(Some(a)),
-                Ok(Err(_)) => Err(PubSendError::RedisDown),
-                Err(_) => Ok(None),
-            },
+            Ok(_) => wait_for_owner(redis, owner, rx, timeout).await,
         };
         self.take(&reply);
         result
+    }
+}
+
+/// How often a pub/sub forward checks that its owner is still alive.
+const OWNER_CHECK: Duration = Duration::from_millis(200);
+
+/// Waits for the owner's answer. A message published to a worker killed a
+/// moment ago may still count as delivered (Redis has not seen the connection
+/// close yet), so the wait also watches the owner's heartbeat: once it is gone,
+/// the owner is dead and the caller reclaims the session instead of waiting
+/// out the forward timeout.
+async fn wait_for_owner(
+    redis: &RedisAffinity,
+    owner: &str,
+    mut rx: oneshot::Receiver<PubAnswer>,
+    timeout: Duration,
+) -> Result<Option<PubAnswer>, PubSendError> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut check = tokio::time::interval(OWNER_CHECK);
+    check.tick().await;
+    loop {
+        tokio::select! {
+            answer = &mut rx => return answer.map(Some).map_err(|_| PubSendError::RedisDown),
+            () = tokio::time::sleep_until(deadline) => return Ok(None),
+            _ = check.tick() => {
+                if let Ok(false) = redis.alive(owner).await {
+                    return Err(PubSendError::NoSubscriber);
+                }
+            }
+        }
     }
 }
 
