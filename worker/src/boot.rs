@@ -68,11 +68,18 @@ pub fn run() -> i32 {
         Ok(h) => h,
         Err(e) => return boot_error(&control, &format!("cannot open LOG_FILE: {e}")),
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("fleetgate-worker")
-        .build()
-    {
+    // Workers are the unit of parallelism (one process per core by default);
+    // a single-threaded runtime then spares every request the work-stealing
+    // scheduler's cross-thread wake-ups.
+    let mut builder = match cfg.server.worker_threads {
+        1 => tokio::runtime::Builder::new_current_thread(),
+        n => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(n);
+            b
+        }
+    };
+    let runtime = match builder.enable_all().thread_name("fleetgate-worker").build() {
         Ok(rt) => rt,
         Err(e) => return boot_error(&control, &format!("cannot start the runtime: {e}")),
     };
@@ -177,7 +184,7 @@ async fn serve_until_stopped(
         },
         None => None,
     };
-    let state = AppState {
+    let state = AppState::new(crate::state::Shared {
         worker: info.clone(),
         control: control.clone(),
         core,
@@ -191,7 +198,7 @@ async fn serve_until_stopped(
         metrics,
         pubsub: redis.as_ref().map(|_| Arc::default()),
         redis: redis.clone(),
-    };
+    });
     spawn_session_sweeper(state.sessions.clone(), cfg.gateway.session_idle_timeout);
     // With Redis: an internal TCP listener other workers (of any host) forward
     // to, advertised in this worker's heartbeat.

@@ -10,7 +10,7 @@
 //! - [`gateway`]: registry, the one dispatcher, federation, sessions.
 //! - [`http`]: the routes.
 //! - [`metrics`]: per-worker counters for `/metrics`.
-//! - [`state`]: `AppState`, the `Clone` bundle of `Arc` handles every route gets.
+//! - [`state`]: `AppState`, one `Arc` of the handles every route gets.
 
 pub mod auth;
 pub mod boot;

@@ -1,4 +1,5 @@
-//! `AppState`: what every route gets, cheap to clone.
+//! `AppState`: what every route gets; one `Arc`, so a clone (axum makes
+//! several per request) is one atomic increment.
 
 use crate::control::Control;
 use crate::gateway::affinity::Affinity;
@@ -13,7 +14,24 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    pub fn new(shared: Shared) -> AppState {
+        AppState(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The worker's shared handles.
+pub struct Shared {
     pub worker: Arc<WorkerInfo>,
     pub control: Arc<Control>,
     pub core: Arc<Core>,

@@ -23,6 +23,10 @@ pub struct ServerConfig {
     pub max_requests: u64,
     /// `MAX_REQUESTS_JITTER` (default 0): add up to this many to `MAX_REQUESTS`.
     pub max_requests_jitter: u64,
+    /// `WORKER_THREADS` (default: cores / workers, at least 1): runtime threads
+    /// per worker. 1 runs each worker on a single-threaded runtime, the
+    /// cheapest per request when workers already fill the cores.
+    pub worker_threads: usize,
     /// `REUSE_PORT` (default false): one `SO_REUSEPORT` socket per worker.
     pub reuse_port: bool,
     /// `ADDR_FILE`: where to write the bound address.
@@ -47,10 +51,23 @@ impl ServerConfig {
                 }
             },
         };
+        let worker_threads = l.parse(
+            "WORKER_THREADS",
+            cores().div_ceil(workers).max(1),
+            "a number of threads 1-1024",
+        );
+        if !(1..=1024).contains(&worker_threads) {
+            l.error(
+                "WORKER_THREADS",
+                &worker_threads.to_string(),
+                "expected a number of threads 1-1024",
+            );
+        }
         ServerConfig {
             host,
             port,
             workers,
+            worker_threads,
             worker_timeout: l.secs("WORKER_TIMEOUT", 30.0),
             graceful_timeout: l.secs("GRACEFUL_TIMEOUT", 30.0),
             max_requests: l.parse("MAX_REQUESTS", 0u64, "a non-negative integer"),
