@@ -526,9 +526,14 @@ impl UpstreamClient {
             })?;
             base.insert(MCP_SESSION_ID, v);
         }
+        let target = reqwest::Url::parse(url).map_err(|e| UpstreamError::Unreachable {
+            url: url.to_owned(),
+            reason: format!("not a valid URL: {e}"),
+        })?;
         Ok(Inner {
             http: self.http.clone(),
             url: url.to_owned(),
+            target,
             base_headers: base,
             session_id,
             protocol_version: protocol_version.to_owned(),
@@ -1169,6 +1174,8 @@ impl Drop for CancelOnDrop<'_> {
 struct Inner {
     http: reqwest::Client,
     url: String,
+    /// `url`, parsed once (not on every request).
+    target: reqwest::Url,
     /// Caller headers + Accept + Content-Type + session id + version.
     base_headers: HeaderMap,
     session_id: Option<String>,
@@ -1348,7 +1355,7 @@ impl Inner {
         let body = jsonrpc::encode_request(id, method, params);
         let rb = self
             .http
-            .post(&self.url)
+            .post(self.target.clone())
             .headers(self.post_headers(method, params))
             .body(body);
         let resp = self.send(rb).await?;

@@ -198,7 +198,12 @@ async fn serve_until_stopped(
         metrics,
         pubsub: redis.as_ref().map(|_| Arc::default()),
         redis: redis.clone(),
+        owner_connections: Default::default(),
     });
+    if let Some(r) = &redis {
+        let events = crate::gateway::redis_events::RedisEvents::start(r.clone());
+        state.sessions.mirror_events(events);
+    }
     spawn_session_sweeper(state.sessions.clone(), cfg.gateway.session_idle_timeout);
     // With Redis: an internal TCP listener other workers (of any host) forward
     // to, advertised in this worker's heartbeat.

@@ -44,6 +44,8 @@ pub struct Shared {
     pub redis: Option<Arc<RedisAffinity>>,
     /// Pub/sub forwarding (with Redis).
     pub pubsub: Option<Arc<PubSub>>,
+    /// Keep-alive connections to other workers, for forwarding.
+    pub owner_connections: crate::http::forward::OwnerConnections,
 }
 
 /// Who this worker is and how it is doing.

@@ -13,7 +13,7 @@ use fleetgate_worker::gateway::dispatch::Core;
 use fleetgate_worker::gateway::federation::Federation;
 use fleetgate_worker::gateway::registry::Registry;
 use fleetgate_worker::http::auth::Gate;
-use fleetgate_worker::state::{AppState, WorkerInfo};
+use fleetgate_worker::state::{AppState, Shared, WorkerInfo};
 use proptest::prelude::*;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -57,7 +57,7 @@ fn app() -> axum::Router {
                 registry: Arc::new(Registry::load(store).await.unwrap()),
                 federation: Federation::new(cfg.gateway.upstream_timeout),
             });
-            fleetgate_worker::http::router(AppState {
+            fleetgate_worker::http::router(AppState::new(Shared {
                 worker: Arc::new(WorkerInfo::new(std::process::id(), 0, 0)),
                 control: Arc::new(Control::detached()),
                 core,
@@ -73,7 +73,8 @@ fn app() -> axum::Router {
                 metrics: Arc::default(),
                 redis: None,
                 pubsub: None,
-            })
+                owner_connections: Default::default(),
+            }))
         })
     })
     .clone()

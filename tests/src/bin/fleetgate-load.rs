@@ -7,14 +7,28 @@
 //!
 //! ```text
 //! fleetgate-load --url http://127.0.0.1:4444/health -c 32 -d 5 [--fresh]
-//!                [--post BODY] [-H 'name: value']... [--mcp-session]
+//!                [--post BODY] [-H 'name: value']...
+//!                [--mcp-session [--forwarded | --spread]]
 //! ```
-//! `--mcp-session`: each connection first sends BODY-independent MCP `initialize`
-//! (+ `notifications/initialized`) and then carries its `Mcp-Session-Id`. With
-//! keep-alive, the worker that holds the connection owns the session: every
-//! request is served locally. `--forwarded` (with `--mcp-session`): each client
-//! initializes on one connection, then sends its load on another connection that
-//! landed on a *different* worker, so every request is forwarded to its owner.
+//! `--mcp-session`: each client first sends MCP `initialize` (+
+//! `notifications/initialized`, both independent of BODY) and then carries its
+//! `Mcp-Session-Id`. Where the load goes:
+//!
+//! - default (all-local): the load follows the handshake on the same keep-alive
+//!   connection, so the worker that holds the connection owns the session and
+//!   serves every request itself;
+//! - `--forwarded`: the load goes on another connection that landed on a
+//!   *different* worker (chosen by probing `/health`), so every request is
+//!   forwarded to the session's owner;
+//! - `--spread`: the handshake goes on one fresh connection, the load on a
+//!   separate fresh keep-alive connection, wherever the kernel puts it (no
+//!   choosing): with N workers about (N-1)/N of the clients are forwarded, as
+//!   behind a load balancer.
+//!
+//! A forwarded answer names the owner in `x-fleetgate-worker`, so the worker that
+//! accepted a load connection is learnt with one `/health` probe on it before the
+//! timed requests; `forwarded_clients` / `forwarded_requests` in the output count
+//! the clients (sessions) and requests whose connection was not on the owner.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -25,6 +39,27 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 
+/// Where a client's load goes relative to its session's owner (`--mcp-session`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Placement {
+    /// The handshake's own connection: served by the owner.
+    Local,
+    /// A connection on another worker: always forwarded.
+    Forwarded,
+    /// A separate fresh connection, wherever it lands.
+    Spread,
+}
+
+impl Placement {
+    fn name(self) -> &'static str {
+        match self {
+            Placement::Local => "local",
+            Placement::Forwarded => "forwarded",
+            Placement::Spread => "spread",
+        }
+    }
+}
+
 #[derive(Clone)]
 struct Opts {
     url: hyper::Uri,
@@ -34,13 +69,14 @@ struct Opts {
     body: Option<Bytes>,
     headers: Vec<(String, String)>,
     mcp_session: bool,
-    forwarded: bool,
+    placement: Placement,
 }
 
 fn parse_args() -> Result<Opts, String> {
     let mut args = std::env::args().skip(1);
     let (mut url, mut conns, mut secs, mut fresh, mut body) = (None, 32, 5.0, false, None);
-    let (mut headers, mut mcp_session, mut forwarded) = (Vec::new(), false, false);
+    let (mut headers, mut mcp_session) = (Vec::new(), false);
+    let (mut forwarded, mut spread) = (false, false);
     while let Some(a) = args.next() {
         let mut val = || args.next().ok_or_else(|| format!("{a} needs a value"));
         match a.as_str() {
@@ -51,6 +87,7 @@ fn parse_args() -> Result<Opts, String> {
             "--post" => body = Some(Bytes::from(val()?)),
             "--mcp-session" => mcp_session = true,
             "--forwarded" => forwarded = true,
+            "--spread" => spread = true,
             "-H" | "--header" => {
                 let h = val()?;
                 let (k, v) = h.split_once(':').ok_or("-H expects 'name: value'")?;
@@ -63,6 +100,21 @@ fn parse_args() -> Result<Opts, String> {
         .ok_or("--url is required")?
         .parse()
         .map_err(|e| format!("--url: {e}"))?;
+    let placement = match (forwarded, spread) {
+        (true, true) => return Err("--forwarded and --spread exclude each other".into()),
+        (true, false) => Placement::Forwarded,
+        (false, true) => Placement::Spread,
+        (false, false) => Placement::Local,
+    };
+    if placement != Placement::Local && (!mcp_session || fresh) {
+        return Err(format!(
+            "--{} needs --mcp-session and keep-alive (no --fresh)",
+            placement.name()
+        ));
+    }
+    if conns == 0 {
+        return Err("-c must be at least 1".into());
+    }
     Ok(Opts {
         url,
         conns,
@@ -71,7 +123,7 @@ fn parse_args() -> Result<Opts, String> {
         body,
         headers,
         mcp_session,
-        forwarded,
+        placement,
     })
 }
 
@@ -81,6 +133,17 @@ struct Stats {
     errors: u64,
     first_error: Option<String>,
     workers: BTreeMap<String, u64>,
+    /// Sessions with at least one request sent on a connection not on their owner.
+    forwarded_clients: u64,
+    /// Successful requests sent on a connection not on the session's owner.
+    forwarded_requests: u64,
+}
+
+impl Stats {
+    fn fail(&mut self, e: String) {
+        self.errors += 1;
+        self.first_error.get_or_insert(e);
+    }
 }
 
 type Sender = http1::SendRequest<Full<Bytes>>;
@@ -149,26 +212,30 @@ async fn send(
 }
 
 /// Initializes a session; returns it and the worker that owns it.
-async fn mcp_handshake(
-    o: &Opts,
-    sender: &mut Sender,
-) -> Result<(Option<String>, Option<String>), String> {
+async fn mcp_handshake(o: &Opts, sender: &mut Sender) -> Result<(String, String), String> {
+    // Two requests on one connection, even with --fresh.
+    let o = &Opts {
+        fresh: false,
+        ..o.clone()
+    };
     let init = r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"fleetgate-load","version":"0"}}}"#;
     let (status, owner, session) = send(sender, request(o, None, Some(Bytes::from(init)))).await?;
     if status != 200 {
         return Err(format!("initialize answered {status}"));
     }
+    let session = session.ok_or("initialize answered no mcp-session-id")?;
     let note = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
-    send(
-        sender,
-        request(o, session.as_deref(), Some(Bytes::from(note))),
-    )
-    .await?;
-    Ok((session, owner))
+    let (status, _, _) = send(sender, request(o, Some(&session), Some(Bytes::from(note)))).await?;
+    if !(200..300).contains(&status) {
+        return Err(format!("notifications/initialized answered {status}"));
+    }
+    // Upstream servers without the header (the direct row) count as one "worker".
+    Ok((session, owner.unwrap_or_default()))
 }
 
-/// A connection accepted by a worker other than `owner` (probing `/health`).
-async fn connection_elsewhere(o: &Opts, owner: &str) -> Result<Sender, String> {
+/// The worker that accepted this keep-alive connection (a `/health` probe on it;
+/// empty without the header, e.g. straight to an upstream).
+async fn accepting_worker(o: &Opts, sender: &mut Sender) -> Result<String, String> {
     let authority = o.url.authority().map(|a| a.as_str()).unwrap_or("localhost");
     let health: hyper::Uri = format!("http://{authority}/health")
         .parse()
@@ -179,72 +246,128 @@ async fn connection_elsewhere(o: &Opts, owner: &str) -> Result<Sender, String> {
         fresh: false,
         ..o.clone()
     };
+    let (_, worker, _) = send(sender, request(&probe, None, None)).await?;
+    Ok(worker.unwrap_or_default())
+}
+
+/// A fresh keep-alive connection and the worker that accepted it; with `avoid`,
+/// one accepted by a worker other than `avoid`.
+async fn load_connection(o: &Opts, avoid: Option<&str>) -> Result<(Sender, String), String> {
     for _ in 0..200 {
         let mut s = connect(&o.url).await?;
-        let (_, worker, _) = send(&mut s, request(&probe, None, None)).await?;
-        if worker.as_deref().is_some_and(|w| w != owner) {
-            return Ok(s);
+        let worker = accepting_worker(o, &mut s).await?;
+        match avoid {
+            Some(owner) if worker.is_empty() || worker == owner => continue,
+            _ => return Ok((s, worker)),
         }
     }
     Err("no connection reached another worker (is WORKERS > 1?)".into())
 }
 
+/// A client's session: its id, its owner, and whether it has counted as forwarded.
+struct Session {
+    id: String,
+    owner: String,
+    counted: bool,
+}
+
 async fn client(o: Opts, until: Instant) -> Stats {
     let mut st = Stats::default();
     let mut sender: Option<Sender> = None;
-    let mut session = None;
-    let fail = |st: &mut Stats, e: String| {
-        st.errors += 1;
-        st.first_error.get_or_insert(e);
-    };
+    // The worker that accepted `sender` (learnt only with --mcp-session).
+    let mut conn_worker = String::new();
+    let mut session: Option<Session> = None;
     while Instant::now() < until {
-        if sender.is_none() || o.fresh {
-            match connect(&o.url).await {
-                Ok(s) => sender = Some(s),
-                Err(e) => {
-                    fail(&mut st, format!("connect: {e}"));
-                    continue;
-                }
-            }
-        }
-        let Some(s) = sender.as_mut() else { continue };
         if o.mcp_session && session.is_none() {
-            match mcp_handshake(&o, s).await {
-                Ok((sid, owner)) => {
-                    session = sid;
-                    if o.forwarded {
-                        match connection_elsewhere(&o, owner.as_deref().unwrap_or("")).await {
-                            Ok(other) => sender = Some(other),
-                            Err(e) => {
-                                fail(&mut st, e);
-                                return st;
-                            }
-                        }
+            // One handshake per client, on a connection of its own unless all-local.
+            let mut init = match sender.take() {
+                Some(s) if o.placement == Placement::Local => s,
+                _ => match connect(&o.url).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        st.fail(format!("connect: {e}"));
+                        continue;
                     }
+                },
+            };
+            let (id, owner) = match mcp_handshake(&o, &mut init).await {
+                Ok(x) => x,
+                Err(e) => {
+                    st.fail(e);
+                    continue;
+                }
+            };
+            let placed = match o.placement {
+                // --fresh: the next block opens a new connection per request.
+                Placement::Local if o.fresh => Ok(None),
+                Placement::Local => Ok(Some((init, owner.clone()))),
+                Placement::Forwarded => load_connection(&o, Some(&owner)).await.map(Some),
+                Placement::Spread => {
+                    drop(init);
+                    load_connection(&o, None).await.map(Some)
+                }
+            };
+            match placed {
+                Ok(Some((s, w))) => {
+                    sender = Some(s);
+                    conn_worker = w;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    st.fail(e);
+                    return st;
+                }
+            }
+            session = Some(Session {
+                id,
+                owner,
+                counted: false,
+            });
+        }
+        if sender.is_none() || o.fresh {
+            // Without --mcp-session (or with --fresh) the connection is not probed;
+            // a broken keep-alive load connection is replaced like the first one.
+            let next = match (&session, o.fresh) {
+                (Some(x), false) => {
+                    let avoid = (o.placement == Placement::Forwarded).then_some(x.owner.as_str());
+                    load_connection(&o, avoid).await
+                }
+                _ => connect(&o.url).await.map(|s| (s, String::new())),
+            };
+            match next {
+                Ok((s, w)) => {
+                    sender = Some(s);
+                    conn_worker = w;
                 }
                 Err(e) => {
-                    fail(&mut st, e);
-                    sender = None;
+                    st.fail(format!("connect: {e}"));
                     continue;
                 }
             }
-            if o.fresh {
-                continue;
-            }
         }
         let Some(s) = sender.as_mut() else { continue };
+        let sid = session.as_ref().map(|x| x.id.as_str());
         let t0 = Instant::now();
-        match send(s, request(&o, session.as_deref(), o.body.clone())).await {
+        match send(s, request(&o, sid, o.body.clone())).await {
             Ok((status, worker, _)) if (200..300).contains(&status) => {
                 st.latencies_us
                     .push(t0.elapsed().as_micros().min(u32::MAX as u128) as u32);
                 *st.workers
                     .entry(worker.unwrap_or_else(|| "-".into()))
                     .or_default() += 1;
+                if let Some(x) = session.as_mut() {
+                    if !o.fresh && conn_worker != x.owner {
+                        st.forwarded_requests += 1;
+                        if !x.counted {
+                            x.counted = true;
+                            st.forwarded_clients += 1;
+                        }
+                    }
+                }
             }
-            Ok((status, _, _)) => fail(&mut st, format!("HTTP {status}")),
+            Ok((status, _, _)) => st.fail(format!("HTTP {status}")),
             Err(e) => {
-                fail(&mut st, e);
+                st.fail(e);
                 sender = None;
             }
         }
@@ -282,6 +405,8 @@ fn main() {
             for (w, n) in s.workers {
                 *all.workers.entry(w).or_default() += n;
             }
+            all.forwarded_clients += s.forwarded_clients;
+            all.forwarded_requests += s.forwarded_requests;
         }
         (all, start.elapsed())
     });
@@ -292,6 +417,7 @@ fn main() {
             .copied()
             .unwrap_or(0)
     };
+    let session_mode = o.mcp_session.then(|| o.placement.name());
     let out = serde_json::json!({
         "url": o.url.to_string(),
         "connections": o.conns,
@@ -306,7 +432,11 @@ fn main() {
         "p99_us": pct(0.99),
         "max_us": lat.last().copied().unwrap_or(0),
         "workers": all.workers,
-        "forwarded": o.forwarded,
+        "forwarded": o.placement == Placement::Forwarded,
+        "spread": o.placement == Placement::Spread,
+        "session_placement": session_mode,
+        "forwarded_clients": all.forwarded_clients,
+        "forwarded_requests": all.forwarded_requests,
     });
     println!("{out}");
 }

@@ -13,9 +13,29 @@ use fleetgate_shared::config::{AuthConfig, JwtAlgorithm};
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Map, Value};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 
 /// Clock skew tolerated on `exp`, `nbf` and `iat`.
 pub const LEEWAY_SECS: u64 = 10;
+
+/// Verified tokens remembered per worker (see [`Verifier::verify_cached`]).
+const VERIFIED_CACHE_MAX: usize = 1024;
+
+/// When a verified token is valid, leeway included: `from <= now < until`.
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    from: u64,
+    until: u64,
+}
+
+impl Window {
+    fn contains(&self, now: u64) -> bool {
+        self.from <= now && now < self.until
+    }
+}
+
+type VerifiedCache = Mutex<HashMap<Box<str>, (Arc<Claims>, Window)>>;
 
 /// The bearer token in an `Authorization` header value.
 ///
@@ -34,7 +54,8 @@ pub fn bearer(header: Option<&str>) -> Result<Option<&str>, AuthError> {
     }
     match rest.trim() {
         "" => Err(AuthError::EmptyBearer),
-        t if t.contains(char::is_whitespace) => Err(AuthError::Malformed(
+        // Header values are ASCII (`to_str` refuses anything else).
+        t if t.bytes().any(|b| b.is_ascii_whitespace()) => Err(AuthError::Malformed(
             "the bearer token contains whitespace".into(),
         )),
         t => Ok(Some(t)),
@@ -42,8 +63,7 @@ pub fn bearer(header: Option<&str>) -> Result<Option<&str>, AuthError> {
 }
 
 /// Verifies tokens against one [`AuthConfig`]; keys are parsed once, in
-/// [`Verifier::new`]. Cheap to clone; build one per worker and share it.
-#[derive(Clone)]
+/// [`Verifier::new`]. Build one per worker and share it.
 pub struct Verifier {
     key: DecodingKey,
     validation: Validation,
@@ -53,6 +73,7 @@ pub struct Verifier {
     require_exp: bool,
     require_jti: bool,
     environment: Option<String>,
+    cache: VerifiedCache,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -121,22 +142,58 @@ impl Verifier {
             require_exp: cfg.require_expiration,
             require_jti: cfg.require_jti,
             environment: cfg.validate_environment.then(|| cfg.environment.clone()),
+            cache: VerifiedCache::default(),
         })
     }
 
     /// Verifies `token` at `now` (Unix seconds) and reads its claims.
     pub fn verify(&self, token: &str, now: u64) -> Result<Claims, AuthError> {
+        self.verify_windowed(token, now).map(|(claims, _)| claims)
+    }
+
+    /// [`verify`](Self::verify), remembering tokens that passed: a client's
+    /// next request with the same token costs a map lookup and the time check,
+    /// not a signature check and a claims parse. Only what does not depend on
+    /// `now` is remembered; revocation is the caller's check, every time.
+    pub fn verify_cached(&self, token: &str, now: u64) -> Result<Arc<Claims>, AuthError> {
+        let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((claims, window)) = cache.get(token) {
+            if window.contains(now) {
+                return Ok(claims.clone());
+            }
+            cache.remove(token);
+        }
+        drop(cache);
+        let (claims, window) = self.verify_windowed(token, now)?;
+        let claims = Arc::new(claims);
+        let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        if cache.len() >= VERIFIED_CACHE_MAX {
+            // Bounded, without bookkeeping: start over (the next request of
+            // each live client re-verifies once).
+            cache.clear();
+        }
+        cache.insert(token.into(), (claims.clone(), window));
+        Ok(claims)
+    }
+
+    /// Verifies `token`; also returns when, with leeway, it is valid.
+    fn verify_windowed(&self, token: &str, now: u64) -> Result<(Claims, Window), AuthError> {
         let data = jsonwebtoken::decode::<Map<String, Value>>(token, &self.key, &self.validation)
             .map_err(|e| self.map_error(token, e))?;
         let p = data.claims;
-        match numeric_claim(&p, "exp")? {
+        let exp = numeric_claim(&p, "exp")?;
+        match exp {
             None if self.require_exp => return Err(AuthError::MissingExp),
             Some(exp) if now >= exp.saturating_add(LEEWAY_SECS) => return Err(AuthError::Expired),
             _ => {}
         }
+        let mut from = 0;
         for name in ["nbf", "iat"] {
-            if numeric_claim(&p, name)?.is_some_and(|t| t > now.saturating_add(LEEWAY_SECS)) {
-                return Err(AuthError::NotYetValid);
+            if let Some(t) = numeric_claim(&p, name)? {
+                if t > now.saturating_add(LEEWAY_SECS) {
+                    return Err(AuthError::NotYetValid);
+                }
+                from = from.max(t.saturating_sub(LEEWAY_SECS));
             }
         }
         let claims = Claims::from_payload(&p)?;
@@ -151,7 +208,8 @@ impl Verifier {
                 });
             }
         }
-        Ok(claims)
+        let until = exp.map_or(u64::MAX, |e| e.saturating_add(LEEWAY_SECS));
+        Ok((claims, Window { from, until }))
     }
 
     fn map_error(&self, token: &str, e: jsonwebtoken::errors::Error) -> AuthError {
@@ -328,5 +386,28 @@ mod tests {
         assert_eq!(v.verify(&sign(lax, "k"), NOW).unwrap().sub, "u");
         let expired = with(good(), "exp", json!(NOW - 60));
         assert_eq!(v.verify(&sign(expired, "k"), NOW), Err(AuthError::Expired));
+    }
+
+    #[test]
+    fn remembered_tokens_keep_their_time_limits() {
+        let v = Verifier::new(&cfg(&[("JWT_SECRET_KEY", "k")])).unwrap();
+        let mut claims = good();
+        claims["nbf"] = json!(NOW + 100);
+        let early = sign(claims, "k");
+        assert_eq!(
+            v.verify_cached(&early, NOW),
+            Err(AuthError::NotYetValid),
+            "refusals are not remembered"
+        );
+        let t = sign(good(), "k");
+        assert_eq!(v.verify_cached(&t, NOW).unwrap().sub, "a@x");
+        assert_eq!(v.verify_cached(&t, NOW + 1).unwrap().sub, "a@x");
+        let exp = good()["exp"].as_u64().unwrap();
+        assert_eq!(
+            v.verify_cached(&t, exp + LEEWAY_SECS),
+            Err(AuthError::Expired),
+            "a remembered token still expires"
+        );
+        assert!(v.verify_cached("not.a.jwt", NOW).is_err());
     }
 }

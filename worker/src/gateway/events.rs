@@ -13,6 +13,12 @@
 //! A POST stream is written by the call's own task, not by the HTTP
 //! connection: a client that disconnects mid-call does not cancel the call,
 //! and its remaining events (the response last) wait in the store.
+//!
+//! With Redis (fleets), a store also hands every event to an [`EventSink`]
+//! (`redis_events`: a write-behind copy in Redis), and a worker that adopts a
+//! session after its owner died [`EventStore::import`]s the copies, so the
+//! client's `Last-Event-ID` still finds its stream and new ids continue the
+//! old numbering.
 
 use bytes::Bytes;
 use fleetgate_mcp::sse;
@@ -61,6 +67,28 @@ impl Log {
 struct Inner {
     streams: HashMap<String, Log>,
     next_post: u64,
+    sink: Option<Arc<dyn EventSink>>,
+}
+
+/// Where a store copies its events as they are stored (with Redis: a queue
+/// written behind to Redis). Called under the store's lock, so the copies of
+/// a stream arrive in order; it must not block.
+pub trait EventSink: Send + Sync {
+    /// `json` was stored as event `seq` of `stream`.
+    fn appended(&self, stream: &str, seq: u64, json: &Bytes);
+    /// `stream` is complete.
+    fn finished(&self, stream: &str);
+}
+
+/// A stream stored elsewhere (Redis), brought into a store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Imported {
+    pub stream: String,
+    /// The last sequence number the stream used (new events follow it).
+    pub last_seq: u64,
+    pub done: bool,
+    /// `(seq, json)`, in order.
+    pub events: Vec<(u64, Bytes)>,
 }
 
 /// One session's stored events.
@@ -79,12 +107,20 @@ impl Default for EventStore {
 /// Splits an event id into its stream and sequence number.
 pub fn parse_id(id: &str) -> Option<(&str, u64)> {
     let (stream, seq) = id.trim().rsplit_once('_')?;
-    let ok = stream == GET_STREAM
-        || stream
-            .strip_prefix('p')
-            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
-    ok.then_some(())?;
+    is_stream_name(stream).then_some(())?;
     Some((stream, seq.parse().ok()?))
+}
+
+/// `g`, or `p{n}`.
+pub fn is_stream_name(stream: &str) -> bool {
+    stream == GET_STREAM || post_number(stream).is_some()
+}
+
+/// `n` of the POST stream `p{n}`.
+fn post_number(stream: &str) -> Option<u64> {
+    let n = stream.strip_prefix('p')?;
+    n.bytes().all(|b| b.is_ascii_digit()).then_some(())?;
+    n.parse().ok()
 }
 
 fn event_id(stream: &str, seq: u64) -> String {
@@ -137,11 +173,22 @@ impl EventStore {
         name
     }
 
+    /// Copies every event stored from now on to `sink`.
+    pub fn mirror_to(&self, sink: Arc<dyn EventSink>) {
+        self.lock().sink = Some(sink);
+    }
+
+    /// Stops copying (the session ended here, or moved to another worker).
+    pub fn stop_mirroring(&self) {
+        self.lock().sink = None;
+    }
+
     /// Stores `json` as the next event of `stream`; its id.
     pub fn append(&self, stream: &str, json: Bytes) -> String {
         let now = Instant::now();
-        let mut inner = self.lock();
-        self.purge(&mut inner, now);
+        let mut guard = self.lock();
+        self.purge(&mut guard, now);
+        let inner = &mut *guard;
         let log = inner
             .streams
             .entry(stream.to_owned())
@@ -149,6 +196,9 @@ impl EventStore {
         let seq = log.next_seq;
         log.next_seq += 1;
         log.touched = now;
+        if let Some(sink) = &inner.sink {
+            sink.appended(stream, seq, &json);
+        }
         log.events.push_back(Stored { seq, at: now, json });
         while log.events.len() > self.max {
             log.events.pop_front();
@@ -159,12 +209,49 @@ impl EventStore {
 
     /// Marks `stream` complete: followers end after its last event.
     pub fn finish(&self, stream: &str) {
-        let mut inner = self.lock();
+        let mut guard = self.lock();
+        let inner = &mut *guard;
         if let Some(log) = inner.streams.get_mut(stream) {
             log.done = true;
             log.touched = Instant::now();
             log.notify.notify_waiters();
+            if let Some(sink) = &inner.sink {
+                sink.finished(stream);
+            }
         }
+    }
+
+    /// Brings in a stream a previous owner of the session stored (not copied
+    /// to the sink: it came from there). A stream this store already has is
+    /// left alone. An imported POST stream is complete (the call that wrote it
+    /// ran on the previous owner), and later POST streams are numbered after
+    /// it; new events of an imported GET stream follow its last id.
+    pub fn import(&self, mut s: Imported) {
+        if !is_stream_name(&s.stream) {
+            return;
+        }
+        let now = Instant::now();
+        let mut inner = self.lock();
+        self.purge(&mut inner, now);
+        if let Some(n) = post_number(&s.stream) {
+            inner.next_post = inner.next_post.max(n);
+            s.done = true;
+        }
+        if inner.streams.contains_key(&s.stream) {
+            return;
+        }
+        s.events.sort_unstable_by_key(|e| e.0);
+        let skip = s.events.len().saturating_sub(self.max);
+        let mut log = Log::new();
+        log.next_seq = s.last_seq.max(s.events.last().map_or(0, |e| e.0)) + 1;
+        log.done = s.done;
+        log.events = s
+            .events
+            .into_iter()
+            .skip(skip)
+            .map(|(seq, json)| Stored { seq, at: now, json })
+            .collect();
+        inner.streams.insert(s.stream, log);
     }
 
     /// Does this store know the stream `stream` (not expired)?
@@ -277,6 +364,84 @@ mod tests {
         assert!(s.knows(&p));
         std::thread::sleep(Duration::from_millis(40));
         assert!(!s.knows(&p));
+    }
+
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<String>>);
+
+    impl EventSink for Recorder {
+        fn appended(&self, stream: &str, seq: u64, json: &Bytes) {
+            let json = String::from_utf8_lossy(json);
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("{stream}_{seq}={json}"));
+        }
+        fn finished(&self, stream: &str) {
+            self.0.lock().unwrap().push(format!("{stream} done"));
+        }
+    }
+
+    #[test]
+    fn a_mirrored_store_copies_events_in_order_until_stopped() {
+        let s = EventStore::default();
+        let sink = Arc::new(Recorder::default());
+        s.append(GET_STREAM, b("0"));
+        s.mirror_to(sink.clone());
+        let p = s.open_post_stream();
+        s.append(&p, b("1"));
+        s.append(GET_STREAM, b("2"));
+        s.append(&p, b("3"));
+        s.finish(&p);
+        s.stop_mirroring();
+        s.append(GET_STREAM, b("4"));
+        assert_eq!(
+            *sink.0.lock().unwrap(),
+            vec!["p1_1=1", "g_2=2", "p1_2=3", "p1 done"]
+        );
+    }
+
+    #[tokio::test]
+    async fn imported_streams_replay_and_continue_the_old_numbering() {
+        let s = Arc::new(EventStore::new(2, DEFAULT_TTL));
+        s.import(Imported {
+            stream: "p3".into(),
+            last_seq: 4,
+            done: false,
+            events: vec![(4, b("d")), (2, b("b")), (3, b("c"))],
+        });
+        s.import(Imported {
+            stream: GET_STREAM.into(),
+            last_seq: 7,
+            done: false,
+            events: vec![(7, b("g7"))],
+        });
+        s.import(Imported {
+            stream: "bogus".into(),
+            last_seq: 1,
+            done: false,
+            events: vec![],
+        });
+        assert!(!s.knows("bogus"));
+        // Bounded like any stream; a POST stream from a previous owner is complete.
+        let (events, done) = s.after("p3", 2).unwrap();
+        assert_eq!(events, vec![(3, b("c")), (4, b("d"))]);
+        assert!(done);
+        let got: Vec<_> = follow(s.clone(), "p3".into(), 3).collect().await;
+        assert_eq!(got.len(), 1);
+        // New ids never collide with the previous owner's.
+        assert_eq!(s.open_post_stream(), "p4");
+        assert_eq!(s.append(GET_STREAM, b("g8")), "g_8");
+        // A stream already here is not replaced.
+        s.import(Imported {
+            stream: GET_STREAM.into(),
+            last_seq: 1,
+            done: true,
+            events: vec![(1, b("old"))],
+        });
+        let (events, done) = s.after(GET_STREAM, 0).unwrap();
+        assert_eq!(events, vec![(7, b("g7")), (8, b("g8"))]);
+        assert!(!done);
     }
 
     #[tokio::test]

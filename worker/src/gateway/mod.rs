@@ -9,6 +9,7 @@
 //! - [`events`]: stored SSE events, for clients resuming a stream (`Last-Event-ID`).
 //! - [`affinity`]: session ids that name their owner; signed forward envelopes.
 //! - [`redis_affinity`]: session ownership and worker heartbeats in Redis.
+//! - [`redis_events`]: the sessions' events copied to Redis, for replay after failover.
 //! - [`relay`]: the owner's answer to the client, faithfully (seed 002).
 //! - [`error`]: [`error::RpcError`], mapped to wire codes in one place.
 
@@ -18,6 +19,7 @@ pub mod error;
 pub mod events;
 pub mod federation;
 pub mod redis_affinity;
+pub mod redis_events;
 pub mod registry;
 pub mod relay;
 pub mod scope;

@@ -209,9 +209,15 @@ impl RedisAffinity {
         self.ttl.as_secs().max(1)
     }
 
+    /// A handle on the shared (multiplexed) connection, for commands of
+    /// other Redis-backed parts (`redis_events`), run through [`Self::run`].
+    pub(crate) fn connection(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
     /// Runs one command with the deadline; failures are counted and logged once
     /// per outage.
-    async fn run<T, F>(&self, what: &str, fut: F) -> Result<T, RedisDown>
+    pub(crate) async fn run<T, F>(&self, what: &str, fut: F) -> Result<T, RedisDown>
     where
         F: Future<Output = redis::RedisResult<T>>,
     {

@@ -6,8 +6,9 @@
 //! sessions (one per gateway, never shared), its GET stream, and the server→client
 //! requests waiting for the client's answer.
 
-use crate::gateway::events::EventStore;
+use crate::gateway::events::{self, EventStore};
 use crate::gateway::federation::{close_all, UpstreamSet};
+use crate::gateway::redis_events::RedisEvents;
 use crate::gateway::scope::{Principal, Scope};
 use bytes::Bytes;
 use fleetgate_mcp::client::BoxFuture;
@@ -16,7 +17,7 @@ use fleetgate_mcp::{Notification, Request, ServerMessageHandler};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
@@ -117,6 +118,9 @@ pub struct Sessions {
     deleted: Mutex<std::collections::VecDeque<String>>,
     /// Per stream: how many events are kept, and how long (`None`: defaults).
     event_limits: Option<(usize, Duration)>,
+    /// With Redis: every session's events are copied there, and an adopted
+    /// session starts with what its previous owner stored.
+    redis_events: OnceLock<Arc<RedisEvents>>,
 }
 
 impl Sessions {
@@ -128,6 +132,17 @@ impl Sessions {
         }
     }
 
+    /// Copies the events of the sessions created from now on to Redis (set
+    /// once, at boot; without it: memory only).
+    pub fn mirror_events(&self, redis_events: Arc<RedisEvents>) {
+        let _ = self.redis_events.set(redis_events);
+    }
+
+    /// The Redis copy of the sessions' events, if any.
+    pub fn redis_events(&self) -> Option<&Arc<RedisEvents>> {
+        self.redis_events.get()
+    }
+
     /// Creates (or adopts) the session `id`.
     pub fn create(
         &self,
@@ -136,16 +151,23 @@ impl Sessions {
         principal: Principal,
         protocol_version: &str,
     ) -> Arc<Session> {
+        let (max, ttl) = self
+            .event_limits
+            .unwrap_or((events::DEFAULT_MAX_EVENTS, events::DEFAULT_TTL));
+        let store = EventStore::new(max, ttl);
+        if let Some(r) = self.redis_events.get() {
+            for stream in r.take_staged(&id) {
+                store.import(stream);
+            }
+            store.mirror_to(r.sink(&id, max, ttl));
+        }
         let s = Arc::new(Session {
             id,
             scope,
             principal,
             protocol_version: protocol_version.to_owned(),
             upstreams: Arc::default(),
-            events: Arc::new(match self.event_limits {
-                Some((max, ttl)) => EventStore::new(max, ttl),
-                None => EventStore::default(),
-            }),
+            events: Arc::new(store),
             pending: Mutex::default(),
             get_stream: Mutex::default(),
             next_relay_id: AtomicU64::new(1),
@@ -187,6 +209,7 @@ impl Sessions {
             ids.iter().filter_map(|id| map.remove(id)).collect()
         };
         for s in &idle {
+            s.events.stop_mirroring();
             close_all(s.upstreams.take_all());
         }
         idle.len()
@@ -215,6 +238,7 @@ impl Sessions {
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(id)?;
+        s.events.stop_mirroring();
         close_all(s.upstreams.take_all());
         Some(s)
     }

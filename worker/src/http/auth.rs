@@ -24,7 +24,7 @@ use fleetgate_mcp::jsonrpc::{self, ErrorObject, Id};
 use fleetgate_shared::config::AuthConfig;
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::{PoisonError, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 
 /// Verification keys, settings, and the revoked token ids this worker knows.
 pub struct Gate {
@@ -83,9 +83,11 @@ pub async fn authenticate(State(st): State<AppState>, mut req: Request, next: Ne
         .and_then(|v| v.to_str().ok());
     let claims = match bearer(authz) {
         Err(e) => return refuse(jsonrpc, &e),
-        Ok(None) if anonymous_allowed(&gate.cfg, is_mcp_path(&path)) => Claims::anonymous(),
+        Ok(None) if anonymous_allowed(&gate.cfg, is_mcp_path(&path)) => {
+            Arc::new(Claims::anonymous())
+        }
         Ok(None) => return refuse(jsonrpc, &AuthError::Missing),
-        Ok(Some(token)) => match gate.verifier.verify(token, unix_now()) {
+        Ok(Some(token)) => match gate.verifier.verify_cached(token, unix_now()) {
             Err(e) => return refuse(jsonrpc, &e),
             Ok(c) if c.jti.as_deref().is_some_and(|j| gate.is_revoked(j)) => {
                 return refuse(jsonrpc, &AuthError::Revoked)
@@ -117,7 +119,7 @@ pub async fn authenticate(State(st): State<AppState>, mut req: Request, next: Ne
     if let Err(denied) = authorize_rest(&claims, &facts, &gate.cfg) {
         return deny(jsonrpc, StatusCode::FORBIDDEN, &denied.to_string());
     }
-    req.extensions_mut().insert(Principal::new(claims));
+    req.extensions_mut().insert(Principal { claims });
     next.run(req).await
 }
 

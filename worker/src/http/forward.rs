@@ -22,9 +22,13 @@ use axum::routing::any;
 use axum::Router;
 use fleetgate_mcp::jsonrpc;
 use http_body_util::{BodyExt, Full, Limited};
+use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
-use tokio::net::UnixStream;
+use tokio::net::{TcpStream, UnixStream};
 
 /// How long a forward waits for the owner's socket (a crashed owner's
 /// replacement binds it within milliseconds).
@@ -128,26 +132,14 @@ pub async fn forward_to(
     let sent = match target {
         Target::Unix(slot) => {
             let path = aff.socket_path(slot).ok_or(OwnerUnreachable)?;
-            let stream = connect(&path).await.ok_or(OwnerUnreachable)?;
-            exchange(st, stream, method, env_hex, sig, body).await?
+            let key = format!("unix:{slot}");
+            let open = || async { connect(&path).await.map(Io::Unix) };
+            exchange(st, &key, open, method, env_hex, sig, body).await?
         }
         Target::Http(addr) => {
-            let stream =
-                match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr))
-                    .await
-                {
-                    Ok(Ok(s)) => s,
-                    Ok(Err(e)) => {
-                        tracing::warn!(owner = addr, error = %e, "session owner unreachable");
-                        return Err(ForwardError::Unreachable);
-                    }
-                    Err(_) => {
-                        tracing::warn!(owner = addr, "session owner did not accept within 1 s");
-                        return Err(ForwardError::Unreachable);
-                    }
-                };
-            let _ = stream.set_nodelay(true);
-            exchange(st, stream, method, env_hex, sig, body).await?
+            let key = format!("tcp:{addr}");
+            let open = || async { connect_tcp(addr).await.map(Io::Tcp) };
+            exchange(st, &key, open, method, env_hex, sig, body).await?
         }
         Target::PubSub(owner) => {
             let (Some(redis), Some(ps)) = (&st.redis, &st.pubsub) else {
@@ -223,33 +215,111 @@ enum Sent {
     TimedOut,
 }
 
-/// One HTTP/1.1 exchange with the owner's internal router over `io`.
-async fn exchange<T>(
+/// A connection to another worker's internal listener.
+enum Io {
+    Unix(UnixStream),
+    Tcp(TcpStream),
+}
+
+type Sender = http1::SendRequest<Full<Bytes>>;
+
+/// Idle keep-alive connections to other workers' internal listeners, by where
+/// they lead (`unix:{slot}`, `tcp:{addr}`): a forward reuses one instead of
+/// paying a connect, a handshake and a new task on both sides.
+#[derive(Default)]
+pub struct OwnerConnections {
+    idle: Mutex<HashMap<String, Vec<Sender>>>,
+}
+
+/// Idle connections kept per owner (more are closed after use).
+const MAX_IDLE_PER_OWNER: usize = 64;
+
+impl OwnerConnections {
+    fn take(&self, key: &str) -> Option<Sender> {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        let list = idle.get_mut(key)?;
+        while let Some(s) = list.pop() {
+            if s.is_ready() {
+                return Some(s);
+            }
+        }
+        None
+    }
+
+    fn put(&self, key: &str, s: Sender) {
+        if !s.is_ready() {
+            return;
+        }
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        let list = idle.entry(key.to_owned()).or_default();
+        if list.len() < MAX_IDLE_PER_OWNER {
+            list.push(s);
+        }
+    }
+}
+
+async fn handshake(io: Io) -> Option<Sender> {
+    async fn go<T>(io: T) -> Option<Sender>
+    where
+        T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let (sender, conn) = http1::handshake(TokioIo::new(io)).await.ok()?;
+        tokio::spawn(conn);
+        Some(sender)
+    }
+    match io {
+        Io::Unix(s) => go(s).await,
+        Io::Tcp(s) => go(s).await,
+    }
+}
+
+/// One HTTP/1.1 exchange with the owner's internal router, on a pooled
+/// connection when one is idle (retried once on a fresh connection if the
+/// pooled one turns out closed), else on a new one from `open`.
+async fn exchange<F, Fut>(
     st: &AppState,
-    io: T,
+    key: &str,
+    open: F,
     method: Method,
     env_hex: String,
     sig: String,
     body: Bytes,
 ) -> Result<Sent, OwnerUnreachable>
 where
-    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    F: Fn() -> Fut,
+    Fut: Future<Output = Option<Io>>,
 {
-    let Ok((mut sender, conn)) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await
-    else {
-        return Err(OwnerUnreachable);
+    let request = || {
+        hyper::Request::builder()
+            .method(method.clone())
+            .uri(FORWARD_PATH)
+            .header("host", "fleetgate-owner")
+            .header(ENVELOPE_HEADER, env_hex.as_str())
+            .header(SIGNATURE_HEADER, sig.as_str())
+            .body(Full::new(body.clone()))
+            .map_err(|_| OwnerUnreachable)
     };
-    tokio::spawn(conn);
-    let req = hyper::Request::builder()
-        .method(method)
-        .uri(FORWARD_PATH)
-        .header("host", "fleetgate-owner")
-        .header(ENVELOPE_HEADER, env_hex)
-        .header(SIGNATURE_HEADER, sig)
-        .body(Full::new(body))
-        .map_err(|_| OwnerUnreachable)?;
     let timeout = st.affinity.forward_timeout;
-    let resp = match tokio::time::timeout(timeout, sender.send_request(req)).await {
+    let pooled = st.owner_connections.take(key);
+    let reused = pooled.is_some();
+    let mut sender = match pooled {
+        Some(s) => s,
+        None => handshake(open().await.ok_or(OwnerUnreachable)?)
+            .await
+            .ok_or(OwnerUnreachable)?,
+    };
+    let mut sent = tokio::time::timeout(timeout, sender.send_request(request()?)).await;
+    if reused
+        && matches!(&sent, Ok(Err(e)) if e.is_canceled() || e.is_closed() || e.is_incomplete_message())
+    {
+        // The pooled connection had been closed (an idle owner restarted):
+        // a fresh one, once.
+        sender = handshake(open().await.ok_or(OwnerUnreachable)?)
+            .await
+            .ok_or(OwnerUnreachable)?;
+        sent = tokio::time::timeout(timeout, sender.send_request(request()?)).await;
+    }
+    let resp = match sent {
         Ok(Ok(resp)) => resp,
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "forward to the session owner failed");
@@ -278,7 +348,10 @@ where
         )));
     }
     let bytes = match Limited::new(resp.into_body(), MAX_ANSWER).collect().await {
-        Ok(b) => b.to_bytes(),
+        Ok(b) => {
+            st.owner_connections.put(key, sender);
+            b.to_bytes()
+        }
         Err(_) => Bytes::new(),
     };
     Ok(Sent::Answer {
@@ -334,6 +407,24 @@ async fn connect(path: &std::path::Path) -> Option<UnixStream> {
                 tracing::warn!(socket = %path.display(), error = %e, "session owner unreachable");
                 return None;
             }
+        }
+    }
+}
+
+/// Connects to another worker's internal TCP listener.
+async fn connect_tcp(addr: &str) -> Option<TcpStream> {
+    match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
+        Ok(Ok(s)) => {
+            let _ = s.set_nodelay(true);
+            Some(s)
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(owner = addr, error = %e, "session owner unreachable");
+            None
+        }
+        Err(_) => {
+            tracing::warn!(owner = addr, "session owner did not accept within 1 s");
+            None
         }
     }
 }

@@ -376,6 +376,7 @@ async fn route_via_redis(
             Err(_) => return Route::Answered(owner_unknown(body)),
         };
         if owner.worker == redis.worker_id {
+            stage_events(st, sid).await;
             return Route::Here { adopt: true };
         }
         if let Some(hb) = &owner.heartbeat {
@@ -422,6 +423,7 @@ async fn route_via_redis(
                     dead = owner.worker,
                     "took over the session of a dead owner"
                 );
+                stage_events(st, sid).await;
                 return Route::Here { adopt: true };
             }
             Ok(Reclaim::Gone) => return Route::Here { adopt: false },
@@ -430,6 +432,14 @@ async fn route_via_redis(
         }
     }
     Route::Answered(owner_unknown(body))
+}
+
+/// Loads from Redis what the session's previous owner stored of its SSE
+/// events, for the adoption that follows (its streams go on where they were).
+async fn stage_events(st: &AppState, sid: &str) {
+    if let Some(events) = st.sessions.redis_events() {
+        events.stage(sid).await;
+    }
 }
 
 /// JSON-RPC -32001: the session's owner cannot be known (Redis is down).
@@ -753,11 +763,16 @@ pub async fn handle_get(
     };
     // Resuming (`Last-Event-ID`): a POST stream is replayed from the store
     // and followed until it completes; the GET stream is replayed, then goes
-    // on live. An id this session does not know (never sent, or expired)
+    // on live. A stream memory lacks is looked for in Redis (a previous owner
+    // stored it). An id this session does not know (never sent, or expired)
     // opens a fresh GET stream, as a plain GET would.
-    let resume = header_str(h, "last-event-id")
-        .and_then(events::parse_id)
-        .filter(|(stream, _)| session.events.knows(stream));
+    let asked = header_str(h, "last-event-id").and_then(events::parse_id);
+    if let (Some((stream, _)), Some(redis_events)) = (asked, st.sessions.redis_events()) {
+        redis_events
+            .load_missing(&session.id, &session.events, stream)
+            .await;
+    }
+    let resume = asked.filter(|(stream, _)| session.events.knows(stream));
     let mut replay = VecDeque::new();
     if let Some((stream, seq)) = resume {
         if stream != events::GET_STREAM {
@@ -836,6 +851,9 @@ pub async fn handle_delete(
         return detail(StatusCode::NOT_FOUND, "Session not found");
     }
     st.sessions.remove(sid);
+    if let Some(redis_events) = st.sessions.redis_events() {
+        redis_events.drop_session(sid);
+    }
     if let Some(redis) = &st.redis {
         if let Err(e) = redis.release(sid).await {
             tracing::warn!(session = short(sid), error = %e, "cannot release the session in Redis");
