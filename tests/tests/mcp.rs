@@ -464,3 +464,55 @@ async fn idle_sessions_are_ended_with_their_upstream_sessions() {
     assert_eq!(r["content"][0]["text"], "back");
     assert_eq!(up.stats().sessions_initialized, 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_sessions_follow_a_gateway_moved_to_another_url() {
+    let fleet = one_worker();
+    let old = upstream("moving").await;
+    let new = upstream("moving").await;
+    let gw = register(&fleet, "moving", &old).await;
+    old.reset_stats();
+    let mut client = McpClient::new(fleet.url("/mcp"));
+    client.initialize().await;
+    client
+        .call_tool("moving-echo", json!({"text": "before"}))
+        .await;
+    assert_eq!(old.stats().sessions_initialized, 1);
+    let r = reqwest::Client::new()
+        .put(fleet.url(&format!("/gateways/{}", gw["id"].as_str().unwrap())))
+        .json(&json!({"url": new.url()}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    new.reset_stats();
+    // Every worker sees the change within its registry poll.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while new.stats().post_requests == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the session still calls the old URL"
+        );
+        let before = old.stats().post_requests;
+        client
+            .call_tool("moving-echo", json!({"text": "after"}))
+            .await;
+        if new.stats().post_requests == 0 {
+            assert_eq!(old.stats().post_requests, before + 1);
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+    assert_eq!(
+        new.stats().sessions_initialized,
+        1,
+        "the same downstream session got a new upstream session at the new URL"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while old.stats().sessions_deleted == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the upstream session at the old URL was not closed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

@@ -18,7 +18,26 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tokio::sync::OnceCell;
 
-type Cell = Arc<OnceCell<Arc<UpstreamSession>>>;
+type Cell = Arc<OnceCell<Opened>>;
+
+/// An open upstream session and what it was opened against: a gateway whose
+/// URL, transport or auth headers changed since gets a new session (the old
+/// one is closed), never requests sent to where it used to point.
+#[derive(Clone)]
+struct Opened {
+    session: Arc<UpstreamSession>,
+    url: String,
+    transport: fleetgate_store::Transport,
+    auth_headers: std::collections::BTreeMap<String, String>,
+}
+
+impl Opened {
+    fn serves(&self, gateway: &Gateway) -> bool {
+        self.url == gateway.url
+            && self.transport == gateway.transport
+            && self.auth_headers == gateway.auth_headers
+    }
+}
 
 #[derive(Default)]
 pub struct UpstreamSet {
@@ -44,7 +63,7 @@ impl UpstreamSet {
         let mut cells = self.cells.lock().unwrap_or_else(PoisonError::into_inner);
         cells
             .drain()
-            .filter_map(|(_, c)| c.get().cloned())
+            .filter_map(|(_, c)| c.get().map(|o| o.session.clone()))
             .collect()
     }
 
@@ -131,11 +150,29 @@ impl Federation {
         let mut retried = false;
         loop {
             let cell = set.cell(key);
-            let session = cell
-                .get_or_try_init(|| async { self.open(gateway, extra).await.map(Arc::new) })
+            let opened = cell
+                .get_or_try_init(|| async {
+                    let session = self.open(gateway, extra).await?;
+                    Ok::<_, UpstreamError>(Opened {
+                        session: Arc::new(session),
+                        url: gateway.url.clone(),
+                        transport: gateway.transport,
+                        auth_headers: gateway.auth_headers.clone(),
+                    })
+                })
                 .await?
                 .clone();
-            match session.request(method, params.clone(), handler).await {
+            if !opened.serves(gateway) {
+                tracing::info!(upstream = %gateway.url, "gateway changed; opening a new upstream session");
+                set.forget(key, &cell);
+                close_all(vec![opened.session]);
+                continue;
+            }
+            match opened
+                .session
+                .request(method, params.clone(), handler)
+                .await
+            {
                 Err(e) if e.is_session_expired() && !retried => {
                     tracing::info!(upstream = %gateway.url, "upstream session expired; opening a new one");
                     set.forget(key, &cell);
