@@ -3,22 +3,62 @@
 #
 #   scripts/bench.sh            # all sections
 #   BENCH_SECS=3 scripts/bench.sh
+#   BENCH_ONLY=gateway BENCH_SECS=1 scripts/bench.sh    # a quick smoke run
 #
 # Sections (BENCH_ONLY=fleet|gateway to run one):
+#
 # "fleet": /health throughput and latency with WORKERS=1 and 2, keep-alive
 # and fresh connections, shared socket vs REUSE_PORT (and how answers spread over
 # workers), cold start to a healthy /health, idle RSS per worker.
-# "gateway": tools/call through /rpc and through /servers/{id}/mcp with sessions,
-# against the same test upstream called directly; req/s, p50/p99, ratio to direct,
-# gateway CPU time per request, idle worker RSS, cold start.
-# BENCH_REUSE_PORT=true runs the gateway section with one SO_REUSEPORT socket per
-# worker (even spread of keep-alive connections).
-# Load generator, gateway and upstreams share the machine's cores: read ratios
-# measured in one run, not absolute numbers.
+#
+# "gateway": stateful MCP tools/call (the test upstream's echo), WORKERS=2, auth on.
+# Rows, BENCH_CONNS (32) closed-loop connections for BENCH_SECS (5) each unless
+# marked c=1:
+#   direct upstream (session)   the test upstream called straight, the baseline
+#   /rpc                        JSON-RPC through the gateway (stateless)
+# then, for each session-forwarding transport -- "unix" (one host, no Redis), and
+# "pubsub" / "http" (a fleet on a throwaway redis-server with REDIS_URL,
+# FLEET_SECRET and AFFINITY_FORWARD=pubsub|http; skipped when redis-server is not
+# installed) -- on /servers/{id}/mcp:
+#   all-local                   each client's load follows its initialize on the
+#                               same keep-alive connection: the owner serves it
+#   100% forwarded              the load goes on a connection another worker
+#                               accepted: every request is forwarded to the owner
+#   spread                      initialize on one fresh connection, load on a
+#                               second fresh one, wherever it lands: with N workers
+#                               about (N-1)/N of the sessions are forwarded, as
+#                               behind a load balancer
+#   c=1 all-local / forwarded   one client, unsaturated, BENCH_C1_SECS (3) each:
+#                               the latency forwarding adds, without queueing
+# Columns: "fwd" is the share of requests sent to a worker that is not the
+# session's owner (fleetgate-load learns a connection's worker with one /health
+# probe on it; in a closed loop forwarded sessions run slower, so in the spread
+# row their share of requests is below their share of sessions, which the summary
+# gives too); "spread" is how the answers divide over the workers that produced
+# them (a forwarded answer names its owner). A 200 carrying a JSON-RPC error
+# counts as an error, not a served request.
+# The summary gives /rpc and /servers/{id}/mcp (the unix all-local row) as % of
+# direct with the fleet's CPU µs/request, and per transport: "+X µs p50 at c=1"
+# (forwarded minus local, both c=1; target < 150 µs), "100% forwarded: Y% of
+# all-local" and "spread: Z% of all-local" (saturated, against the same fleet's
+# all-local row; target for spread >= 70%). Rows with errors are listed as
+# WARNING lines.
+#
+# The gateway fleets use REUSE_PORT=true (one SO_REUSEPORT socket per worker)
+# unless BENCH_REUSE_PORT=false: with one shared socket the keep-alive connections
+# of a single load generator often all land on one worker (100%/0% spreads
+# measured), which leaves a core idle and measures one worker, not the fleet;
+# SO_REUSEPORT hashes them evenly over the workers. The heading says which mode
+# ran. WORKER_THREADS is passed on only if the caller set it (the binary defaults
+# to cores / workers runtime threads per worker).
+#
+# Load generator, gateway, Redis and upstream share the machine's cores: read
+# ratios measured in one run, not absolute numbers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${BENCH_SECS:-5}
 CONNS=${BENCH_CONNS:-32}
+C1_SECS=${BENCH_C1_SECS:-$(awk -v s="$SECS" 'BEGIN { print (s < 3 ? s : 3) }')}
 
 ONLY=${BENCH_ONLY:-all}
 cargo build --release -q -p fleetgate -p fleetgate-tests -p fleetgate-test-upstream \
@@ -28,22 +68,49 @@ LOAD=target/release/fleetgate-load
 UPSTREAM=target/release/fleetgate-test-upstream
 WORK=$(mktemp -d)
 PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
+forget() { local p keep=(); for p in "${PIDS[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done; PIDS=("${keep[@]}"); }
+cleanup() {
+  local p
+  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for _ in $(seq 1 100); do # up to 10 s to drain, then KILL what is left
+    local alive=0
+    for p in "${PIDS[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
+    [ "$alive" = 0 ] && break
+    sleep 0.1
+  done
+  for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
 trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+die() { echo "bench: $*" >&2; exit 1; }
 
 # start_fleet NAME ENV... : starts a supervisor on an ephemeral port; sets ADDR, SUP.
+# A caller's REDIS_URL / AFFINITY_FORWARD do not leak in: only ENV... sets them.
 start_fleet() {
   local name=$1; shift
-  local out="$WORK/$name.out"
+  local out="$WORK/$name.out" err="$WORK/$name.err"
   local t0; t0=$(date +%s%N)
-  env PORT=0 LOG_LEVEL=warn "$@" "$BIN" >"$out" 2>"$WORK/$name.err" &
+  env -u REDIS_URL -u AFFINITY_FORWARD PORT=0 LOG_LEVEL=warn "$@" "$BIN" >"$out" 2>"$err" &
   SUP=$!; PIDS+=("$SUP")
-  for _ in $(seq 1 500); do [ -s "$out" ] && break; sleep 0.01; done
+  for _ in $(seq 1 1000); do
+    [ -s "$out" ] && break
+    kill -0 "$SUP" 2>/dev/null || { cat "$err" >&2; die "fleet $name exited before listening"; }
+    sleep 0.01
+  done
+  [ -s "$out" ] || { cat "$err" >&2; die "fleet $name printed no address in 10 s"; }
   ADDR=$(python3 -c 'import json,sys;print(json.loads(open(sys.argv[1]).readline())["addr"])' "$out")
-  until curl -fs "http://$ADDR/health" >/dev/null 2>&1; do sleep 0.005; done
+  for _ in $(seq 1 2000); do
+    curl -fs "http://$ADDR/health" >/dev/null 2>&1 && break
+    kill -0 "$SUP" 2>/dev/null || { cat "$err" >&2; die "fleet $name exited before healthy"; }
+    sleep 0.005
+  done
+  curl -fs "http://$ADDR/health" >/dev/null 2>&1 || { cat "$err" >&2; die "fleet $name not healthy"; }
   COLD_MS=$(( ($(date +%s%N) - t0) / 1000000 ))
 }
-stop_fleet() { kill -TERM "$SUP"; wait "$SUP" 2>/dev/null || true; }
+stop_fleet() { kill -TERM "$SUP" 2>/dev/null || true; wait "$SUP" 2>/dev/null || true; forget "$SUP"; }
 rss_kb() { awk '/VmRSS/{print $2}' "/proc/$1/status"; }
 
 row() { # label json
@@ -92,55 +159,156 @@ cpu_ticks() { # sum of utime+stime of the supervisor's children
 }
 
 if [ "$ONLY" = all ] || [ "$ONLY" = gateway ]; then
+  GW_T0=$(date +%s)
+  RES="$WORK/results"; mkdir -p "$RES"
+  # grow KEY LABEL ARGS... : one fleetgate-load run (ARGS) kept as $RES/KEY.json,
+  # printed as a table row, and the fleet's CPU ticks during it as $RES/KEY.cpu.
+  grow() {
+    local key=$1 label=$2; shift 2
+    local c0=0 r; [ -n "${SUP:-}" ] && c0=$(cpu_ticks "$SUP")
+    r=$("$LOAD" "$@") || die "fleetgate-load failed for $label"
+    [ -n "${SUP:-}" ] && echo $(($(cpu_ticks "$SUP") - c0)) >"$RES/$key.cpu"
+    printf '%s\n' "$r" >"$RES/$key.json"
+    python3 - "$label" "$r" <<'PY'
+import json, sys
+label, r = sys.argv[1], json.loads(sys.argv[2])
+spread = sorted(r["workers"].values(), reverse=True)
+tot = sum(spread) or 1
+share = "/".join(f"{100*v//tot}%" for v in spread)
+fleet = r["session_placement"] and set(r["workers"]) != {"-"}
+fwd = f"{100 * r['forwarded_requests'] / max(r['requests'], 1):.0f}%" if fleet else "-"
+print(f"| {label:<38} | {r['connections']:>3} | {r['rps']:>9.0f} | {r['p50_us']:>6} | {r['p99_us']:>7} | {r['errors']:>4} | {fwd:>4} | {share:<11} |")
+PY
+  }
+
   "$UPSTREAM" --port 0 >"$WORK/up.out" 2>"$WORK/up.err" &
   UP=$!; PIDS+=("$UP")
   for _ in $(seq 1 500); do [ -s "$WORK/up.out" ] && break; sleep 0.01; done
+  [ -s "$WORK/up.out" ] || { cat "$WORK/up.err" >&2; die "test upstream printed no address"; }
   UP_URL=$(python3 -c 'import json,sys;print(json.loads(open(sys.argv[1]).readline())["url"])' "$WORK/up.out")
 
   # Auth stays on, as in production: every request carries an admin token.
   export JWT_SECRET_KEY=bench-secret-0123456789abcdef0123456789
   TOKEN=$("$BIN" token --username bench@example.com --exp 60 --admin 2>/dev/null)
   AUTH="Authorization: Bearer $TOKEN"
-  start_fleet gw WORKERS=2 REUSE_PORT="${BENCH_REUSE_PORT:-false}" DATABASE_URL="sqlite:$WORK/bench.db"
-  curl -fs -X POST "http://$ADDR/gateways" -H "$AUTH" -H 'content-type: application/json' \
-    -d "{\"name\":\"up\",\"url\":\"$UP_URL\",\"transport\":\"STREAMABLEHTTP\"}" >/dev/null
-  TOOL_IDS=$(curl -fs -H "$AUTH" "http://$ADDR/tools?limit=0" | python3 -c 'import json,sys;print(json.dumps([t["id"] for t in json.load(sys.stdin)]))')
-  SID=$(curl -fs -X POST "http://$ADDR/servers" -H "$AUTH" -H 'content-type: application/json' \
-    -d "{\"server\":{\"name\":\"bench\",\"associated_tools\":$TOOL_IDS}}" | python3 -c 'import json,sys;print(json.load(sys.stdin)["id"])')
-  sleep 1 # every worker polls the registry (REGISTRY_POLL_INTERVAL)
+  REUSE=${BENCH_REUSE_PORT:-true}
+  if [ "$REUSE" = true ]; then SOCKET="REUSE_PORT=true (an SO_REUSEPORT socket per worker)"
+  else SOCKET="REUSE_PORT=$REUSE (one shared socket)"; fi
+  FLEET_ENV=(WORKERS=2 REUSE_PORT="$REUSE")
+  if [ -n "${WORKER_THREADS:-}" ]; then
+    THREADS="WORKER_THREADS=$WORKER_THREADS"; FLEET_ENV+=(WORKER_THREADS="$WORKER_THREADS")
+  else
+    THREADS="WORKER_THREADS default (cores/workers)"
+  fi
+
+  # register NAME: on the running fleet (its own database), the upstream as a
+  # gateway and a virtual server of its tools; sets SID.
+  register() {
+    curl -fs -X POST "http://$ADDR/gateways" -H "$AUTH" -H 'content-type: application/json' \
+      -d "{\"name\":\"up\",\"url\":\"$UP_URL\",\"transport\":\"STREAMABLEHTTP\"}" >/dev/null \
+      || die "$1: registering the upstream failed"
+    local tools
+    tools=$(curl -fs -H "$AUTH" "http://$ADDR/tools?limit=0" \
+      | python3 -c 'import json,sys;print(json.dumps([t["id"] for t in json.load(sys.stdin)]))') \
+      || die "$1: listing tools failed"
+    SID=$(curl -fs -X POST "http://$ADDR/servers" -H "$AUTH" -H 'content-type: application/json' \
+      -d "{\"server\":{\"name\":\"bench\",\"associated_tools\":$tools}}" \
+      | python3 -c 'import json,sys;print(json.load(sys.stdin)["id"])') \
+      || die "$1: creating the virtual server failed"
+    sleep 1 # every worker polls the registry (REGISTRY_POLL_INTERVAL)
+  }
 
   CALL='{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"hi"}}}'
   RPC_CALL='{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"up-echo","arguments":{"text":"hi"}}}'
   HDR=(-H 'mcp-protocol-version: 2025-06-18')
 
-  echo "## gateway: tools/call (echo), WORKERS=2, $CONNS connections, ${SECS}s each"
+  # affinity_rows T: the session rows on the running fleet, forwarding over T.
+  affinity_rows() {
+    local t=$1
+    local mcp=(--url "http://$ADDR/servers/$SID/mcp" --post "$CALL" --mcp-session "${HDR[@]}" -H "$AUTH")
+    grow "$t-local" "/servers/{id}/mcp all-local ($t)" -c "$CONNS" -d "$SECS" "${mcp[@]}"
+    grow "$t-fwd" "  100% forwarded ($t)" -c "$CONNS" -d "$SECS" "${mcp[@]}" --forwarded
+    grow "$t-spread" "  spread over workers ($t)" -c "$CONNS" -d "$SECS" "${mcp[@]}" --spread
+    grow "$t-c1-local" "  c=1 all-local ($t)" -c 1 -d "$C1_SECS" "${mcp[@]}"
+    grow "$t-c1-fwd" "  c=1 100% forwarded ($t)" -c 1 -d "$C1_SECS" "${mcp[@]}" --forwarded
+  }
+
+  echo "## gateway: tools/call (echo), WORKERS=2, $SOCKET, $THREADS"
+  echo "## ${SECS}s per row (c=1 rows: ${C1_SECS}s); fwd = requests sent to a worker other than the session's owner"
   echo
-  echo "| path                               |     req/s | p50 µs |  p99 µs | errs | spread      |"
-  echo "|------------------------------------|-----------|--------|---------|------|-------------|"
-  direct=$("$LOAD" --url "$UP_URL" -c "$CONNS" -d "$SECS" --post "$CALL" --mcp-session "${HDR[@]}")
-  row "direct upstream (session)" "$direct"
-  t0=$(cpu_ticks "$SUP")
-  rpc=$("$LOAD" --url "http://$ADDR/rpc" -c "$CONNS" -d "$SECS" --post "$RPC_CALL" -H "$AUTH")
-  t1=$(cpu_ticks "$SUP")
-  row "/rpc" "$rpc"
-  mcp=$("$LOAD" --url "http://$ADDR/servers/$SID/mcp" -c "$CONNS" -d "$SECS" --post "$CALL" --mcp-session "${HDR[@]}" -H "$AUTH")
-  t2=$(cpu_ticks "$SUP")
-  row "/servers/{id}/mcp (sessions)" "$mcp"
-  fwd=$("$LOAD" --url "http://$ADDR/servers/$SID/mcp" -c "$CONNS" -d "$SECS" --post "$CALL" --mcp-session --forwarded "${HDR[@]}" -H "$AUTH")
-  row "  same, 100% forwarded (unix)" "$fwd"
-  echo
-  python3 - "$direct" "$rpc" "$mcp" "$((t1 - t0))" "$((t2 - t1))" "$(getconf CLK_TCK)" "$fwd" <<'PY'
-import json, sys
-d, r, m = (json.loads(a) for a in sys.argv[1:4])
-rt, mt, hz = int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
-f = json.loads(sys.argv[7])
-print(f"forwarding: +{f['p50_us'] - m['p50_us']} µs at p50 over local; "
-      f"throughput {100 * f['rps'] / max(m['rps'], 1):.0f}% of all-local")
-for label, x, ticks in (("/rpc", r, rt), ("/servers/{id}/mcp", m, mt)):
-    ratio = x["rps"] / d["rps"] if d["rps"] else 0
-    cpu_us = ticks / hz * 1e6 / max(x["requests"], 1)
-    print(f"{label}: {100*ratio:.0f}% of direct throughput; gateway CPU {cpu_us:.0f} µs/request")
-PY
-  for w in $(pgrep -P "$SUP"); do echo "worker $w RSS after load: $(rss_kb "$w") kB"; done
+  echo "| path                                   |   c |     req/s | p50 µs |  p99 µs | errs |  fwd | spread      |"
+  echo "|----------------------------------------|-----|-----------|--------|---------|------|------|-------------|"
+  SUP=
+  grow direct "direct upstream (session)" --url "$UP_URL" -c "$CONNS" -d "$SECS" --post "$CALL" --mcp-session "${HDR[@]}"
+
+  # One host: sessions forwarded over Unix sockets (no Redis).
+  start_fleet gw-unix "${FLEET_ENV[@]}" DATABASE_URL="sqlite:$WORK/bench-unix.db"
+  register unix
+  grow rpc "/rpc" --url "http://$ADDR/rpc" -c "$CONNS" -d "$SECS" --post "$RPC_CALL" -H "$AUTH"
+  affinity_rows unix
+  RSS_LINES=$(for w in $(pgrep -P "$SUP"); do echo "worker $w RSS after load: $(rss_kb "$w") kB"; done)
   stop_fleet
+
+  TRANSPORTS=(unix)
+  if command -v redis-server >/dev/null && command -v redis-cli >/dev/null; then
+    RPORT=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
+    redis-server --port "$RPORT" --bind 127.0.0.1 --save '' --appendonly no >"$WORK/redis.log" 2>&1 &
+    RPID=$!; PIDS+=("$RPID")
+    for _ in $(seq 1 500); do
+      [ "$(redis-cli -p "$RPORT" ping 2>/dev/null)" = PONG ] && break
+      kill -0 "$RPID" 2>/dev/null || { cat "$WORK/redis.log" >&2; die "redis-server exited"; }
+      sleep 0.01
+    done
+    [ "$(redis-cli -p "$RPORT" ping 2>/dev/null)" = PONG ] || die "redis-server on port $RPORT does not answer"
+    SECRET=$(python3 -c 'import secrets;print(secrets.token_hex(32))')
+    for t in pubsub http; do
+      redis-cli -p "$RPORT" flushall >/dev/null
+      start_fleet "gw-$t" "${FLEET_ENV[@]}" DATABASE_URL="sqlite:$WORK/bench-$t.db" \
+        REDIS_URL="redis://127.0.0.1:$RPORT" FLEET_SECRET="$SECRET" AFFINITY_FORWARD="$t"
+      register "$t"
+      affinity_rows "$t"
+      stop_fleet
+      TRANSPORTS+=("$t")
+    done
+  else
+    echo
+    echo "redis-server (or redis-cli) is not installed: the Redis rows (pubsub, http) are skipped"
+  fi
+  echo
+
+  echo "## gateway summary"
+  echo
+  python3 - "$RES" "$(getconf CLK_TCK)" "${TRANSPORTS[@]}" <<'PY'
+import json, os, sys
+res, hz, transports = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+def load(k, ext="json"):
+    with open(os.path.join(res, f"{k}.{ext}")) as f:
+        return json.load(f)
+d = load("direct")
+for label, key in (("/rpc", "rpc"), ("/servers/{id}/mcp", "unix-local")):
+    x = load(key)
+    ratio = x["rps"] / d["rps"] if d["rps"] else 0
+    cpu_us = load(key, "cpu") / hz * 1e6 / max(x["requests"], 1)
+    print(f"{label + ':':<19} {100*ratio:3.0f}% of direct throughput; gateway CPU {cpu_us:.0f} µs/request")
+for t in transports:
+    loc, fwd, spr = load(f"{t}-local"), load(f"{t}-fwd"), load(f"{t}-spread")
+    add = load(f"{t}-c1-fwd")["p50_us"] - load(f"{t}-c1-local")["p50_us"]
+    pf = 100 * fwd["rps"] / max(loc["rps"], 1)
+    ps = 100 * spr["rps"] / max(loc["rps"], 1)
+    share = 100 * spr["forwarded_requests"] / max(spr["requests"], 1)
+    sessions = f"{spr['forwarded_clients']}/{spr['connections']} sessions"
+    print(f"forwarding, {t + ':':<7} {add:+5d} µs p50 at c=1 ({'ok' if add < 150 else 'MISSED'}: < 150); "
+          f"100% forwarded: {pf:3.0f}% of all-local; "
+          f"spread: {ps:3.0f}% of all-local ({'ok' if ps >= 70 else 'MISSED'}: >= 70; "
+          f"{sessions}, {share:.0f}% of requests forwarded)")
+for name in sorted(os.listdir(res)):
+    if name.endswith(".json"):
+        r = load(name[:-5])
+        if r["errors"] or not r["requests"]:
+            print(f"WARNING {name[:-5]}: {r['requests']} requests, {r['errors']} errors"
+                  f" (first: {r['first_error']})")
+PY
+  echo
+  echo "$RSS_LINES"
+  echo "gateway section: $(( $(date +%s) - GW_T0 )) s"
 fi

@@ -189,11 +189,11 @@ fn request(o: &Opts, session: Option<&str>, body: Option<Bytes>) -> Request<Full
     req.expect("valid request")
 }
 
-/// Sends one request; returns (status, worker header, session header).
+/// Sends one request; returns (status, worker header, session header, body).
 async fn send(
     sender: &mut Sender,
     req: Request<Full<Bytes>>,
-) -> Result<(u16, Option<String>, Option<String>), String> {
+) -> Result<(u16, Option<String>, Option<String>, Bytes), String> {
     sender.ready().await.map_err(|e| e.to_string())?;
     let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
     let status = resp.status().as_u16();
@@ -204,11 +204,22 @@ async fn send(
             .map(str::to_owned)
     };
     let (worker, session) = (header("x-fleetgate-worker"), header("mcp-session-id"));
-    resp.into_body()
+    let body = resp
+        .into_body()
         .collect()
         .await
-        .map_err(|e| e.to_string())?;
-    Ok((status, worker, session))
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    Ok((status, worker, session, body))
+}
+
+/// A JSON-RPC error answer (plain JSON or an SSE `data:` line): a 200 that did
+/// not do the work (e.g. an unknown tool) must not count as a served request.
+fn jsonrpc_error(body: &[u8]) -> Option<String> {
+    const NEEDLE: &[u8] = br#""error":{"#;
+    body.windows(NEEDLE.len())
+        .any(|w| w == NEEDLE)
+        .then(|| String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned())
 }
 
 /// Initializes a session; returns it and the worker that owns it.
@@ -219,13 +230,15 @@ async fn mcp_handshake(o: &Opts, sender: &mut Sender) -> Result<(String, String)
         ..o.clone()
     };
     let init = r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"fleetgate-load","version":"0"}}}"#;
-    let (status, owner, session) = send(sender, request(o, None, Some(Bytes::from(init)))).await?;
+    let (status, owner, session, _) =
+        send(sender, request(o, None, Some(Bytes::from(init)))).await?;
     if status != 200 {
         return Err(format!("initialize answered {status}"));
     }
     let session = session.ok_or("initialize answered no mcp-session-id")?;
     let note = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
-    let (status, _, _) = send(sender, request(o, Some(&session), Some(Bytes::from(note)))).await?;
+    let (status, _, _, _) =
+        send(sender, request(o, Some(&session), Some(Bytes::from(note)))).await?;
     if !(200..300).contains(&status) {
         return Err(format!("notifications/initialized answered {status}"));
     }
@@ -246,7 +259,7 @@ async fn accepting_worker(o: &Opts, sender: &mut Sender) -> Result<String, Strin
         fresh: false,
         ..o.clone()
     };
-    let (_, worker, _) = send(sender, request(&probe, None, None)).await?;
+    let (_, worker, _, _) = send(sender, request(&probe, None, None)).await?;
     Ok(worker.unwrap_or_default())
 }
 
@@ -348,27 +361,37 @@ async fn client(o: Opts, until: Instant) -> Stats {
         let Some(s) = sender.as_mut() else { continue };
         let sid = session.as_ref().map(|x| x.id.as_str());
         let t0 = Instant::now();
-        match send(s, request(&o, sid, o.body.clone())).await {
-            Ok((status, worker, _)) if (200..300).contains(&status) => {
-                st.latencies_us
-                    .push(t0.elapsed().as_micros().min(u32::MAX as u128) as u32);
-                *st.workers
-                    .entry(worker.unwrap_or_else(|| "-".into()))
-                    .or_default() += 1;
-                if let Some(x) = session.as_mut() {
-                    if !o.fresh && conn_worker != x.owner {
-                        st.forwarded_requests += 1;
-                        if !x.counted {
-                            x.counted = true;
-                            st.forwarded_clients += 1;
-                        }
-                    }
-                }
-            }
-            Ok((status, _, _)) => st.fail(format!("HTTP {status}")),
+        let (status, worker, body) = match send(s, request(&o, sid, o.body.clone())).await {
+            Ok((status, worker, _, body)) => (status, worker, body),
             Err(e) => {
                 st.fail(e);
                 sender = None;
+                continue;
+            }
+        };
+        let elapsed = t0.elapsed();
+        if !(200..300).contains(&status) {
+            st.fail(format!("HTTP {status}"));
+            continue;
+        }
+        if o.body.is_some() {
+            if let Some(e) = jsonrpc_error(&body) {
+                st.fail(format!("JSON-RPC error: {e}"));
+                continue;
+            }
+        }
+        st.latencies_us
+            .push(elapsed.as_micros().min(u32::MAX as u128) as u32);
+        *st.workers
+            .entry(worker.unwrap_or_else(|| "-".into()))
+            .or_default() += 1;
+        if let Some(x) = session.as_mut() {
+            if !o.fresh && conn_worker != x.owner {
+                st.forwarded_requests += 1;
+                if !x.counted {
+                    x.counted = true;
+                    st.forwarded_clients += 1;
+                }
             }
         }
     }
