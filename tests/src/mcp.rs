@@ -49,6 +49,31 @@ impl McpClient {
         }
     }
 
+    /// A client that opens a fresh connection for every request (so requests
+    /// land on any worker).
+    pub fn fresh(url: impl Into<String>) -> McpClient {
+        let mut c = McpClient::new(url);
+        c.http = crate::fresh_client();
+        c
+    }
+
+    /// `GET` on the session's SSE stream, resuming after `last_event_id` if given.
+    pub fn get_stream(&self, last_event_id: Option<&str>) -> reqwest::RequestBuilder {
+        let mut req = self
+            .http
+            .get(&self.url)
+            .header("accept", "text/event-stream")
+            .header("mcp-protocol-version", &self.protocol_version)
+            .header(
+                "mcp-session-id",
+                self.session.as_deref().unwrap_or_default(),
+            );
+        if let Some(id) = last_event_id {
+            req = req.header("last-event-id", id);
+        }
+        req
+    }
+
     pub fn header(mut self, k: &str, v: &str) -> Self {
         self.headers.push((k.into(), v.into()));
         self
@@ -204,6 +229,32 @@ pub async fn read_answer(resp: reqwest::Response) -> Answer {
         content_type,
         messages,
         headers,
+    }
+}
+
+/// Reads `resp` until `n` whole SSE events arrived; their raw text.
+pub async fn read_events(resp: &mut reqwest::Response, n: usize) -> Vec<String> {
+    let mut buf = String::new();
+    loop {
+        let events: Vec<String> = buf
+            .split("\n\n")
+            .filter(|e| !e.trim().is_empty())
+            .map(str::to_owned)
+            .collect();
+        let whole = if buf.ends_with("\n\n") {
+            events.len()
+        } else {
+            events.len().saturating_sub(1)
+        };
+        if whole >= n {
+            return events.into_iter().take(n).collect();
+        }
+        let chunk = tokio::time::timeout(std::time::Duration::from_secs(10), resp.chunk())
+            .await
+            .expect("an SSE event within 10 s")
+            .expect("the stream broke")
+            .expect("the stream ended early");
+        buf.push_str(std::str::from_utf8(&chunk).expect("UTF-8 events"));
     }
 }
 

@@ -5,42 +5,10 @@
 
 use fleetgate_test_upstream::Upstream;
 use fleetgate_tests::fleet::Fleet;
-use fleetgate_tests::mcp::{sse_messages, McpClient};
+use fleetgate_tests::mcp::{read_events, sse_messages, McpClient};
 use fleetgate_tests::{fresh_client, gateway};
 use serde_json::{json, Value};
 use std::time::Duration;
-
-fn fresh_mcp(url: String) -> McpClient {
-    let mut c = McpClient::new(url);
-    c.http = fresh_client();
-    c
-}
-
-/// Reads `resp` until `n` whole SSE events arrived; their raw text.
-async fn read_events(resp: &mut reqwest::Response, n: usize) -> Vec<String> {
-    let mut buf = String::new();
-    loop {
-        let events: Vec<String> = buf
-            .split("\n\n")
-            .filter(|e| !e.trim().is_empty())
-            .map(str::to_owned)
-            .collect();
-        let whole = if buf.ends_with("\n\n") {
-            events.len()
-        } else {
-            events.len().saturating_sub(1)
-        };
-        if whole >= n {
-            return events.into_iter().take(n).collect();
-        }
-        let chunk = tokio::time::timeout(Duration::from_secs(10), resp.chunk())
-            .await
-            .expect("an SSE event within 10 s")
-            .unwrap()
-            .expect("the stream ended early");
-        buf.push_str(std::str::from_utf8(&chunk).unwrap());
-    }
-}
 
 fn event_id(event: &str) -> String {
     event
@@ -49,19 +17,6 @@ fn event_id(event: &str) -> String {
         .expect("the event has an id")
         .trim()
         .to_owned()
-}
-
-fn get(c: &McpClient, last_event_id: Option<&str>) -> reqwest::RequestBuilder {
-    let mut req = c
-        .http
-        .get(&c.url)
-        .header("accept", "text/event-stream")
-        .header("mcp-protocol-version", &c.protocol_version)
-        .header("mcp-session-id", c.session.as_deref().unwrap());
-    if let Some(id) = last_event_id {
-        req = req.header("last-event-id", id);
-    }
-    req
 }
 
 /// Calls `slow` with a progress token, reads the first event, disconnects, and
@@ -101,7 +56,7 @@ async fn call_disconnect_resume(c: &McpClient, tool: &str) -> (String, String) {
         "{first}"
     );
     drop(resp); // the client goes away mid-call
-    let again = get(c, Some(&id)).send().await.unwrap();
+    let again = c.get_stream(Some(&id)).send().await.unwrap();
     assert_eq!(again.status(), 200);
     let worker = again.headers()["x-fleetgate-worker"]
         .to_str()
@@ -139,7 +94,7 @@ async fn a_dropped_post_stream_is_resumed_with_last_event_id() {
     let up = Upstream::builder().name("res").spawn().await.unwrap();
     let fleet = Fleet::builder().env("WORKERS", "1").start();
     gateway::register(&fleet, "res", &up.url()).await;
-    let mut c = fresh_mcp(fleet.url("/mcp"));
+    let mut c = McpClient::fresh(fleet.url("/mcp"));
     assert_eq!(c.initialize().await.status, 200);
     call_disconnect_resume(&c, "res-slow").await;
     // The session goes on.
@@ -183,7 +138,7 @@ async fn the_owner_replays_whichever_worker_the_get_lands_on() {
         },
     )
     .await;
-    let mut c = fresh_mcp(url.clone());
+    let mut c = McpClient::fresh(url.clone());
     assert_eq!(c.initialize().await.status, 200);
     for _ in 0..3 {
         call_disconnect_resume(&c, "slow").await;
@@ -195,9 +150,9 @@ async fn the_get_stream_has_ids_and_resumes() {
     let up = Upstream::builder().name("res").spawn().await.unwrap();
     let fleet = Fleet::builder().env("WORKERS", "1").start();
     gateway::register(&fleet, "res", &up.url()).await;
-    let mut c = fresh_mcp(fleet.url("/mcp"));
+    let mut c = McpClient::fresh(fleet.url("/mcp"));
     assert_eq!(c.initialize().await.status, 200);
-    let mut stream = get(&c, None).send().await.unwrap();
+    let mut stream = c.get_stream(None).send().await.unwrap();
     assert_eq!(stream.status(), 200);
     // A JSON-only POST: its progress goes to the GET stream.
     let a = c
@@ -223,7 +178,7 @@ async fn the_get_stream_has_ids_and_resumes() {
     assert_eq!(event_id(&events[1]), "g_2");
     drop(stream);
     // Resuming after g_1 replays g_2, and the stream stays open (live).
-    let mut again = get(&c, Some("g_1")).send().await.unwrap();
+    let mut again = c.get_stream(Some("g_1")).send().await.unwrap();
     assert_eq!(again.status(), 200);
     let replayed = read_events(&mut again, 1).await;
     assert_eq!(event_id(&replayed[0]), "g_2");
@@ -233,8 +188,8 @@ async fn the_get_stream_has_ids_and_resumes() {
     );
     drop(again);
     // An id a session never sent: a fresh GET stream (not an error).
-    let mut other = fresh_mcp(fleet.url("/mcp"));
+    let mut other = McpClient::fresh(fleet.url("/mcp"));
     assert_eq!(other.initialize().await.status, 200);
-    let fresh = get(&other, Some("p999_1")).send().await.unwrap();
+    let fresh = other.get_stream(Some("p999_1")).send().await.unwrap();
     assert_eq!(fresh.status(), 200);
 }

@@ -6,7 +6,7 @@
 
 use fleetgate_test_upstream::{RunningUpstream, Upstream};
 use fleetgate_tests::fleet::Fleet;
-use fleetgate_tests::mcp::{sse_messages, McpClient};
+use fleetgate_tests::mcp::{read_events, sse_messages, McpClient};
 use fleetgate_tests::redis::RedisServer;
 use fleetgate_tests::{eventually, fresh_client, gateway, proc};
 use nix::sys::signal::Signal;
@@ -57,40 +57,8 @@ async fn with_upstream(fleet: &Fleet) -> (RunningUpstream, String) {
     (up, url)
 }
 
-fn fresh_mcp(url: String) -> McpClient {
-    let mut c = McpClient::new(url);
-    c.http = fresh_client();
-    c
-}
-
 fn worker(h: &reqwest::header::HeaderMap) -> String {
     h["x-fleetgate-worker"].to_str().unwrap().to_owned()
-}
-
-/// Reads `resp` until `n` whole SSE events arrived; their raw text.
-async fn read_events(resp: &mut reqwest::Response, n: usize) -> Vec<String> {
-    let mut buf = String::new();
-    loop {
-        let events: Vec<String> = buf
-            .split("\n\n")
-            .filter(|e| !e.trim().is_empty())
-            .map(str::to_owned)
-            .collect();
-        let whole = if buf.ends_with("\n\n") {
-            events.len()
-        } else {
-            events.len().saturating_sub(1)
-        };
-        if whole >= n {
-            return events.into_iter().take(n).collect();
-        }
-        let chunk = tokio::time::timeout(Duration::from_secs(10), resp.chunk())
-            .await
-            .expect("an SSE event within 10 s")
-            .unwrap()
-            .expect("the stream ended early");
-        buf.push_str(std::str::from_utf8(&chunk).unwrap());
-    }
 }
 
 /// The ids of the events of an SSE body.
@@ -99,19 +67,6 @@ fn event_ids(text: &str) -> Vec<String> {
         .filter_map(|e| e.lines().find_map(|l| l.strip_prefix("id:")))
         .map(|id| id.trim().to_owned())
         .collect()
-}
-
-fn get(c: &McpClient, last_event_id: Option<&str>) -> reqwest::RequestBuilder {
-    let mut req = c
-        .http
-        .get(&c.url)
-        .header("accept", "text/event-stream")
-        .header("mcp-protocol-version", &c.protocol_version)
-        .header("mcp-session-id", c.session.as_deref().unwrap());
-    if let Some(id) = last_event_id {
-        req = req.header("last-event-id", id);
-    }
-    req
 }
 
 /// `slow` with a progress token; `accept` decides whether the answer may stream.
@@ -162,7 +117,7 @@ async fn post_streams_are_replayed_by_each_new_owner_after_a_kill() {
     let redis = RedisServer::start();
     let fleet = fleet(&redis);
     let (_up, url) = with_upstream(&fleet).await;
-    let mut c = fresh_mcp(url);
+    let mut c = McpClient::fresh(url);
     let owner = worker(&c.initialize().await.headers);
     let session = c.session.clone().unwrap();
 
@@ -196,7 +151,7 @@ async fn post_streams_are_replayed_by_each_new_owner_after_a_kill() {
 
     // The client lost everything after p1_1: another worker adopts the
     // session and replays the rest from Redis, then ends the stream.
-    let again = tokio::time::timeout(Duration::from_secs(20), get(&c, Some("p1_1")).send())
+    let again = tokio::time::timeout(Duration::from_secs(20), c.get_stream(Some("p1_1")).send())
         .await
         .expect("an answer")
         .unwrap();
@@ -238,7 +193,7 @@ async fn post_streams_are_replayed_by_each_new_owner_after_a_kill() {
     assert!(third != owner && third != new_owner, "{third}");
     let text = resp.text().await.unwrap();
     assert_eq!(event_ids(&text), ["p3_1", "p3_2", "p3_3"], "{text}");
-    let again = get(&c, Some("p2_2")).send().await.unwrap();
+    let again = c.get_stream(Some("p2_2")).send().await.unwrap();
     assert_eq!(again.status(), 200);
     assert_eq!(worker(again.headers()), third);
     let text = again.text().await.unwrap();
@@ -260,11 +215,11 @@ async fn the_get_stream_goes_on_at_the_new_owner_after_a_kill() {
     let redis = RedisServer::start();
     let fleet = fleet(&redis);
     let (_up, url) = with_upstream(&fleet).await;
-    let mut c = fresh_mcp(url);
+    let mut c = McpClient::fresh(url);
     let owner = worker(&c.initialize().await.headers);
     let session = c.session.clone().unwrap();
 
-    let mut stream = get(&c, None).send().await.unwrap();
+    let mut stream = c.get_stream(None).send().await.unwrap();
     assert_eq!(stream.status(), 200);
     // A JSON-only call: its progress goes to the GET stream (g_1, g_2).
     let a = slow_call(&c, 5, "application/json").send().await.unwrap();
@@ -283,7 +238,7 @@ async fn the_get_stream_goes_on_at_the_new_owner_after_a_kill() {
     kill(&owner).await;
 
     // Resuming after g_1 at whichever worker: g_2 is replayed from Redis …
-    let mut again = tokio::time::timeout(Duration::from_secs(20), get(&c, Some("g_1")).send())
+    let mut again = tokio::time::timeout(Duration::from_secs(20), c.get_stream(Some("g_1")).send())
         .await
         .expect("an answer")
         .unwrap();
