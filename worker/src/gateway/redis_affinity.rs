@@ -26,6 +26,14 @@ use std::time::{Duration, Instant};
 /// How long a worker's heartbeat lives without a refresh: a worker that died
 /// without a word is known dead at most this long after its last beat.
 pub const HEARTBEAT_TTL: Duration = Duration::from_millis(2000);
+/// How long a looked-up owner is used without asking Redis again. No longer
+/// than an owner refreshes its own claim (a tenth of the TTL, at least 1 s):
+/// a session taken over meanwhile is not served from a stale answer for
+/// longer than the old owner would go on serving it anyway.
+pub const OWNER_REMEMBERED: Duration = Duration::from_millis(1000);
+/// Sessions whose owners are remembered per worker (when full, the expired
+/// ones go, or all).
+const MAX_REMEMBERED: usize = 4096;
 /// Deadline of one Redis command: past it, Redis counts as unavailable.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_millis(800);
 
@@ -159,6 +167,8 @@ pub struct RedisAffinity {
     /// The first heartbeat was set (later `SET NX` successes mean Redis lost it).
     beat_once: AtomicBool,
     owned: Mutex<HashMap<String, Owned>>,
+    /// Live owners of other workers' sessions, as recently looked up.
+    remembered: Mutex<HashMap<String, (Owner, Instant)>>,
     scripts: Scripts,
     metrics: Arc<Metrics>,
 }
@@ -192,6 +202,7 @@ impl RedisAffinity {
             down: AtomicBool::new(false),
             beat_once: AtomicBool::new(false),
             owned: Mutex::default(),
+            remembered: Mutex::default(),
             scripts: Scripts {
                 lookup: Script::new(LOOKUP),
                 claim: Script::new(CLAIM),
@@ -258,6 +269,49 @@ impl RedisAffinity {
             let heartbeat = it.next().and_then(|h| serde_json::from_str(&h).ok());
             Some(Owner { worker, heartbeat })
         }))
+    }
+
+    /// [`Self::lookup`], answered from memory when the same session's live
+    /// owner was looked up less than [`OWNER_REMEMBERED`] ago: a forward then
+    /// skips a Redis round trip. A remembered owner that turns out dead is
+    /// dealt with as a looked-up one would be (the forward fails, the reclaim
+    /// compares against Redis); [`Self::forget_owner`] drops it.
+    /// While Redis is known to be down nothing is answered from memory: the
+    /// request is refused as any other that needs Redis.
+    pub async fn lookup_remembered(&self, sid: &str) -> Result<Option<Owner>, RedisDown> {
+        if self.down.load(Ordering::Acquire) {
+            return self.lookup(sid).await;
+        }
+        if let Ok(m) = self.remembered.lock() {
+            if let Some((o, at)) = m.get(sid) {
+                if at.elapsed() < OWNER_REMEMBERED {
+                    return Ok(Some(o.clone()));
+                }
+            }
+        }
+        let owner = self.lookup(sid).await?;
+        match &owner {
+            Some(o) if o.heartbeat.is_some() && o.worker != self.worker_id => {
+                if let Ok(mut m) = self.remembered.lock() {
+                    if m.len() >= MAX_REMEMBERED {
+                        m.retain(|_, (_, at)| at.elapsed() < OWNER_REMEMBERED);
+                        if m.len() >= MAX_REMEMBERED {
+                            m.clear();
+                        }
+                    }
+                    m.insert(sid.to_owned(), (o.clone(), Instant::now()));
+                }
+            }
+            _ => self.forget_owner(sid),
+        }
+        Ok(owner)
+    }
+
+    /// Drops what [`Self::lookup_remembered`] remembers of `sid`'s owner.
+    pub fn forget_owner(&self, sid: &str) {
+        if let Ok(mut m) = self.remembered.lock() {
+            m.remove(sid);
+        }
     }
 
     /// Claims a new session for this worker (at `initialize`).

@@ -369,8 +369,14 @@ async fn route_via_redis(
     body: &Bytes,
     sid: &str,
 ) -> Route {
-    for _ in 0..3 {
-        let owner = match redis.lookup(sid).await {
+    for attempt in 0..3 {
+        let looked = if attempt == 0 {
+            redis.lookup_remembered(sid).await
+        } else {
+            redis.forget_owner(sid);
+            redis.lookup(sid).await
+        };
+        let owner = match looked {
             Ok(Some(o)) => o,
             Ok(None) => return Route::Here { adopt: false },
             Err(_) => return Route::Answered(owner_unknown(body)),
@@ -405,6 +411,7 @@ async fn route_via_redis(
                 Ok(resp) => return Route::Answered(resp),
                 Err(ForwardError::RedisDown) => return Route::Answered(owner_unknown(body)),
                 Err(ForwardError::Unreachable) => {
+                    redis.forget_owner(sid);
                     Metrics::inc(&st.metrics.forward_failures);
                     tracing::warn!(
                         session = short(sid),
