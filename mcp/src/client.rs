@@ -81,6 +81,7 @@ use crate::jsonrpc::{
     self, ErrorObject, ErrorResponse, Id, Message, Notification, Parsed, Request, METHOD_NOT_FOUND,
 };
 use crate::legacy::{self, Legacy, Orphans, LEGACY_PROTOCOL_VERSION};
+use crate::net;
 use crate::protocol::{
     self, error_codes, meta, methods, LATEST_STATEFUL_PROTOCOL_VERSION, MCP_METHOD, MCP_NAME,
     MCP_PROTOCOL_VERSION, MCP_SESSION_ID, STATEFUL_PROTOCOL_VERSIONS, STATELESS_PROTOCOL_VERSION,
@@ -332,7 +333,7 @@ pub enum Transport {
 /// Connection pool plus fleetgate's identity towards upstreams.
 #[derive(Debug, Clone)]
 pub struct UpstreamClient {
-    http: reqwest::Client,
+    http: net::Client,
     client_info: Value,
     capabilities: Value,
     max_body_bytes: usize,
@@ -350,15 +351,11 @@ impl UpstreamClient {
     /// `{"name":"fleetgate","version":<crate version>}`, capabilities `{}` and
     /// 16 MiB limits for a JSON body and for one SSE event.
     pub fn new() -> Self {
-        let http = reqwest::Client::builder()
-            .pool_idle_timeout(Duration::from_secs(90))
-            .build()
-            .unwrap_or_default();
-        Self::with_http_client(http)
+        Self::with_http_client(net::Client::new())
     }
 
-    /// The same, on a caller-built reqwest client (proxies, TLS roots, …).
-    pub fn with_http_client(http: reqwest::Client) -> Self {
+    /// The same, sharing another client's connection pool.
+    pub fn with_http_client(http: net::Client) -> Self {
         UpstreamClient {
             http,
             client_info: json!({"name": "fleetgate", "version": env!("CARGO_PKG_VERSION")}),
@@ -526,9 +523,9 @@ impl UpstreamClient {
             })?;
             base.insert(MCP_SESSION_ID, v);
         }
-        let target = reqwest::Url::parse(url).map_err(|e| UpstreamError::Unreachable {
+        let target = net::parse_uri(url).map_err(|e| UpstreamError::Unreachable {
             url: url.to_owned(),
-            reason: format!("not a valid URL: {e}"),
+            reason: e.to_string(),
         })?;
         Ok(Inner {
             http: self.http.clone(),
@@ -613,8 +610,8 @@ impl UpstreamClient {
                 events.clear();
             }
         };
-        let base = reqwest::Url::parse(url)
-            .map_err(|e| inner.protocol(format!("not a valid URL: {e}")))?;
+        let base =
+            url::Url::parse(url).map_err(|e| inner.protocol(format!("not a valid URL: {e}")))?;
         let endpoint_url = base.join(endpoint.trim()).map_err(|e| {
             inner.protocol(format!("its endpoint event {endpoint:?} is not a URI: {e}"))
         })?;
@@ -832,7 +829,7 @@ impl UpstreamClient {
 }
 
 fn check_url(url: &str) -> Result<(), UpstreamError> {
-    let parsed = reqwest::Url::parse(url).map_err(|e| UpstreamError::Unreachable {
+    let parsed = url::Url::parse(url).map_err(|e| UpstreamError::Unreachable {
         url: url.to_owned(),
         reason: format!("not a valid URL: {e}"),
     })?;
@@ -991,7 +988,8 @@ impl UpstreamSession {
                 params = Some(self.inner.resolve_input(params, &result, handler).await?);
             }
         };
-        match tokio::time::timeout(timeout, exchange).await {
+        // Boxed: the exchange is a large future, and `timeout` would move it.
+        match tokio::time::timeout(timeout, Box::pin(exchange)).await {
             Ok(r) => r,
             Err(_) => Err(UpstreamError::Timeout {
                 url: self.inner.url.clone(),
@@ -1172,10 +1170,10 @@ impl Drop for CancelOnDrop<'_> {
 /// What a session needs to talk HTTP; shared with background tasks.
 #[derive(Debug)]
 struct Inner {
-    http: reqwest::Client,
+    http: net::Client,
     url: String,
     /// `url`, parsed once (not on every request).
-    target: reqwest::Url,
+    target: http::Uri,
     /// Caller headers + Accept + Content-Type + session id + version.
     base_headers: HeaderMap,
     session_id: Option<String>,
@@ -1212,15 +1210,7 @@ impl Inner {
         }
     }
 
-    fn network_error(&self, e: &reqwest::Error, during: &str) -> UpstreamError {
-        if e.is_timeout() {
-            // Only reqwest-level timeouts land here; the request deadline is
-            // applied around the whole exchange.
-            return UpstreamError::Timeout {
-                url: self.url.clone(),
-                after: Duration::ZERO,
-            };
-        }
+    fn network_error(&self, e: &net::Error, during: &str) -> UpstreamError {
         let mut reason = format!("{during}: {e}");
         let mut source = std::error::Error::source(e);
         while let Some(s) = source {
@@ -1250,14 +1240,14 @@ impl Inner {
         h
     }
 
-    async fn send(&self, rb: reqwest::RequestBuilder) -> Result<reqwest::Response, UpstreamError> {
+    async fn send(&self, rb: net::RequestBuilder) -> Result<net::Response, UpstreamError> {
         rb.send()
             .await
             .map_err(|e| self.network_error(&e, "sending the request failed"))
     }
 
     /// The error for a non-2xx answer (404 on a session → SessionExpired).
-    async fn http_error(&self, status: StatusCode, resp: reqwest::Response) -> UpstreamError {
+    async fn http_error(&self, status: StatusCode, resp: net::Response) -> UpstreamError {
         if status == StatusCode::NOT_FOUND {
             if let Some(sid) = &self.session_id {
                 return UpstreamError::SessionExpired {
@@ -1355,7 +1345,7 @@ impl Inner {
         let body = jsonrpc::encode_request(id, method, params);
         let rb = self
             .http
-            .post(self.target.clone())
+            .post(&self.target)
             .headers(self.post_headers(method, params))
             .body(body);
         let resp = self.send(rb).await?;
@@ -1447,7 +1437,7 @@ impl Inner {
     /// A non-2xx answer to a request: a JSON-RPC error for this very request
     /// (stateless servers send -32601 with 404, -32022 with 400) is an
     /// [`UpstreamError::Rpc`]; anything else is `Http`/`SessionExpired`.
-    async fn non_2xx(&self, status: StatusCode, resp: reqwest::Response, id: &Id) -> UpstreamError {
+    async fn non_2xx(&self, status: StatusCode, resp: net::Response, id: &Id) -> UpstreamError {
         if status == StatusCode::NOT_FOUND && self.session_id.is_some() {
             return self.http_error(status, resp).await;
         }
@@ -1481,11 +1471,7 @@ impl Inner {
         }
     }
 
-    async fn read_json_answer(
-        &self,
-        resp: reqwest::Response,
-        id: &Id,
-    ) -> Result<Value, UpstreamError> {
+    async fn read_json_answer(&self, resp: net::Response, id: &Id) -> Result<Value, UpstreamError> {
         if resp
             .content_length()
             .is_some_and(|n| n > self.max_body_bytes as u64)
@@ -1515,7 +1501,7 @@ impl Inner {
         })
     }
 
-    async fn read_body(&self, mut resp: reqwest::Response) -> Result<Vec<u8>, UpstreamError> {
+    async fn read_body(&self, mut resp: net::Response) -> Result<Vec<u8>, UpstreamError> {
         let mut buf = Vec::new();
         while let Some(chunk) = resp.chunk().await.map_err(|e| {
             self.network_error(&e, "the connection broke while reading the response")
@@ -1533,7 +1519,7 @@ impl Inner {
 
     async fn read_sse_answer(
         &self,
-        mut resp: reqwest::Response,
+        mut resp: net::Response,
         id: &Id,
         handler: &dyn ServerMessageHandler,
     ) -> Result<Value, UpstreamError> {
@@ -1594,11 +1580,7 @@ impl Inner {
     }
 
     /// GET with `Last-Event-ID` to resume an SSE answer.
-    async fn resume(
-        &self,
-        last_event_id: &str,
-        id: &Id,
-    ) -> Result<reqwest::Response, UpstreamError> {
+    async fn resume(&self, last_event_id: &str, id: &Id) -> Result<net::Response, UpstreamError> {
         tracing::debug!(upstream = %self.url, %last_event_id, request = %id, "resuming an SSE answer");
         let mut headers = self.base_headers.clone();
         headers.insert(ACCEPT, HeaderValue::from_static(protocol::CONTENT_TYPE_SSE));
@@ -1734,7 +1716,7 @@ impl Inner {
     }
 }
 
-async fn read_limited(mut resp: reqwest::Response, limit: usize) -> Option<Vec<u8>> {
+async fn read_limited(mut resp: net::Response, limit: usize) -> Option<Vec<u8>> {
     let mut buf = Vec::new();
     while let Ok(Some(chunk)) = resp.chunk().await {
         let room = limit.saturating_sub(buf.len());

@@ -179,7 +179,7 @@ impl Drop for Legacy {
 
 /// What the reader needs to answer a server request nobody waits for.
 pub(crate) struct Orphans {
-    pub(crate) http: reqwest::Client,
+    pub(crate) http: crate::net::Client,
     pub(crate) endpoint: String,
     pub(crate) headers: HeaderMap,
     pub(crate) url: String,
@@ -187,7 +187,7 @@ pub(crate) struct Orphans {
 
 /// The session id in an endpoint URI (`session_id`/`sessionId` query
 /// parameter), else the endpoint's path and query.
-pub(crate) fn session_id_of(endpoint: &reqwest::Url) -> String {
+pub(crate) fn session_id_of(endpoint: &url::Url) -> String {
     endpoint
         .query_pairs()
         .find(|(k, _)| k == "session_id" || k == "sessionId" || k == "sessionid")
@@ -202,7 +202,7 @@ pub(crate) fn session_id_of(endpoint: &reqwest::Url) -> String {
 /// Reads the stream to its end, dispatching every message; then closes
 /// `dispatch`.
 pub(crate) async fn read(
-    mut resp: reqwest::Response,
+    mut resp: crate::net::Response,
     mut decoder: SseDecoder,
     first: Vec<SseEvent>,
     dispatch: Arc<Dispatch>,
@@ -304,7 +304,7 @@ mod tests {
 
     #[test]
     fn session_ids_from_endpoints() {
-        let u = |s: &str| reqwest::Url::parse(s).unwrap();
+        let u = |s: &str| url::Url::parse(s).unwrap();
         assert_eq!(session_id_of(&u("http://h/messages?session_id=ab")), "ab");
         assert_eq!(session_id_of(&u("http://h/m/?x=1&sessionId=cd")), "cd");
         assert_eq!(session_id_of(&u("http://h/m/abc")), "/m/abc");

@@ -54,7 +54,7 @@ pub fn init(cfg: &LogConfig, identity: String) -> io::Result<LogHandle> {
         out: Arc::new(Mutex::new(out)),
     };
     let filter = EnvFilter::try_new(format!(
-        "{lvl},hyper=warn,h2=warn,reqwest=warn,sqlx=warn,sea_orm=warn",
+        "{lvl},hyper=warn,hyper_util=warn,h2=warn,sqlx=warn,sea_orm=warn",
         lvl = cfg.level
     ))
     .unwrap_or_else(|_| EnvFilter::new("info"));

@@ -33,10 +33,15 @@ use fleetgate_mcp::jsonrpc::{self, ErrorObject, Id, Message, Parsed};
 use fleetgate_mcp::protocol::{self, meta, methods};
 use fleetgate_shared::config::ForwardMode;
 use futures_util::stream;
+use futures_util::FutureExt;
 use serde_json::Value;
 use std::collections::VecDeque;
 use std::convert::Infallible;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
 use tokio::sync::mpsc;
 
 pub fn routes() -> Router<AppState> {
@@ -369,8 +374,11 @@ async fn route_via_redis(
     body: &Bytes,
     sid: &str,
 ) -> Route {
+    // The forwarding subscription drops the moment Redis goes away, before
+    // any command has failed: then nothing is answered from memory.
+    let redis_up = st.pubsub.as_ref().is_some_and(|p| p.is_subscribed());
     for attempt in 0..3 {
-        let looked = if attempt == 0 {
+        let looked = if attempt == 0 && redis_up {
             redis.lookup_remembered(sid).await
         } else {
             redis.forget_owner(sid);
@@ -584,6 +592,56 @@ async fn initialize(
     }
 }
 
+/// A request's call, polled by the connection's own task (no task of its own
+/// per request). A client going away does not cancel it (MCP: a disconnect is
+/// not a cancellation): dropped unfinished, the call goes on in a new task.
+struct Detached<F: Future + Send + 'static>(Option<Pin<Box<F>>>)
+where
+    F::Output: Send;
+
+impl<F: Future + Send + 'static> Detached<F>
+where
+    F::Output: Send,
+{
+    fn new(f: F) -> Self {
+        Detached(Some(Box::pin(f)))
+    }
+
+    /// The unfinished call, to be driven elsewhere from now on.
+    fn detach(mut self) -> Pin<Box<F>> {
+        self.0
+            .take()
+            .expect("a call is detached before it finishes")
+    }
+}
+
+impl<F: Future + Send + 'static> Future for Detached<F>
+where
+    F::Output: Send,
+{
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<F::Output> {
+        let Some(f) = self.0.as_mut() else {
+            return Poll::Pending; // finished: never polled again
+        };
+        let out = std::task::ready!(f.as_mut().poll(cx));
+        self.0 = None;
+        Poll::Ready(out)
+    }
+}
+
+impl<F: Future + Send + 'static> Drop for Detached<F>
+where
+    F::Output: Send,
+{
+    fn drop(&mut self) {
+        if let (Some(f), Ok(rt)) = (self.0.take(), tokio::runtime::Handle::try_current()) {
+            rt.spawn(f);
+        }
+    }
+}
+
 /// Runs one request; answers JSON unless the upstream speaks first and the
 /// client accepts SSE.
 async fn run_request(
@@ -616,10 +674,13 @@ async fn run_request(
     };
     let core = st.core.clone();
     let id = req.id.clone();
-    let mut call = tokio::spawn(async move {
-        let res = dispatch(&core, &ctx, &req.method, req.params).await;
-        answer_bytes(&req.id, res)
-    });
+    let mut call = Detached::new(
+        AssertUnwindSafe(async move {
+            let res = dispatch(&core, &ctx, &req.method, req.params).await;
+            answer_bytes(&req.id, res)
+        })
+        .catch_unwind(),
+    );
     // `biased`, messages first: whatever the upstream sent before its result
     // must reach the client before the result does (and turns the answer into
     // an SSE stream).
@@ -636,6 +697,7 @@ async fn run_request(
             };
             let name = store.open_post_stream();
             let (w, n) = (store.clone(), name.clone());
+            let mut call = call.detach();
             tokio::spawn(async move {
                 w.append(&n, first);
                 loop {
