@@ -838,7 +838,7 @@ fn check_url(url: &str) -> Result<(), UpstreamError> {
         "https" if cfg!(feature = "rustls") => Ok(()),
         "https" => Err(UpstreamError::Unreachable {
             url: url.to_owned(),
-            reason: "https upstreams need fleetgate-mcp's `rustls` feature".to_owned(),
+            reason: "https upstreams need a fleetgate built with the `rustls` feature (cargo build --release --features rustls)".to_owned(),
         }),
         other => Err(UpstreamError::Unreachable {
             url: url.to_owned(),

@@ -409,9 +409,36 @@ async fn unreachable_and_http_errors_name_the_url() {
         .unwrap_err();
     assert!(matches!(e, UpstreamError::Unreachable { .. }), "{e:?}");
     assert!(e.to_string().contains(&url), "{e}");
+    // The cause is said, not just "client error".
+    assert!(e.to_string().to_lowercase().contains("refused"), "{e}");
+
+    // A redirect is not followed: the upstream is called at the URL registered.
+    let up = upstream(false).await;
+    let target = up.url();
+    let app = Router::new().route(
+        "/mcp",
+        post(move || {
+            let target = target.clone();
+            async move {
+                (
+                    StatusCode::TEMPORARY_REDIRECT,
+                    [(http::header::LOCATION, target)],
+                )
+            }
+        }),
+    );
+    let moved = format!("http://{}/mcp", serve(app).await);
+    let e = client()
+        .connect(&moved, HeaderMap::new(), "2025-11-25", T)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, UpstreamError::Http { status: 307, .. }),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains(&moved), "{e}");
 
     // A wrong path on a live server: HTTP 404 without a session.
-    let up = upstream(false).await;
     let url = format!("{}/nope", up.base_url());
     let e = client()
         .connect(&url, HeaderMap::new(), "2025-11-25", T)
