@@ -95,7 +95,7 @@ pub async fn dispatch(
             let tool = idx
                 .tool(name)
                 .ok_or_else(|| RpcError::ToolNotFound(name.to_owned()))?;
-            let mut up = params.clone();
+            let mut up = params; // moved, not copied: arguments can be large
             up.insert("name".into(), tool.item.original_name.clone().into());
             forward(core, ctx, &snap, &tool.item.gateway_id, method, up).await
         }
@@ -109,7 +109,7 @@ pub async fn dispatch(
             let prompt = idx
                 .prompt(name)
                 .ok_or_else(|| RpcError::PromptNotFound(name.to_owned()))?;
-            let mut up = params.clone();
+            let mut up = params;
             up.insert("name".into(), prompt.item.original_name.clone().into());
             forward(core, ctx, &snap, &prompt.item.gateway_id, method, up).await
         }
@@ -126,7 +126,7 @@ pub async fn dispatch(
         "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
             let uri = str_param(&params, "uri", method)?;
             let gw = resource_gateway(idx, uri)?;
-            forward(core, ctx, &snap, &gw, method, params.clone()).await
+            forward(core, ctx, &snap, &gw, method, params).await
         }
         "completion/complete" => {
             let r = params
