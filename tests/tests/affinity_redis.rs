@@ -435,6 +435,30 @@ async fn redis_down_serves_what_is_local_and_recovers() {
         }
     }
     assert!(local > 0 && refused > 0, "local {local}, refused {refused}");
+    // A call that streams (progress, then its result) still works at the owner;
+    // the copies of its events that cannot reach Redis are counted as lost.
+    let mut streamed = false;
+    for i in 0..40 {
+        let a = c
+            .request(
+                "tools/call",
+                json!({"name": "slow", "arguments": {"ms": 20}, "_meta": {"progressToken": i}}),
+            )
+            .await;
+        if worker_of(&a) == owner {
+            assert_eq!(a.status, 200, "{a:?}");
+            assert!(a.result()["content"].is_array(), "{a:?}");
+            streamed = true;
+            break;
+        }
+    }
+    assert!(streamed, "no streamed call reached the owner");
+    let dropped = eventually(Duration::from_secs(10), "lost copies counted", || async {
+        let n = sum(&scrape(&fleet, 2).await, "event_copies_dropped");
+        (n >= 1).then_some(n)
+    })
+    .await;
+    assert!(dropped >= 1);
     // Stateless JSON-RPC still works; /ready says why it is not ready.
     let rpc: Value = fresh_client()
         .post(fleet.url("/rpc"))

@@ -41,10 +41,15 @@ counters! {
     forwards_pubsub: "requests forwarded to their session's owner through Redis pub/sub",
     reclaims: "sessions taken over in Redis from a dead owner (atomic Lua reclaim)",
     redis_errors: "Redis commands that failed or timed out",
+    event_copies_dropped: "SSE event copies not written to Redis (queue full, or the write failed twice); the owner's memory still has them",
 }
 
 impl Metrics {
     pub fn inc(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
     }
 }

@@ -220,6 +220,11 @@ impl RedisAffinity {
         self.ttl.as_secs().max(1)
     }
 
+    /// The worker's counters.
+    pub(crate) fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
     /// A handle on the shared (multiplexed) connection, for commands of
     /// other Redis-backed parts (`redis_events`), run through [`Self::run`].
     pub(crate) fn connection(&self) -> ConnectionManager {

@@ -18,7 +18,8 @@
 //! Writes are behind: the owner stores an event in memory and queues a copy;
 //! one task per worker drains the queue in order, one pipeline per batch, so
 //! an SSE stream never waits for Redis and each stream's copies land in
-//! order. A full queue (Redis slow or down) drops copies; memory keeps them.
+//! order. A full queue (Redis slow or down) drops copies, counted as
+//! `event_copies_dropped` on `/metrics`; memory keeps them.
 //! Reads happen only around adoption: [`RedisEvents::stage`] loads all of a
 //! session's streams before the adopted session is created (so its new
 //! streams continue the old numbering instead of overwriting it), and
@@ -28,6 +29,7 @@
 
 use crate::gateway::events::{self, EventSink, EventStore, Imported};
 use crate::gateway::redis_affinity::{short, RedisAffinity, RedisDown};
+use crate::metrics::Metrics;
 use bytes::Bytes;
 use redis::{AsyncCommands, Script, Value};
 use std::collections::HashMap;
@@ -133,7 +135,10 @@ impl RedisEvents {
                     tracing::info!("Redis event copies flow again");
                 }
             }
-            Err(TrySendError::Full(_)) => {
+            Err(TrySendError::Full(op)) => {
+                if matches!(op, Op::Append { .. }) {
+                    Metrics::inc(&self.redis.metrics().event_copies_dropped);
+                }
                 if !self.full.swap(true, Ordering::AcqRel) {
                     tracing::warn!("Redis event copy queue full: dropping copies (the owner's memory keeps the events)");
                 }
@@ -329,6 +334,7 @@ async fn write_behind(redis: Arc<RedisAffinity>, mut rx: mpsc::Receiver<Op>) {
     let mut loaded = false;
     let mut batch = Vec::with_capacity(BATCH);
     while rx.recv_many(&mut batch, BATCH).await > 0 {
+        let mut written = false;
         for _ in 0..2 {
             let mut c = redis.connection();
             if !loaded {
@@ -346,9 +352,19 @@ async fn write_behind(redis: Arc<RedisAffinity>, mut rx: mpsc::Receiver<Op>) {
                 .run("event copy", pipe.query_async::<()>(&mut c))
                 .await
             {
-                Ok(()) => break,
+                Ok(()) => {
+                    written = true;
+                    break;
+                }
                 Err(_) => loaded = false,
             }
+        }
+        if !written {
+            let events = batch
+                .iter()
+                .filter(|op| matches!(op, Op::Append { .. }))
+                .count();
+            Metrics::add(&redis.metrics().event_copies_dropped, events as u64);
         }
         batch.clear();
     }
