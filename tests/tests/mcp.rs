@@ -516,3 +516,43 @@ async fn open_sessions_follow_a_gateway_moved_to_another_url() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_going_away_does_not_cancel_its_call() {
+    let fleet = one_worker();
+    let up = upstream("gone").await;
+    register(&fleet, "gone", &up).await;
+    let mut c = McpClient::new(fleet.url("/mcp"));
+    c.initialize().await;
+    up.reset_stats();
+    // JSON only (the answer cannot turn into a stream to resume): the call
+    // runs in the request's own task, and the client drops the connection.
+    let send = fleetgate_tests::fresh_client()
+        .post(fleet.url("/mcp"))
+        .header("accept", "application/json")
+        .header("content-type", "application/json")
+        .header("mcp-protocol-version", &c.protocol_version)
+        .header("mcp-session-id", c.session.clone().unwrap())
+        .body(
+            json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call",
+                   "params": {"name": "gone-slow", "arguments": {"ms": 400}}})
+            .to_string(),
+        )
+        .send();
+    let early = tokio::time::timeout(std::time::Duration::from_millis(100), send).await;
+    assert!(early.is_err(), "the call is still running: {early:?}");
+    // MCP: a disconnect is not a cancellation. The upstream runs the call to
+    // its end and is never told to cancel it.
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    let s = up.stats();
+    assert_eq!(s.tools.get("slow"), Some(&1), "{s:?}");
+    assert!(
+        !s.methods.contains_key("notifications/cancelled"),
+        "the upstream was told to cancel: {s:?}"
+    );
+    // The session goes on.
+    let r = c
+        .call_tool("gone-echo", json!({"text": "still here"}))
+        .await;
+    assert_eq!(r["content"][0]["text"], "still here", "{r}");
+}
