@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# Instructions per request of one worker, counted by callgrind: a number that
+# repeats to within about 0.5% run to run, where req/s on a shared 2-core VM
+# swings by 2x. Use it to judge a change to the hot path; use scripts/bench.sh
+# for throughput and latency.
+#
+#   scripts/bench-instructions.sh            # tools/call on /servers/{id}/mcp and /rpc
+#   BENCH_SECS=5 scripts/bench-instructions.sh
+#
+# One fleet (WORKERS=1, WORKER_THREADS=1, embedded defaults) runs under
+# `valgrind --tool=callgrind --trace-children=yes`; after a warm-up, the
+# worker's counters are zeroed, fleetgate-load drives BENCH_SECS (10) seconds of
+# tools/call with 4 connections, and the counters are dumped. Needs valgrind.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+command -v valgrind >/dev/null && command -v callgrind_control >/dev/null \
+  || { echo "valgrind (with callgrind_control) is required: apt-get install valgrind" >&2; exit 1; }
+SECS=${BENCH_SECS:-10}
+cargo build --release -q -p fleetgate -p fleetgate-tests -p fleetgate-test-upstream \
+  --bin fleetgate --bin fleetgate-load --bin fleetgate-test-upstream
+BIN=$PWD/target/release/fleetgate
+LOAD=$PWD/target/release/fleetgate-load
+WORK=$(mktemp -d)
+PIDS=()
+# The processes under callgrind that this run started (their command lines name $WORK).
+ours() {
+  local p
+  for p in $(pgrep -f "cg\.%p" || true); do
+    grep -qz "$WORK" "/proc/$p/cmdline" 2>/dev/null && echo "$p"
+  done
+}
+cleanup() {
+  local p vg
+  vg=$(ours)
+  for p in $vg "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  sleep 2
+  for p in $vg "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
+  for p in $vg; do rm -f /tmp/vgdb-pipe-*-"$p"-by-* 2>/dev/null || true; done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+die() { echo "bench-instructions: $*" >&2; exit 1; }
+
+target/release/fleetgate-test-upstream --port 0 >"$WORK/up.out" 2>"$WORK/up.err" &
+PIDS+=($!)
+for _ in $(seq 1 500); do [ -s "$WORK/up.out" ] && break; sleep 0.01; done
+UP_URL=$(python3 -c 'import json,sys;print(json.loads(open(sys.argv[1]).readline())["url"])' "$WORK/up.out")
+
+export JWT_SECRET_KEY=bench-secret-0123456789abcdef0123456789
+TOKEN=$("$BIN" token --username bench@example.com --exp 60 --admin 2>/dev/null)
+AUTH="Authorization: Bearer $TOKEN"
+PORT=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
+ADDR=127.0.0.1:$PORT
+(cd "$WORK" && exec env WORKERS=1 WORKER_THREADS=1 HOST=127.0.0.1 PORT="$PORT" WORKER_TIMEOUT=600 \
+  DATABASE_URL="sqlite:$WORK/bench.db" \
+  valgrind --tool=callgrind --trace-children=yes --callgrind-out-file="$WORK/cg.%p" "$BIN" \
+  >"$WORK/fleet.log" 2>&1) &
+SUP=$!; PIDS+=("$SUP")
+for _ in $(seq 1 600); do curl -fs "http://$ADDR/health" >/dev/null 2>&1 && break; sleep 0.2; done
+curl -fs "http://$ADDR/health" >/dev/null || { tail -20 "$WORK/fleet.log" >&2; die "the fleet did not come up"; }
+
+curl -fs -X POST "http://$ADDR/gateways" -H "$AUTH" -H 'content-type: application/json' \
+  -d "{\"name\":\"up\",\"url\":\"$UP_URL\",\"transport\":\"STREAMABLEHTTP\"}" >/dev/null || die "registering the upstream failed"
+TOOLS=$(curl -fs -H "$AUTH" "http://$ADDR/tools?limit=0" \
+  | python3 -c 'import json,sys;print(json.dumps([t["id"] for t in json.load(sys.stdin)]))')
+SID=$(curl -fs -X POST "http://$ADDR/servers" -H "$AUTH" -H 'content-type: application/json' \
+  -d "{\"server\":{\"name\":\"bench\",\"associated_tools\":$TOOLS}}" \
+  | python3 -c 'import json,sys;print(json.load(sys.stdin)["id"])') || die "creating the virtual server failed"
+sleep 2 # the worker polls the registry
+
+# The one worker (valgrind's wrapper sits between the shell and the supervisor).
+WORKER=$(for p in $(ours); do
+  tr '\0' ' ' <"/proc/$p/cmdline" | grep -q "fleetgate worker" && echo "$p"; done | head -1)
+[ -n "$WORKER" ] || die "no worker process found under callgrind"
+# measure LABEL ARGS...: instructions per request for one fleetgate-load run.
+measure() {
+  local label=$1; shift
+  "$LOAD" "$@" -c 4 -d 2 >/dev/null # warm-up
+  # HOST as the fleet has it: valgrind names its control pipe after it.
+  HOST=127.0.0.1 callgrind_control -z "$WORKER" >/dev/null 2>&1
+  "$LOAD" "$@" -c 4 -d "$SECS" >"$WORK/load.json"
+  HOST=127.0.0.1 callgrind_control -d "$WORKER" >/dev/null 2>&1
+  sleep 1
+  local dump
+  dump=$(ls -t "$WORK"/cg."$WORKER"* | head -1)
+  python3 - "$label" "$dump" "$WORK/load.json" <<'PY'
+import json, re, sys
+label, dump, load = sys.argv[1:]
+text = open(dump).read()
+m = re.search(r"^(?:summary|totals):\s*(\d+)", text, re.M)
+n = json.load(open(load))["requests"]
+print(f"| {label:<28} | {n:>8} | {int(m.group(1)) / n:>12.0f} |")
+PY
+}
+
+echo "## instructions per tools/call, one worker under callgrind (${SECS}s, 4 connections)"
+echo
+echo "| path                         | requests | instr/request |"
+echo "|------------------------------|----------|---------------|"
+CALL='{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"hi"}}}'
+RPC_CALL='{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"up-echo","arguments":{"text":"hi"}}}'
+measure "/servers/{id}/mcp (session)" --url "http://$ADDR/servers/$SID/mcp" --post "$CALL" \
+  --mcp-session -H 'mcp-protocol-version: 2025-06-18' -H "$AUTH"
+measure "/rpc" --url "http://$ADDR/rpc" --post "$RPC_CALL" -H "$AUTH"
