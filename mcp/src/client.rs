@@ -647,14 +647,7 @@ impl UpstreamClient {
             .send_initialize(&inner, protocol_version, Some(LEGACY_PROTOCOL_VERSION))
             .await?;
         inner.protocol_version = negotiated;
-        inner
-            .post_message(
-                &jsonrpc::encode_notification(methods::INITIALIZED, None),
-                methods::INITIALIZED,
-                None,
-            )
-            .await?;
-        Ok(UpstreamSession::from_init(result, inner, timeout))
+        initialized(result, inner, timeout).await
     }
 
     async fn initialize(
@@ -680,14 +673,7 @@ impl UpstreamClient {
             },
         };
         let inner = self.inner(url, headers, &negotiated, session_id, false, true)?;
-        inner
-            .post_message(
-                &jsonrpc::encode_notification(methods::INITIALIZED, None),
-                methods::INITIALIZED,
-                None,
-            )
-            .await?;
-        Ok(UpstreamSession::from_init(result, inner, timeout))
+        initialized(result, inner, timeout).await
     }
 
     /// Sends `initialize` and checks the version the upstream chose: one of the
@@ -826,6 +812,23 @@ impl UpstreamClient {
             Err(e) => Err(e),
         }
     }
+}
+
+/// The handshake's last step on either transport: `notifications/initialized`,
+/// then the session.
+async fn initialized(
+    result: Value,
+    inner: Inner,
+    timeout: Duration,
+) -> Result<UpstreamSession, UpstreamError> {
+    inner
+        .post_message(
+            &jsonrpc::encode_notification(methods::INITIALIZED, None),
+            methods::INITIALIZED,
+            None,
+        )
+        .await?;
+    Ok(UpstreamSession::from_init(result, inner, timeout))
 }
 
 fn check_url(url: &str) -> Result<(), UpstreamError> {

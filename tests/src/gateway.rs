@@ -68,3 +68,37 @@ pub async fn server_with_everything(fleet: &Fleet, name: &str) -> String {
     let prompts = ids(&list(fleet, "/prompts").await);
     create_server(fleet, name, &tools, &resources, &prompts).await
 }
+
+/// Waits (up to 15 s) until `n` distinct workers answer `url` (a virtual
+/// server's MCP URL) with something other than "Server not found": every
+/// worker polls the registry, so a new server reaches them one by one.
+pub async fn known_everywhere(url: &str, n: usize) {
+    crate::eventually(
+        std::time::Duration::from_secs(15),
+        "the server known to every worker",
+        || async {
+            let client = crate::fresh_client();
+            let mut ok = std::collections::BTreeSet::new();
+            for _ in 0..(n * 10).max(20) {
+                let r = client
+                    .delete(url)
+                    .header("mcp-session-id", "x")
+                    .send()
+                    .await
+                    .ok()?;
+                let w = r
+                    .headers()
+                    .get("x-fleetgate-worker")?
+                    .to_str()
+                    .ok()?
+                    .to_owned();
+                if r.text().await.ok()?.contains("Server not found") {
+                    return None;
+                }
+                ok.insert(w);
+            }
+            (ok.len() >= n).then_some(())
+        },
+    )
+    .await;
+}

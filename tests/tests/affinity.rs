@@ -22,34 +22,7 @@ async fn fleet_with_upstream(
     // Every worker polls the registry: wait until all of them know the server.
     let n: usize = workers.parse().unwrap();
     let url = fleet.url(&format!("/servers/{sid}/mcp"));
-    eventually(
-        Duration::from_secs(10),
-        "the server known to every worker",
-        || async {
-            let client = fresh_client();
-            let mut ok = BTreeSet::new();
-            for _ in 0..(n * 10) {
-                let r = client
-                    .delete(&url)
-                    .header("mcp-session-id", "x")
-                    .send()
-                    .await
-                    .ok()?;
-                let w = r
-                    .headers()
-                    .get("x-fleetgate-worker")?
-                    .to_str()
-                    .ok()?
-                    .to_owned();
-                if r.text().await.ok()?.contains("Server not found") {
-                    return None;
-                }
-                ok.insert(w);
-            }
-            (ok.len() == n).then_some(())
-        },
-    )
-    .await;
+    gateway::known_everywhere(&url, n).await;
     (fleet, up, sid)
 }
 

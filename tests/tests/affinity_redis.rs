@@ -25,43 +25,11 @@ fn fleet(redis: &RedisServer, workers: usize, mode: &str) -> Fleet {
         .start()
 }
 
-/// Waits until `n` distinct workers answer `url` without "Server not found".
-async fn known_everywhere(url: &str, n: usize) {
-    eventually(
-        Duration::from_secs(15),
-        "the server known to every worker",
-        || async {
-            let client = fresh_client();
-            let mut ok = BTreeSet::new();
-            for _ in 0..(n * 10) {
-                let r = client
-                    .delete(url)
-                    .header("mcp-session-id", "x")
-                    .send()
-                    .await
-                    .ok()?;
-                let w = r
-                    .headers()
-                    .get("x-fleetgate-worker")?
-                    .to_str()
-                    .ok()?
-                    .to_owned();
-                if r.text().await.ok()?.contains("Server not found") {
-                    return None;
-                }
-                ok.insert(w);
-            }
-            (ok.len() >= n).then_some(())
-        },
-    )
-    .await;
-}
-
 async fn with_upstream(fleet: &Fleet, n: usize) -> (RunningUpstream, String) {
     let up = Upstream::builder().name("aff").spawn().await.unwrap();
     gateway::register(fleet, "aff", &up.url()).await;
     let sid = gateway::server_with_everything(fleet, "aff").await;
-    known_everywhere(&fleet.url(&format!("/servers/{sid}/mcp")), n).await;
+    gateway::known_everywhere(&fleet.url(&format!("/servers/{sid}/mcp")), n).await;
     (up, sid)
 }
 
@@ -263,7 +231,7 @@ async fn forwarded_scope_and_errors(mode: &str) {
     let server_a = gateway::create_server(&fleet, "A", &a_ids, &[], &[]).await;
     let _server_b = gateway::create_server(&fleet, "B", &b_ids, &[], &[]).await;
     let url = fleet.url(&format!("/servers/{server_a}/mcp"));
-    known_everywhere(&url, 3).await;
+    gateway::known_everywhere(&url, 3).await;
 
     let mut c = fresh_mcp(url.clone());
     let owner = worker_of(&c.initialize().await);
@@ -562,8 +530,8 @@ async fn two_hosts_share_one_redis_and_one_database() {
     gateway::register(&a, "aff", &up.url()).await;
     let sid = gateway::server_with_everything(&a, "aff").await;
     let path = format!("/servers/{sid}/mcp");
-    known_everywhere(&a.url(&path), 2).await;
-    known_everywhere(&b.url(&path), 2).await;
+    gateway::known_everywhere(&a.url(&path), 2).await;
+    gateway::known_everywhere(&b.url(&path), 2).await;
     up.reset_stats();
 
     let mut c = fresh_mcp(a.url(&path));

@@ -5,8 +5,8 @@
 
 use fleetgate_test_upstream::Upstream;
 use fleetgate_tests::fleet::Fleet;
+use fleetgate_tests::gateway;
 use fleetgate_tests::mcp::{read_events, sse_messages, McpClient};
-use fleetgate_tests::{fresh_client, gateway};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -109,35 +109,7 @@ async fn the_owner_replays_whichever_worker_the_get_lands_on() {
     gateway::register(&fleet, "res", &up.url()).await;
     let sid = gateway::server_with_everything(&fleet, "res").await;
     let url = fleet.url(&format!("/servers/{sid}/mcp"));
-    // Every worker polls the registry: wait until all of them know the server.
-    fleetgate_tests::eventually(
-        Duration::from_secs(10),
-        "the server known to every worker",
-        || async {
-            let client = fresh_client();
-            let mut ok = std::collections::BTreeSet::new();
-            for _ in 0..30 {
-                let r = client
-                    .delete(&url)
-                    .header("mcp-session-id", "x")
-                    .send()
-                    .await
-                    .ok()?;
-                let w = r
-                    .headers()
-                    .get("x-fleetgate-worker")?
-                    .to_str()
-                    .ok()?
-                    .to_owned();
-                if r.text().await.ok()?.contains("Server not found") {
-                    return None;
-                }
-                ok.insert(w);
-            }
-            (ok.len() == 3).then_some(())
-        },
-    )
-    .await;
+    gateway::known_everywhere(&url, 3).await;
     let mut c = McpClient::fresh(url.clone());
     assert_eq!(c.initialize().await.status, 200);
     for _ in 0..3 {

@@ -8,10 +8,9 @@ use fleetgate_test_upstream::{RunningUpstream, Upstream};
 use fleetgate_tests::fleet::Fleet;
 use fleetgate_tests::mcp::{read_events, sse_messages, McpClient};
 use fleetgate_tests::redis::RedisServer;
-use fleetgate_tests::{eventually, fresh_client, gateway, proc};
+use fleetgate_tests::{eventually, gateway, proc};
 use nix::sys::signal::Signal;
 use serde_json::{json, Value};
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 const SECRET: &str = "a-shared-fleet-secret-for-tests";
@@ -31,29 +30,7 @@ async fn with_upstream(fleet: &Fleet) -> (RunningUpstream, String) {
     gateway::register(fleet, "res", &up.url()).await;
     let sid = gateway::server_with_everything(fleet, "res").await;
     let url = fleet.url(&format!("/servers/{sid}/mcp"));
-    eventually(
-        Duration::from_secs(15),
-        "the server known to every worker",
-        || async {
-            let client = fresh_client();
-            let mut ok = BTreeSet::new();
-            for _ in 0..20 {
-                let r = client
-                    .delete(&url)
-                    .header("mcp-session-id", "x")
-                    .send()
-                    .await
-                    .ok()?;
-                let w = worker(r.headers());
-                if r.text().await.ok()?.contains("Server not found") {
-                    return None;
-                }
-                ok.insert(w);
-            }
-            (ok.len() == 2).then_some(())
-        },
-    )
-    .await;
+    gateway::known_everywhere(&url, 2).await;
     (up, url)
 }
 

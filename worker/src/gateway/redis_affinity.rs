@@ -281,12 +281,8 @@ impl RedisAffinity {
     /// skips a Redis round trip. A remembered owner that turns out dead is
     /// dealt with as a looked-up one would be (the forward fails, the reclaim
     /// compares against Redis); [`Self::forget_owner`] drops it.
-    /// While Redis is known to be down nothing is answered from memory: the
-    /// request is refused as any other that needs Redis.
+    /// Callers use it only while Redis is reachable (see the router).
     pub async fn lookup_remembered(&self, sid: &str) -> Result<Option<Owner>, RedisDown> {
-        if self.down.load(Ordering::Acquire) {
-            return self.lookup(sid).await;
-        }
         if let Ok(m) = self.remembered.lock() {
             if let Some((o, at)) = m.get(sid) {
                 if at.elapsed() < OWNER_REMEMBERED {
@@ -310,6 +306,11 @@ impl RedisAffinity {
             _ => self.forget_owner(sid),
         }
         Ok(owner)
+    }
+
+    /// The last command succeeded (Redis is not known to be down).
+    pub fn reachable(&self) -> bool {
+        !self.down.load(Ordering::Acquire)
     }
 
     /// Drops what [`Self::lookup_remembered`] remembers of `sid`'s owner.

@@ -374,9 +374,10 @@ async fn route_via_redis(
     body: &Bytes,
     sid: &str,
 ) -> Route {
-    // The forwarding subscription drops the moment Redis goes away, before
-    // any command has failed: then nothing is answered from memory.
-    let redis_up = st.pubsub.as_ref().is_some_and(|p| p.is_subscribed());
+    // Owners are answered from memory only while Redis is up: no command has
+    // failed, and the forwarding subscription (which drops the moment Redis
+    // goes away, before any command fails) is in place.
+    let redis_up = redis.reachable() && st.pubsub.as_ref().is_some_and(|p| p.is_subscribed());
     for attempt in 0..3 {
         let looked = if attempt == 0 && redis_up {
             redis.lookup_remembered(sid).await
