@@ -95,12 +95,6 @@ pub trait IntoUri {
     fn into_uri(self) -> Result<Uri, Error>;
 }
 
-impl IntoUri for Uri {
-    fn into_uri(self) -> Result<Uri, Error> {
-        Ok(self)
-    }
-}
-
 impl IntoUri for &Uri {
     fn into_uri(self) -> Result<Uri, Error> {
         Ok(self.clone())
@@ -140,17 +134,9 @@ pub struct RequestBuilder {
 }
 
 impl RequestBuilder {
-    /// Sets these headers (replacing any of the same name).
+    /// The request's headers (Host and Content-Length are hyper's).
     pub fn headers(mut self, headers: HeaderMap) -> Self {
-        if self.headers.is_empty() {
-            self.headers = headers;
-        } else {
-            for (name, value) in headers {
-                if let Some(name) = name {
-                    self.headers.insert(name, value);
-                }
-            }
-        }
+        self.headers = headers;
         self
     }
 
