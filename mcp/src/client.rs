@@ -65,6 +65,7 @@
 //! - https upstreams need this crate's `rustls` feature (off by default to
 //!   keep the build lean); without it they fail with `Unreachable`.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
@@ -950,21 +951,22 @@ impl UpstreamSession {
         params: Option<Value>,
         handler: &dyn ServerMessageHandler,
     ) -> Result<Value, UpstreamError> {
-        self.request_with(method, params, handler, &RequestOptions::default())
+        self.request_with(method, params.as_ref(), handler, &RequestOptions::default())
             .await
     }
 
-    /// [`request`](Self::request) with options.
+    /// [`request`](Self::request) with options; the params are borrowed (a
+    /// caller that may send them again keeps them without a copy).
     pub async fn request_with(
         &self,
         method: &str,
-        params: Option<Value>,
+        params: Option<&Value>,
         handler: &dyn ServerMessageHandler,
         options: &RequestOptions,
     ) -> Result<Value, UpstreamError> {
         let timeout = options.timeout.unwrap_or(self.timeout);
         let exchange = async {
-            let mut params = params;
+            let mut params = params.map(Cow::Borrowed);
             let mut rounds = 0;
             loop {
                 let id = self.next_id();
@@ -973,7 +975,10 @@ impl UpstreamSession {
                     id: &id,
                     armed: !self.inner.stateless,
                 };
-                let outcome = self.inner.call(&id, method, params.as_ref(), handler).await;
+                let outcome = self
+                    .inner
+                    .call(&id, method, params.as_deref(), handler)
+                    .await;
                 guard.armed = false;
                 let (result, _) = outcome?;
                 if !(self.inner.stateless
@@ -988,7 +993,10 @@ impl UpstreamSession {
                         "{method} still needs input after {MAX_INPUT_ROUNDS} rounds"
                     )));
                 }
-                params = Some(self.inner.resolve_input(params, &result, handler).await?);
+                let asked = params.map(Cow::into_owned);
+                params = Some(Cow::Owned(
+                    self.inner.resolve_input(asked, &result, handler).await?,
+                ));
             }
         };
         // Boxed: the exchange is a large future, and `timeout` would move it.

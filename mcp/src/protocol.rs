@@ -69,6 +69,8 @@ pub fn negotiate_version(requested: &str) -> &'static str {
 
 /// `Mcp-Session-Id` (lowercase, as `http` stores names).
 pub const MCP_SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id");
+/// `X-Mcp-Session-Id`, the alias ContextForge clients send.
+pub const X_MCP_SESSION_ID: HeaderName = HeaderName::from_static("x-mcp-session-id");
 /// `MCP-Protocol-Version`.
 pub const MCP_PROTOCOL_VERSION: HeaderName = HeaderName::from_static("mcp-protocol-version");
 /// `Last-Event-ID`.

@@ -326,7 +326,7 @@ async fn timeout_cancels_upstream_and_the_session_goes_on() {
     let e = session
         .request_with(
             "tools/call",
-            Some(json!({"name": "slow", "arguments": {"ms": 5000}})),
+            Some(&json!({"name": "slow", "arguments": {"ms": 5000}})),
             &NoopHandler,
             &opts,
         )

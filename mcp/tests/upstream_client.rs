@@ -336,7 +336,7 @@ async fn deadline_gives_timeout_and_cancels_upstream() {
     let e = session
         .request_with(
             "tools/call",
-            Some(json!({"name": "slow", "arguments": {"ms": 5000}})),
+            Some(&json!({"name": "slow", "arguments": {"ms": 5000}})),
             &NoopHandler,
             &opts,
         )
@@ -678,7 +678,7 @@ async fn stateless_input_required_is_resolved_through_the_handler() {
     let r = session
         .request_with(
             "tools/call",
-            Some(json!({"name": "greet", "arguments": {"x": 1}})),
+            Some(&json!({"name": "greet", "arguments": {"x": 1}})),
             &rec,
             &opts,
         )

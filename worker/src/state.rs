@@ -10,15 +10,36 @@ use crate::http::auth::Gate;
 use crate::http::pubsub::PubSub;
 use crate::metrics::Metrics;
 use fleetgate_shared::config::GatewayConfig;
+use http::HeaderName;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 #[derive(Clone)]
-pub struct AppState(Arc<Shared>);
+pub struct AppState(Arc<Inner>);
+
+struct Inner {
+    shared: Shared,
+    passthrough: Vec<HeaderName>,
+}
 
 impl AppState {
     pub fn new(shared: Shared) -> AppState {
-        AppState(Arc::new(shared))
+        let passthrough = shared
+            .gateway_cfg
+            .passthrough_headers
+            .iter()
+            .filter_map(|n| HeaderName::try_from(n.as_str()).ok())
+            .collect();
+        AppState(Arc::new(Inner {
+            shared,
+            passthrough,
+        }))
+    }
+
+    /// The client headers passed on to upstreams (`PASSTHROUGH_HEADERS`),
+    /// parsed once.
+    pub fn passthrough(&self) -> &[HeaderName] {
+        &self.0.passthrough
     }
 }
 
@@ -26,7 +47,7 @@ impl std::ops::Deref for AppState {
     type Target = Shared;
 
     fn deref(&self) -> &Shared {
-        &self.0
+        &self.0.shared
     }
 }
 
@@ -45,7 +66,7 @@ pub struct Shared {
     /// Pub/sub forwarding (with Redis).
     pub pubsub: Option<Arc<PubSub>>,
     /// Keep-alive connections to other workers, for forwarding.
-    pub owner_connections: crate::http::forward::OwnerConnections,
+    pub owner_connections: fleetgate_mcp::net::IdleConnections,
 }
 
 /// Who this worker is and how it is doing.

@@ -73,7 +73,9 @@ fn app() -> axum::Router {
                 metrics: Arc::default(),
                 redis: None,
                 pubsub: None,
-                owner_connections: Default::default(),
+                owner_connections: fleetgate_mcp::net::IdleConnections::new(
+                    fleetgate_worker::http::forward::MAX_IDLE_PER_OWNER,
+                ),
             }))
         })
     })

@@ -13,7 +13,6 @@ use fleetgate_shared::config::{AuthConfig, JwtAlgorithm};
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Map, Value};
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 /// Clock skew tolerated on `exp`, `nbf` and `iat`.
@@ -35,7 +34,7 @@ impl Window {
     }
 }
 
-type VerifiedCache = Mutex<HashMap<Box<str>, (Arc<Claims>, Window)>>;
+type VerifiedCache = Mutex<foldhash::HashMap<Box<str>, (Arc<Claims>, Window)>>;
 
 /// The bearer token in an `Authorization` header value.
 ///

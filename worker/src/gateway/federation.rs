@@ -13,7 +13,6 @@ use fleetgate_mcp::{ServerMessageHandler, UpstreamClient, UpstreamError, Upstrea
 use fleetgate_store::Gateway;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tokio::sync::OnceCell;
@@ -41,7 +40,7 @@ impl Opened {
 
 #[derive(Default)]
 pub struct UpstreamSet {
-    cells: Mutex<HashMap<String, Cell>>,
+    cells: Mutex<foldhash::HashMap<String, Cell>>,
 }
 
 impl UpstreamSet {
@@ -170,7 +169,7 @@ impl Federation {
             }
             match opened
                 .session
-                .request(method, params.clone(), handler)
+                .request_with(method, params.as_ref(), handler, &Default::default())
                 .await
             {
                 Err(e) if e.is_session_expired() && !retried => {

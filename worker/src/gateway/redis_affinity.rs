@@ -17,7 +17,6 @@ use fleetgate_shared::config::ForwardMode;
 use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Script};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -166,9 +165,9 @@ pub struct RedisAffinity {
     down: AtomicBool,
     /// The first heartbeat was set (later `SET NX` successes mean Redis lost it).
     beat_once: AtomicBool,
-    owned: Mutex<HashMap<String, Owned>>,
+    owned: Mutex<foldhash::HashMap<String, Owned>>,
     /// Live owners of other workers' sessions, as recently looked up.
-    remembered: Mutex<HashMap<String, (Owner, Instant)>>,
+    remembered: Mutex<foldhash::HashMap<String, (Owner, Instant)>>,
     scripts: Scripts,
     metrics: Arc<Metrics>,
 }

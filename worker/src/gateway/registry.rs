@@ -15,7 +15,8 @@ use crate::gateway::scope::Scope;
 use fleetgate_store::{
     Gateway, Prompt, Resource, ResourceTemplate, Server, Store, StoreError, Tool,
 };
-use std::collections::{HashMap, HashSet};
+use foldhash::HashMap;
+use std::collections::HashSet;
 use std::sync::{Arc, RwLock};
 
 /// A tool as one scope exposes it.
@@ -119,8 +120,8 @@ impl Snapshot {
             resources.clone(),
             templates.clone(),
         );
-        let mut per_server = HashMap::new();
-        let mut server_map = HashMap::new();
+        let mut per_server = HashMap::default();
+        let mut server_map = HashMap::default();
         for s in servers.into_iter().filter(|s| s.enabled) {
             let s_tools = by_id(&s.associated_tools, &tools, |t| &t.id);
             let s_prompts = by_id(&s.associated_prompts, &prompts, |p| &p.id);
@@ -164,7 +165,7 @@ fn by_id<T>(ids: &[String], items: &[Arc<T>], id_of: fn(&T) -> &String) -> Vec<A
 
 /// Upstream names where unique within the set, qualified names on collisions.
 fn short_names<T>(items: &[Arc<T>], names: fn(&T) -> (&String, &String)) -> Vec<(String, Arc<T>)> {
-    let mut count: HashMap<&str, usize> = HashMap::new();
+    let mut count: HashMap<&str, usize> = HashMap::default();
     for i in items {
         *count.entry(names(i).0.as_str()).or_default() += 1;
     }

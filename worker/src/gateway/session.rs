@@ -15,7 +15,6 @@ use fleetgate_mcp::client::BoxFuture;
 use fleetgate_mcp::jsonrpc::{self, ErrorObject, Id};
 use fleetgate_mcp::{Notification, Request, ServerMessageHandler};
 use serde_json::{json, Value};
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 use std::time::Duration;
@@ -31,7 +30,7 @@ pub struct Session {
     pub upstreams: Arc<UpstreamSet>,
     /// The events sent on this session's SSE streams, for resumption.
     pub events: Arc<EventStore>,
-    pending: Mutex<HashMap<String, oneshot::Sender<Answer>>>,
+    pending: Mutex<foldhash::HashMap<String, oneshot::Sender<Answer>>>,
     get_stream: Mutex<Option<mpsc::Sender<Bytes>>>,
     next_relay_id: AtomicU64,
     /// Unix seconds of the last request that used this session.
@@ -114,7 +113,7 @@ const DELETED_KEPT: usize = 100_000;
 /// This worker's sessions.
 #[derive(Default)]
 pub struct Sessions {
-    map: RwLock<HashMap<String, Arc<Session>>>,
+    map: RwLock<foldhash::HashMap<String, Arc<Session>>>,
     deleted: Mutex<std::collections::VecDeque<String>>,
     /// Per stream: how many events are kept, and how long (`None`: defaults).
     event_limits: Option<(usize, Duration)>,

@@ -12,7 +12,7 @@ use crate::gateway::relay::{relay, OwnerAnswer};
 use crate::gateway::scope::{Principal, Scope};
 use crate::http::mcp::{self, detail};
 use crate::http::pubsub::PubSendError;
-use crate::http::WORKER_HEADER;
+use crate::http::{Posted, WORKER_HEADER};
 use crate::state::AppState;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
@@ -20,13 +20,11 @@ use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode}
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use axum::Router;
-use fleetgate_mcp::jsonrpc;
+use fleetgate_mcp::net;
+use fleetgate_mcp::{jsonrpc, protocol};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
-use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 use tokio::net::{TcpStream, UnixStream};
 
@@ -39,15 +37,15 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 const MAX_ANSWER: usize = 64 << 20;
 
 /// Client headers the owner needs.
-const CARRIED: &[&str] = &[
-    "content-type",
-    "accept",
-    "mcp-session-id",
-    "x-mcp-session-id",
-    "mcp-protocol-version",
-    "last-event-id",
-    "origin",
-    "host",
+const CARRIED: [HeaderName; 8] = [
+    header::CONTENT_TYPE,
+    header::ACCEPT,
+    protocol::MCP_SESSION_ID,
+    protocol::X_MCP_SESSION_ID,
+    protocol::MCP_PROTOCOL_VERSION,
+    protocol::LAST_EVENT_ID,
+    header::ORIGIN,
+    header::HOST,
 ];
 
 /// The owner could not be reached at all.
@@ -106,14 +104,9 @@ pub async fn forward_to(
 ) -> Result<Response, ForwardError> {
     let aff = &st.affinity;
     let mut headers: Vec<(String, String)> = Vec::new();
-    let passthrough = st
-        .gateway_cfg
-        .passthrough_headers
-        .iter()
-        .map(String::as_str);
-    for name in CARRIED.iter().copied().chain(passthrough) {
+    for name in CARRIED.iter().chain(st.passthrough()) {
         if let Some(v) = h.get(name).and_then(|v| v.to_str().ok()) {
-            headers.push((name.to_owned(), v.to_owned()));
+            headers.push((name.as_str().to_owned(), v.to_owned()));
         }
     }
     let env = Envelope {
@@ -221,61 +214,20 @@ enum Io {
     Tcp(TcpStream),
 }
 
-type Sender = http1::SendRequest<Full<Bytes>>;
+/// Idle keep-alive connections kept per owner (more are closed after use).
+pub const MAX_IDLE_PER_OWNER: usize = 64;
 
-/// Idle keep-alive connections to other workers' internal listeners, by where
-/// they lead (`unix:{slot}`, `tcp:{addr}`): a forward reuses one instead of
-/// paying a connect, a handshake and a new task on both sides.
-#[derive(Default)]
-pub struct OwnerConnections {
-    idle: Mutex<HashMap<String, Vec<Sender>>>,
-}
-
-/// Idle connections kept per owner (more are closed after use).
-const MAX_IDLE_PER_OWNER: usize = 64;
-
-impl OwnerConnections {
-    fn take(&self, key: &str) -> Option<Sender> {
-        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        let list = idle.get_mut(key)?;
-        while let Some(s) = list.pop() {
-            if s.is_ready() {
-                return Some(s);
-            }
-        }
-        None
-    }
-
-    fn put(&self, key: &str, s: Sender) {
-        if !s.is_ready() {
-            return;
-        }
-        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        let list = idle.entry(key.to_owned()).or_default();
-        if list.len() < MAX_IDLE_PER_OWNER {
-            list.push(s);
-        }
-    }
-}
-
-async fn handshake(io: Io) -> Option<Sender> {
-    async fn go<T>(io: T) -> Option<Sender>
-    where
-        T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-    {
-        let (sender, conn) = http1::handshake(TokioIo::new(io)).await.ok()?;
-        tokio::spawn(conn);
-        Some(sender)
-    }
-    match io {
-        Io::Unix(s) => go(s).await,
-        Io::Tcp(s) => go(s).await,
-    }
+async fn handshake(io: Io) -> Option<net::Sender> {
+    let sender = match io {
+        Io::Unix(s) => net::handshake(TokioIo::new(s)).await,
+        Io::Tcp(s) => net::handshake(TokioIo::new(s)).await,
+    };
+    sender.ok()
 }
 
 /// One HTTP/1.1 exchange with the owner's internal router, on a pooled
-/// connection when one is idle (retried once on a fresh connection if the
-/// pooled one turns out closed), else on a new one from `open`.
+/// connection (keyed `unix:{slot}` or `tcp:{addr}`) when one is idle, else on
+/// a new one from `open`.
 async fn exchange<F, Fut>(
     st: &AppState,
     key: &str,
@@ -286,47 +238,38 @@ async fn exchange<F, Fut>(
     body: Bytes,
 ) -> Result<Sent, OwnerUnreachable>
 where
-    F: Fn() -> Fut,
+    F: FnOnce() -> Fut,
     Fut: Future<Output = Option<Io>>,
 {
+    let env_hex = HeaderValue::try_from(env_hex).map_err(|_| OwnerUnreachable)?;
+    let sig = HeaderValue::try_from(sig).map_err(|_| OwnerUnreachable)?;
     let request = || {
-        hyper::Request::builder()
-            .method(method.clone())
-            .uri(FORWARD_PATH)
-            .header("host", "fleetgate-owner")
-            .header(ENVELOPE_HEADER, env_hex.as_str())
-            .header(SIGNATURE_HEADER, sig.as_str())
-            .body(Full::new(body.clone()))
-            .map_err(|_| OwnerUnreachable)
+        let mut req = hyper::Request::new(Full::new(body.clone()));
+        *req.method_mut() = method.clone();
+        *req.uri_mut() = http::Uri::from_static(FORWARD_PATH);
+        let h = req.headers_mut();
+        h.insert(header::HOST, HeaderValue::from_static("fleetgate-owner"));
+        h.insert(ENVELOPE_HEADER, env_hex.clone());
+        h.insert(SIGNATURE_HEADER, sig.clone());
+        req
     };
+    let open = || async {
+        handshake(open().await.ok_or(OwnerUnreachable)?)
+            .await
+            .ok_or(OwnerUnreachable)
+    };
+    let pool = &st.owner_connections;
     let timeout = st.affinity.forward_timeout;
-    let pooled = st.owner_connections.take(key);
-    let reused = pooled.is_some();
-    let mut sender = match pooled {
-        Some(s) => s,
-        None => handshake(open().await.ok_or(OwnerUnreachable)?)
-            .await
-            .ok_or(OwnerUnreachable)?,
-    };
-    let mut sent = tokio::time::timeout(timeout, sender.send_request(request()?)).await;
-    if reused
-        && matches!(&sent, Ok(Err(e)) if e.is_canceled() || e.is_closed() || e.is_incomplete_message())
-    {
-        // The pooled connection had been closed (an idle owner restarted):
-        // a fresh one, once.
-        sender = handshake(open().await.ok_or(OwnerUnreachable)?)
-            .await
-            .ok_or(OwnerUnreachable)?;
-        sent = tokio::time::timeout(timeout, sender.send_request(request()?)).await;
-    }
-    let resp = match sent {
-        Ok(Ok(resp)) => resp,
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "forward to the session owner failed");
-            return Err(OwnerUnreachable);
-        }
-        Err(_) => return Ok(Sent::TimedOut),
-    };
+    let (resp, sender) =
+        match tokio::time::timeout(timeout, net::send(pool, key, open, request)).await {
+            Ok(Ok(sent)) => sent,
+            Ok(Err(net::SendError::Connect(e))) => return Err(e),
+            Ok(Err(net::SendError::Http(e))) => {
+                tracing::warn!(error = %e, "forward to the session owner failed");
+                return Err(OwnerUnreachable);
+            }
+            Err(_) => return Ok(Sent::TimedOut),
+        };
     let status = resp.status();
     let keep = |n: &str| resp.headers().get(n).cloned();
     let (session, worker) = (keep("mcp-session-id"), keep(WORKER_HEADER));
@@ -349,7 +292,7 @@ where
     }
     let bytes = match Limited::new(resp.into_body(), MAX_ANSWER).collect().await {
         Ok(b) => {
-            st.owner_connections.put(key, sender);
+            pool.put(key, sender);
             b.to_bytes()
         }
         Err(_) => Bytes::new(),
@@ -440,8 +383,7 @@ pub fn internal_routes(state: AppState) -> Router {
 async fn forwarded(
     State(st): State<AppState>,
     method: Method,
-    h: HeaderMap,
-    body: Bytes,
+    Posted { headers: h, body }: Posted,
 ) -> Response {
     let get = |n: &str| h.get(n).and_then(|v| v.to_str().ok());
     let (Some(env_hex), Some(sig)) = (get(ENVELOPE_HEADER), get(SIGNATURE_HEADER)) else {

@@ -21,16 +21,19 @@ use crate::gateway::redis_affinity::{short, Reclaim, RedisAffinity};
 use crate::gateway::scope::{Principal, Scope};
 use crate::gateway::session::{Relay, Session};
 use crate::http::forward::{forward, forward_to, ForwardError, OwnerUnreachable, Target};
+use crate::http::Posted;
 use crate::metrics::Metrics;
 use crate::state::AppState;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 use fleetgate_mcp::jsonrpc::{self, ErrorObject, Id, Message, Parsed};
-use fleetgate_mcp::protocol::{self, meta, methods};
+use fleetgate_mcp::protocol::{
+    self, meta, methods, LAST_EVENT_ID, MCP_PROTOCOL_VERSION, MCP_SESSION_ID, X_MCP_SESSION_ID,
+};
 use fleetgate_shared::config::ForwardMode;
 use futures_util::stream;
 use futures_util::FutureExt;
@@ -61,8 +64,7 @@ pub fn routes() -> Router<AppState> {
 async fn post_all(
     State(st): State<AppState>,
     who: Principal,
-    headers: HeaderMap,
-    body: Bytes,
+    Posted { headers, body }: Posted,
 ) -> Response {
     match scoped(&who, Scope::All) {
         Ok(scope) => handle_post(&st, scope, who, &headers, body, false).await,
@@ -85,8 +87,7 @@ async fn post_server(
     State(st): State<AppState>,
     who: Principal,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
+    Posted { headers, body }: Posted,
 ) -> Response {
     match server_scope(&st, &who, id) {
         Ok(scope) => handle_post(&st, scope, who, &headers, body, false).await,
@@ -155,23 +156,25 @@ fn json_body(status: StatusCode, body: Vec<u8>) -> Response {
         .into_response()
 }
 
-fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+/// A header's value as text. Named by a [`HeaderName`] constant: a `&str`
+/// name would be parsed on every lookup.
+fn header_str(h: &HeaderMap, name: HeaderName) -> Option<&str> {
     h.get(name).and_then(|v| v.to_str().ok())
 }
 
 fn accepts(h: &HeaderMap, mime: &str) -> bool {
-    header_str(h, "accept").is_some_and(|a| a.contains(mime) || a.contains("*/*"))
+    header_str(h, header::ACCEPT).is_some_and(|a| a.contains(mime) || a.contains("*/*"))
 }
 
 fn session_id(h: &HeaderMap) -> Option<&str> {
-    header_str(h, "mcp-session-id").or_else(|| header_str(h, "x-mcp-session-id"))
+    header_str(h, MCP_SESSION_ID).or_else(|| header_str(h, X_MCP_SESSION_ID))
 }
 
 /// DNS-rebinding protection: `Origin`, when present, and `Host`, when
 /// `MCP_ALLOWED_HOSTS` is set, must be allowed.
 fn check_origin(st: &AppState, h: &HeaderMap) -> Result<(), Response> {
     let cfg = &st.gateway_cfg;
-    if let Some(origin) = header_str(h, "origin") {
+    if let Some(origin) = header_str(h, header::ORIGIN) {
         let ok = cfg.allowed_origins.iter().any(|o| {
             o == "*"
                 || origin == o
@@ -187,7 +190,7 @@ fn check_origin(st: &AppState, h: &HeaderMap) -> Result<(), Response> {
         }
     }
     if !cfg.allowed_hosts.is_empty() {
-        let host = header_str(h, "host").unwrap_or("");
+        let host = header_str(h, header::HOST).unwrap_or("");
         let bare = host.rsplit_once(':').map_or(host, |(h, _)| h);
         if !cfg.allowed_hosts.iter().any(|a| a == host || a == bare) {
             return Err(detail(
@@ -201,18 +204,14 @@ fn check_origin(st: &AppState, h: &HeaderMap) -> Result<(), Response> {
 
 /// The protocol version a request declares: header, or the stateless `_meta` key.
 fn declared_version<'a>(h: &'a HeaderMap, params: Option<&'a Value>) -> Option<&'a str> {
-    header_str(h, "mcp-protocol-version")
+    header_str(h, MCP_PROTOCOL_VERSION)
         .or_else(|| params?.get("_meta")?.get(meta::PROTOCOL_VERSION)?.as_str())
 }
 
-fn passthrough(st: &AppState, h: &HeaderMap) -> Vec<(http::HeaderName, HeaderValue)> {
-    st.gateway_cfg
-        .passthrough_headers
+fn passthrough(st: &AppState, h: &HeaderMap) -> Vec<(HeaderName, HeaderValue)> {
+    st.passthrough()
         .iter()
-        .filter_map(|name| {
-            let v = h.get(name.as_str())?;
-            Some((http::HeaderName::try_from(name.as_str()).ok()?, v.clone()))
-        })
+        .filter_map(|name| Some((name.clone(), h.get(name)?.clone())))
         .collect()
 }
 
@@ -236,7 +235,9 @@ pub async fn handle_post(
             Route::Here { adopt } => adopt,
         },
     };
-    if !header_str(h, "content-type").is_some_and(|c| c.starts_with(protocol::CONTENT_TYPE_JSON)) {
+    if !header_str(h, header::CONTENT_TYPE)
+        .is_some_and(|c| c.starts_with(protocol::CONTENT_TYPE_JSON))
+    {
         return rpc_error(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             &Id::Null,
@@ -527,7 +528,7 @@ fn resolve_session(
     // A genuine id this worker does not hold: its owner restarted (or is gone).
     // Adopt it; upstream sessions are reopened on first use.
     if adopt && st.affinity.owner(sid, scope, principal).is_some() && !st.sessions.is_deleted(sid) {
-        let version = header_str(h, "mcp-protocol-version")
+        let version = header_str(h, MCP_PROTOCOL_VERSION)
             .filter(|v| protocol::is_supported_version(v))
             .unwrap_or(protocol::LATEST_STATEFUL_PROTOCOL_VERSION);
         tracing::info!(session = short(sid), "adopting session");
@@ -836,7 +837,7 @@ pub async fn handle_get(
     // on live. A stream memory lacks is looked for in Redis (a previous owner
     // stored it). An id this session does not know (never sent, or expired)
     // opens a fresh GET stream, as a plain GET would.
-    let asked = header_str(h, "last-event-id").and_then(events::parse_id);
+    let asked = header_str(h, LAST_EVENT_ID).and_then(events::parse_id);
     if let (Some((stream, _)), Some(redis_events)) = (asked, st.sessions.redis_events()) {
         redis_events
             .load_missing(&session.id, &session.events, stream)

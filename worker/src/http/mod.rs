@@ -20,6 +20,29 @@ use axum::Router;
 use http::HeaderValue;
 use std::sync::atomic::Ordering;
 
+/// A POST's headers and body. axum's `HeaderMap` extractor copies the whole
+/// map; this one takes it from the request.
+pub struct Posted {
+    pub headers: http::HeaderMap,
+    pub body: axum::body::Bytes,
+}
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for Posted {
+    type Rejection = axum::extract::rejection::BytesRejection;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let (mut parts, body) = req.into_parts();
+        // The extensions carry the body limit.
+        let mut rest = Request::new(body);
+        *rest.extensions_mut() = std::mem::take(&mut parts.extensions);
+        let body = axum::body::Bytes::from_request(rest, state).await?;
+        Ok(Posted {
+            headers: parts.headers,
+            body,
+        })
+    }
+}
+
 /// Names the worker on every response.
 pub const WORKER_HEADER: &str = "x-fleetgate-worker";
 

@@ -18,7 +18,6 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use http_body_util::{BodyExt, Limited};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -53,7 +52,7 @@ pub struct PubAnswer {
 /// This worker's side of pub/sub: answers it waits for.
 #[derive(Default)]
 pub struct PubSub {
-    pending: Mutex<HashMap<String, oneshot::Sender<PubAnswer>>>,
+    pending: Mutex<foldhash::HashMap<String, oneshot::Sender<PubAnswer>>>,
     subscribed: AtomicBool,
 }
 

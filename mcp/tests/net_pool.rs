@@ -1,0 +1,135 @@
+//! The keep-alive pool under the upstream client (`net`): a connection is
+//! reused once its answer has been read, an answer dropped unread closes its
+//! connection, and a connection the peer closed while idle costs nothing but
+//! a fresh one. The peer is a real HTTP/1.1 server on loopback that counts the
+//! connections it accepts.
+
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+use fleetgate_mcp::net::Client;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// How the server treats a connection after its first answer.
+#[derive(Clone, Copy, PartialEq)]
+enum After {
+    /// Keeps it open and answers whatever comes.
+    KeepAlive,
+    /// Closes it at once (as a server timing out idle keep-alive
+    /// connections does, without saying so).
+    Close,
+    /// Reads the next request and closes it unanswered (the peer gave up on
+    /// the connection just as the request went out).
+    DropNext,
+}
+
+/// Serves `200 ok`; returns its URL and the number of connections accepted
+/// so far.
+async fn server(after: After) -> (String, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/mcp", listener.local_addr().unwrap());
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        loop {
+            let (conn, _) = listener.accept().await.unwrap();
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(serve(conn, after));
+        }
+    });
+    (url, accepted)
+}
+
+async fn serve(mut conn: TcpStream, after: After) {
+    let mut buf = Vec::new();
+    for n in 0.. {
+        // One request: the head, then Content-Length bytes of body.
+        let head_end = loop {
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            let mut chunk = [0u8; 4096];
+            match conn.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+        let len: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .map_or(0, |v| v.trim().parse().unwrap());
+        while buf.len() < head_end + len {
+            let mut chunk = [0u8; 4096];
+            match conn.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+        buf.drain(..head_end + len);
+        if n > 0 && after == After::DropNext {
+            return;
+        }
+        let answer = b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 2\r\n\r\nok";
+        if conn.write_all(answer).await.is_err() {
+            return;
+        }
+        if after == After::Close {
+            return;
+        }
+    }
+}
+
+/// POSTs and reads the whole answer.
+async fn call(client: &Client, url: &str) -> String {
+    let mut resp = client.post(url).body("{}").send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.unwrap() {
+        body.extend_from_slice(&chunk);
+    }
+    String::from_utf8(body).unwrap()
+}
+
+#[tokio::test]
+async fn a_connection_is_reused_once_its_answer_is_read() {
+    let (url, accepted) = server(After::KeepAlive).await;
+    let client = Client::new();
+    for _ in 0..5 {
+        assert_eq!(call(&client, &url).await, "ok");
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn an_answer_dropped_unread_closes_its_connection() {
+    let (url, accepted) = server(After::KeepAlive).await;
+    let client = Client::new();
+    let resp = client.post(&url).body("{}").send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    drop(resp); // two bytes of body never read
+    assert_eq!(call(&client, &url).await, "ok");
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_connection_the_peer_closed_while_idle_is_replaced() {
+    let (url, accepted) = server(After::Close).await;
+    let client = Client::new();
+    for _ in 0..5 {
+        assert_eq!(call(&client, &url).await, "ok");
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 5);
+}
+
+#[tokio::test]
+async fn a_request_the_pooled_connection_loses_is_sent_again_on_a_fresh_one() {
+    let (url, accepted) = server(After::DropNext).await;
+    let client = Client::new();
+    for _ in 0..3 {
+        assert_eq!(call(&client, &url).await, "ok");
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 3);
+}
