@@ -75,6 +75,7 @@ use std::time::Duration;
 
 use http::header::{ACCEPT, CONTENT_TYPE};
 use http::{HeaderMap, HeaderValue, StatusCode};
+use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 use tokio::sync::{mpsc, oneshot};
 
@@ -691,7 +692,7 @@ impl UpstreamClient {
             "capabilities": self.capabilities,
             "clientInfo": self.client_info,
         });
-        let (result, session_header) = inner
+        let (raw, session_header) = inner
             .call(
                 &Id::Number(0),
                 methods::INITIALIZE,
@@ -699,6 +700,7 @@ impl UpstreamClient {
                 &NoopHandler,
             )
             .await?;
+        let result = jsonrpc::value_of(&raw);
         let negotiated = match result.get("protocolVersion").and_then(Value::as_str) {
             Some(v) if STATEFUL_PROTOCOL_VERSIONS.contains(&v) || also_accept == Some(v) => {
                 v.to_owned()
@@ -735,7 +737,8 @@ impl UpstreamClient {
             )
             .await
         {
-            Ok((result, _)) => {
+            Ok((raw, _)) => {
+                let result = jsonrpc::value_of(&raw);
                 let supported: Vec<&str> = result
                     .get("supportedVersions")
                     .and_then(Value::as_array)
@@ -951,19 +954,22 @@ impl UpstreamSession {
         params: Option<Value>,
         handler: &dyn ServerMessageHandler,
     ) -> Result<Value, UpstreamError> {
-        self.request_with(method, params.as_ref(), handler, &RequestOptions::default())
-            .await
+        let result = self
+            .request_with(method, params.as_ref(), handler, &RequestOptions::default())
+            .await?;
+        Ok(jsonrpc::value_of(&result))
     }
 
     /// [`request`](Self::request) with options; the params are borrowed (a
-    /// caller that may send them again keeps them without a copy).
+    /// caller that may send them again keeps them without a copy) and the
+    /// result comes back as the upstream wrote it.
     pub async fn request_with(
         &self,
         method: &str,
         params: Option<&Value>,
         handler: &dyn ServerMessageHandler,
         options: &RequestOptions,
-    ) -> Result<Value, UpstreamError> {
+    ) -> Result<Box<RawValue>, UpstreamError> {
         let timeout = options.timeout.unwrap_or(self.timeout);
         let exchange = async {
             let mut params = params.map(Cow::Borrowed);
@@ -980,12 +986,13 @@ impl UpstreamSession {
                     .call(&id, method, params.as_deref(), handler)
                     .await;
                 guard.armed = false;
-                let (result, _) = outcome?;
-                if !(self.inner.stateless
-                    && options.resolve_input_required
-                    && result.get("resultType").and_then(Value::as_str) == Some("input_required"))
-                {
-                    return Ok(result);
+                let (raw, _) = outcome?;
+                if !(self.inner.stateless && options.resolve_input_required) {
+                    return Ok(raw);
+                }
+                let result = jsonrpc::value_of(&raw);
+                if result.get("resultType").and_then(Value::as_str) != Some("input_required") {
+                    return Ok(raw);
                 }
                 rounds += 1;
                 if rounds > MAX_INPUT_ROUNDS {
@@ -1339,7 +1346,7 @@ impl Inner {
         method: &str,
         params: Option<&Value>,
         handler: &dyn ServerMessageHandler,
-    ) -> Result<(Value, Option<HeaderValue>), UpstreamError> {
+    ) -> Result<(Box<RawValue>, Option<HeaderValue>), UpstreamError> {
         if let Some(legacy) = &self.legacy {
             return self
                 .legacy_call(legacy, id, method, params, handler)
@@ -1397,7 +1404,7 @@ impl Inner {
         method: &str,
         params: Option<&Value>,
         handler: &dyn ServerMessageHandler,
-    ) -> Result<Value, UpstreamError> {
+    ) -> Result<Box<RawValue>, UpstreamError> {
         let token = params
             .and_then(|p| p.get("_meta"))
             .and_then(|m| m.get("progressToken"))
@@ -1471,7 +1478,7 @@ impl Inner {
         }
     }
 
-    fn answer_of(&self, msg: Message, id: &Id) -> Option<Result<Value, UpstreamError>> {
+    fn answer_of(&self, msg: Message, id: &Id) -> Option<Result<Box<RawValue>, UpstreamError>> {
         match msg {
             Message::Response(r) if r.id == *id => Some(Ok(r.result)),
             Message::Error(e) if e.id == *id || e.id.is_null() => Some(Err(UpstreamError::Rpc {
@@ -1482,7 +1489,11 @@ impl Inner {
         }
     }
 
-    async fn read_json_answer(&self, resp: net::Response, id: &Id) -> Result<Value, UpstreamError> {
+    async fn read_json_answer(
+        &self,
+        resp: net::Response,
+        id: &Id,
+    ) -> Result<Box<RawValue>, UpstreamError> {
         if resp
             .content_length()
             .is_some_and(|n| n > self.max_body_bytes as u64)
@@ -1533,7 +1544,7 @@ impl Inner {
         mut resp: net::Response,
         id: &Id,
         handler: &dyn ServerMessageHandler,
-    ) -> Result<Value, UpstreamError> {
+    ) -> Result<Box<RawValue>, UpstreamError> {
         let mut decoder = SseDecoder::with_max_event_size(self.max_event_bytes);
         let mut events = Vec::new();
         let mut resumes = 0u32;
@@ -1620,7 +1631,7 @@ impl Inner {
         ev: SseEvent,
         id: &Id,
         handler: &dyn ServerMessageHandler,
-    ) -> Result<Option<Result<Value, UpstreamError>>, UpstreamError> {
+    ) -> Result<Option<Result<Box<RawValue>, UpstreamError>>, UpstreamError> {
         if !ev.is_message() || ev.data.trim().is_empty() {
             return Ok(None);
         }
@@ -1659,7 +1670,7 @@ impl Inner {
         }
         let rid = request.id.clone();
         let body = match handler.on_request(request).await {
-            Ok(result) => jsonrpc::encode_response(&rid, &result),
+            Ok(result) => jsonrpc::encode_response(&rid, &jsonrpc::raw(&result)),
             Err(error) => jsonrpc::encode_error(&rid, &error),
         };
         match self.post_message(&body, "", None).await {

@@ -35,6 +35,7 @@ use std::fmt;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::ser::{SerializeStruct, Serializer};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 /// The only protocol version this module speaks.
@@ -219,12 +220,40 @@ pub struct Notification {
 }
 
 /// A successful response.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Response {
     /// The id of the request answered; never [`Id::Null`] from the parser.
     pub id: Id,
-    /// Whatever the method returns.
-    pub result: Value,
+    /// Whatever the method returns, as the sender wrote it: a gateway relays
+    /// results without reading them (nor reordering keys or rounding numbers).
+    pub result: Box<RawValue>,
+}
+
+impl PartialEq for Response {
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id && self.result.get() == other.result.get()
+    }
+}
+
+impl Response {
+    /// A response carrying `result` (serialized here).
+    pub fn new(id: Id, result: &Value) -> Response {
+        Response {
+            id,
+            result: raw(result),
+        }
+    }
+}
+
+/// `value` as raw JSON text.
+pub fn raw(value: &Value) -> Box<RawValue> {
+    // Serializing a `Value` cannot fail (string keys only).
+    serde_json::value::to_raw_value(value).unwrap_or_default()
+}
+
+/// Raw JSON text read back as a [`Value`].
+pub fn value_of(raw: &RawValue) -> Value {
+    serde_json::from_str(raw.get()).unwrap_or(Value::Null)
 }
 
 /// An error response.
@@ -363,7 +392,7 @@ impl<'de> Deserialize<'de> for Message {
 
 struct ResponseRef<'a> {
     id: &'a Id,
-    result: &'a Value,
+    result: &'a RawValue,
 }
 
 impl Serialize for ResponseRef<'_> {
@@ -392,7 +421,7 @@ impl Serialize for ErrorResponseRef<'_> {
 }
 
 /// `{"jsonrpc":"2.0","id":…,"result":…}` without cloning anything.
-pub fn encode_response(id: &Id, result: &Value) -> Vec<u8> {
+pub fn encode_response(id: &Id, result: &RawValue) -> Vec<u8> {
     to_vec_infallible(&ResponseRef { id, result })
 }
 
@@ -714,7 +743,7 @@ struct RawObject<'a> {
     id: Option<Loose<'a>>,
     method: Option<Loose<'a>>,
     params: Option<Value>,
-    result: Option<Value>,
+    result: Option<Box<RawValue>>,
     error: Option<Value>,
     duplicate: Option<&'static str>,
 }
@@ -1029,10 +1058,7 @@ mod tests {
         let m = single(r#"{"jsonrpc":"2.0","id":"a","result":null}"#).unwrap();
         assert_eq!(
             m,
-            Message::Response(Response {
-                id: "a".into(),
-                result: Value::Null
-            })
+            Message::Response(Response::new("a".into(), &Value::Null))
         );
         let m = single(
             r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"x","data":[1]}}"#,
@@ -1208,7 +1234,7 @@ mod tests {
 
     #[test]
     fn serialization() {
-        let bytes = encode_response(&Id::Number(3), &json!({"ok":true}));
+        let bytes = encode_response(&Id::Number(3), &raw(&json!({"ok":true})));
         assert_eq!(bytes, br#"{"jsonrpc":"2.0","id":3,"result":{"ok":true}}"#);
         let bytes = encode_error(&Id::Null, &ErrorObject::method_not_found("x/y"));
         assert_eq!(
@@ -1225,6 +1251,19 @@ mod tests {
     }
 
     #[test]
+    fn a_result_keeps_the_senders_bytes() {
+        let text = r#"{"jsonrpc":"2.0","id":7,"result":{"z":1,"a":[{"type":"text","text":"hi"}],"n":12345678901234567890123}}"#;
+        let Ok(Parsed::Single(Message::Response(r))) = parse(text.as_bytes()) else {
+            panic!("not a response");
+        };
+        assert_eq!(
+            r.result.get(),
+            r#"{"z":1,"a":[{"type":"text","text":"hi"}],"n":12345678901234567890123}"#
+        );
+        assert_eq!(encode_response(&r.id, &r.result), text.as_bytes());
+    }
+
+    #[test]
     fn from_value_and_deserialize() {
         let v = json!({"jsonrpc":"2.0","id":"q","method":"ping"});
         let m = from_value(v.clone()).unwrap();
@@ -1232,6 +1271,13 @@ mod tests {
         let m2: Message = serde_json::from_value(v).unwrap();
         assert_eq!(m, m2);
         assert!(serde_json::from_value::<Message>(json!({"id":1})).is_err());
+        // A result read from a `Value` keeps its content.
+        let r =
+            from_value(json!({"jsonrpc":"2.0","id":2,"result":{"b":[1,2.5],"a":null}})).unwrap();
+        assert_eq!(
+            r,
+            Message::Response(Response::new(Id::Number(2), &json!({"a":null,"b":[1,2.5]})))
+        );
         let id: Id = serde_json::from_str("12").unwrap();
         assert_eq!(id, Id::Number(12));
         assert!(serde_json::from_str::<Id>("1.5").is_err());

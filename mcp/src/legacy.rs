@@ -22,6 +22,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use http::HeaderMap;
+use serde_json::value::RawValue;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
@@ -41,7 +42,7 @@ pub const LEGACY_PROTOCOL_VERSION: &str = "2024-11-05";
 pub(crate) enum Delivery {
     Notification(Notification),
     Request(Request),
-    Answer(Result<Value, ErrorObject>),
+    Answer(Result<Box<RawValue>, ErrorObject>),
 }
 
 #[derive(Debug)]
@@ -114,7 +115,7 @@ impl Dispatch {
         st.waiters.clear();
     }
 
-    fn answer(&self, id: &Id, answer: Result<Value, ErrorObject>) -> bool {
+    fn answer(&self, id: &Id, answer: Result<Box<RawValue>, ErrorObject>) -> bool {
         let st = self.lock();
         match st.waiters.get(id) {
             Some(w) => w.tx.send(Delivery::Answer(answer)).is_ok(),
@@ -282,7 +283,7 @@ fn on_event(ev: SseEvent, dispatch: &Dispatch, orphans: &Orphans) {
 /// Answers a server request with no request in flight (default answers).
 fn answer_orphan(request: Request, orphans: &Orphans) {
     let body = match default_answer(&request) {
-        Ok(result) => jsonrpc::encode_response(&request.id, &result),
+        Ok(result) => jsonrpc::encode_response(&request.id, &jsonrpc::raw(&result)),
         Err(error) => jsonrpc::encode_error(&request.id, &error),
     };
     let rb = orphans
@@ -334,9 +335,9 @@ mod tests {
         )
         .unwrap();
         assert!(matches!(rx1.try_recv(), Ok(Delivery::Notification(_))));
-        assert!(d.answer(&Id::Number(1), Ok(Value::Null)));
+        assert!(d.answer(&Id::Number(1), Ok(jsonrpc::raw(&Value::Null))));
         drop(g1);
-        assert!(!d.answer(&Id::Number(1), Ok(Value::Null)));
+        assert!(!d.answer(&Id::Number(1), Ok(jsonrpc::raw(&Value::Null))));
         d.close("gone".into());
         assert!(rx2.recv().await.is_none());
         assert!(d.register(&Id::Number(3), None).is_none());

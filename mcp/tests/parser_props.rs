@@ -90,7 +90,7 @@ fn message() -> impl Strategy<Value = Message> {
         })),
         (method, params())
             .prop_map(|(method, params)| Message::Notification(Notification { method, params })),
-        (id(), json_value()).prop_map(|(id, result)| Message::Response(Response { id, result })),
+        (id(), json_value()).prop_map(|(id, result)| Message::Response(Response::new(id, &result))),
         (
             prop_oneof![id(), Just(Id::Null)],
             any::<i64>(),

@@ -684,6 +684,7 @@ async fn stateless_input_required_is_resolved_through_the_handler() {
         )
         .await
         .unwrap();
+    let r = fleetgate_mcp::jsonrpc::value_of(&r);
     assert_eq!(r["resultType"], "input_required");
 }
 

@@ -556,3 +556,61 @@ async fn a_client_going_away_does_not_cancel_its_call() {
         .await;
     assert_eq!(r["content"][0]["text"], "still here", "{r}");
 }
+
+/// The `result` member of a JSON-RPC answer, as the text that carried it.
+fn raw_result(body: &str) -> String {
+    #[derive(serde::Deserialize)]
+    struct Answer {
+        result: Box<serde_json::value::RawValue>,
+    }
+    match serde_json::from_str::<Answer>(body) {
+        Ok(a) => a.result.get().to_owned(),
+        Err(e) => panic!("{e}: {body}"),
+    }
+}
+
+/// What an upstream answers reaches the client as the upstream wrote it: the
+/// gateway relays a result without reading it, so keys keep their order and
+/// strings their escapes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tool_result_reaches_the_client_as_the_upstream_wrote_it() {
+    let fleet = one_worker();
+    let up = upstream("bytes").await;
+    let gw = register(&fleet, "bytes", &up).await;
+    let http = reqwest::Client::new();
+    let args = json!({"text": "h\u{e9}llo \"x\" \u{1f600}"});
+
+    let mut direct = McpClient::new(up.url());
+    assert_eq!(direct.initialize().await.status, 200);
+    let from_upstream = http
+        .post(up.url())
+        .header("mcp-session-id", direct.session.clone().unwrap())
+        .header("mcp-protocol-version", direct.protocol_version.clone())
+        .header("accept", "application/json, text/event-stream")
+        .json(&json!({"jsonrpc":"2.0","id":1,"method":"tools/call",
+            "params":{"name":"echo","arguments": args}}))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+
+    let name = exposed(&fleet, &gw, "echo").await;
+    let through_gateway = http
+        .post(fleet.url("/rpc"))
+        .json(&json!({"jsonrpc":"2.0","id":2,"method":"tools/call",
+            "params":{"name": name, "arguments": args}}))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(raw_result(&through_gateway), raw_result(&from_upstream));
+    // Not alphabetical: the upstream's own order.
+    assert!(
+        raw_result(&from_upstream).contains(r#"{"type":"text","text""#),
+        "{from_upstream}"
+    );
+}

@@ -7,10 +7,12 @@ use crate::gateway::error::RpcError;
 use crate::gateway::federation::{Federation, UpstreamSet};
 use crate::gateway::registry::{Registry, ScopeIndex, Snapshot};
 use crate::gateway::scope::{Principal, Scope};
+use fleetgate_mcp::jsonrpc::raw;
 use fleetgate_mcp::protocol;
 use fleetgate_mcp::ServerMessageHandler;
 use fleetgate_store::Gateway;
 use http::{HeaderName, HeaderValue};
+use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
 
@@ -62,13 +64,14 @@ pub const METHODS: &[&str] = &[
 ];
 
 /// Dispatches one request. `initialize` is answered here too; creating a
-/// session for it is the transport's business.
+/// session for it is the transport's business. The result is JSON text: what
+/// an upstream answered passes through as it came.
 pub async fn dispatch(
     core: &Core,
     ctx: &Context,
     method: &str,
     params: Option<Value>,
-) -> Result<Value, RpcError> {
+) -> Result<Box<RawValue>, RpcError> {
     if let Err(denied) = crate::auth::authorize_mcp(&ctx.principal.claims, method) {
         return Err(RpcError::Forbidden(denied.to_string()));
     }
@@ -82,9 +85,9 @@ pub async fn dispatch(
         Some(_) => return Err(RpcError::InvalidParams("params must be an object".into())),
     };
     match method {
-        "initialize" => Ok(initialize_result(&snap, &ctx.scope, &params)),
-        "server/discover" => Ok(discover_result(&snap, &ctx.scope)),
-        "ping" => Ok(json!({})),
+        "initialize" => Ok(raw(&initialize_result(&snap, &ctx.scope, &params))),
+        "server/discover" => Ok(raw(&discover_result(&snap, &ctx.scope))),
+        "ping" => Ok(raw(&json!({}))),
         "tools/list" => list(
             &params,
             "tools",
@@ -160,7 +163,7 @@ pub async fn dispatch(
         }
         "logging/setLevel" => {
             str_param(&params, "level", method)?;
-            Ok(json!({}))
+            Ok(raw(&json!({})))
         }
         other => Err(RpcError::MethodNotFound(other.to_owned())),
     }
@@ -229,7 +232,7 @@ async fn forward(
     gateway_id: &str,
     method: &str,
     params: Map<String, Value>,
-) -> Result<Value, RpcError> {
+) -> Result<Box<RawValue>, RpcError> {
     let gw: &Arc<Gateway> = snap
         .gateway(gateway_id)
         .ok_or_else(|| RpcError::Internal(format!("gateway {gateway_id} is gone")))?;
@@ -259,7 +262,7 @@ fn list(
     params: &Map<String, Value>,
     key: &str,
     items: impl Iterator<Item = Value>,
-) -> Result<Value, RpcError> {
+) -> Result<Box<RawValue>, RpcError> {
     let offset = match params.get("cursor") {
         None | Some(Value::Null) => 0,
         Some(Value::String(c)) => c
@@ -275,7 +278,7 @@ fn list(
     if more {
         out.insert("nextCursor".into(), (offset + PAGE_SIZE).to_string().into());
     }
-    Ok(Value::Object(out))
+    Ok(raw(&Value::Object(out)))
 }
 
 fn put_opt(m: &mut Map<String, Value>, k: &str, v: &Option<impl Into<Value> + Clone>) {

@@ -12,6 +12,7 @@
 use fleetgate_mcp::{ServerMessageHandler, UpstreamClient, UpstreamError, UpstreamSession};
 use fleetgate_store::Gateway;
 use http::{HeaderMap, HeaderName, HeaderValue};
+use serde_json::value::RawValue;
 use serde_json::Value;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -145,7 +146,7 @@ impl Federation {
         method: &str,
         params: Option<Value>,
         handler: &dyn ServerMessageHandler,
-    ) -> Result<Value, UpstreamError> {
+    ) -> Result<Box<RawValue>, UpstreamError> {
         let mut retried = false;
         loop {
             let cell = set.cell(key);

@@ -37,6 +37,7 @@ use fleetgate_mcp::protocol::{
 use fleetgate_shared::config::ForwardMode;
 use futures_util::stream;
 use futures_util::FutureExt;
+use serde_json::value::RawValue;
 use serde_json::Value;
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -289,7 +290,7 @@ pub async fn handle_post(
         Message::Notification(_) => StatusCode::ACCEPTED.into_response(),
         Message::Response(r) => {
             if let Some(s) = &session {
-                s.answer(&r.id, Ok(r.result));
+                s.answer(&r.id, Ok(jsonrpc::value_of(&r.result)));
             }
             StatusCode::ACCEPTED.into_response()
         }
@@ -726,7 +727,7 @@ async fn run_request(
     }
 }
 
-fn answer_bytes(id: &Id, res: Result<Value, RpcError>) -> Vec<u8> {
+fn answer_bytes(id: &Id, res: Result<Box<RawValue>, RpcError>) -> Vec<u8> {
     match res {
         Ok(v) => jsonrpc::encode_response(id, &v),
         Err(e) => jsonrpc::encode_error(id, &e.to_error_object()),
@@ -789,7 +790,7 @@ async fn handle_batch(
                 out.push(serde_json::from_slice(&answer_bytes(&r.id, res)).unwrap_or_default());
             }
             Ok(Message::Response(r)) => {
-                session.answer(&r.id, Ok(r.result));
+                session.answer(&r.id, Ok(jsonrpc::value_of(&r.result)));
             }
             Ok(Message::Error(e)) => {
                 session.answer(&e.id, Err(e.error));

@@ -16,6 +16,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 use fleetgate_mcp::jsonrpc::{self, ErrorObject, Id, Message};
+use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
 
@@ -73,7 +74,7 @@ async fn run(
     st: &AppState,
     who: Principal,
     req: fleetgate_mcp::Request,
-) -> Result<Value, RpcError> {
+) -> Result<Box<RawValue>, RpcError> {
     let mut params = match req.params {
         None => Map::new(),
         Some(Value::Object(m)) => m,

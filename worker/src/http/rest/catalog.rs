@@ -281,7 +281,8 @@ async fn call(st: &AppState, method: &str, params: Value) -> ApiResult<Value> {
         }),
         passthrough: Vec::new(),
     };
-    Ok(dispatch(&st.core, &ctx, method, Some(params)).await?)
+    let result = dispatch(&st.core, &ctx, method, Some(params)).await?;
+    Ok(fleetgate_mcp::jsonrpc::value_of(&result))
 }
 
 /// A disabled item is not served (the dispatcher only knows enabled ones).
