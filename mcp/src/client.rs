@@ -1670,7 +1670,7 @@ impl Inner {
         }
         let rid = request.id.clone();
         let body = match handler.on_request(request).await {
-            Ok(result) => jsonrpc::encode_response(&rid, &jsonrpc::raw(&result)),
+            Ok(result) => jsonrpc::encode_response(&rid, &result),
             Err(error) => jsonrpc::encode_error(&rid, &error),
         };
         match self.post_message(&body, "", None).await {

@@ -390,12 +390,12 @@ impl<'de> Deserialize<'de> for Message {
     }
 }
 
-struct ResponseRef<'a> {
+struct ResponseRef<'a, R: ?Sized> {
     id: &'a Id,
-    result: &'a RawValue,
+    result: &'a R,
 }
 
-impl Serialize for ResponseRef<'_> {
+impl<R: Serialize + ?Sized> Serialize for ResponseRef<'_, R> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut st = s.serialize_struct("Response", 3)?;
         st.serialize_field("jsonrpc", JSONRPC_VERSION)?;
@@ -421,7 +421,8 @@ impl Serialize for ErrorResponseRef<'_> {
 }
 
 /// `{"jsonrpc":"2.0","id":…,"result":…}` without cloning anything.
-pub fn encode_response(id: &Id, result: &RawValue) -> Vec<u8> {
+/// `result` is relayed JSON text ([`RawValue`]) or a [`Value`] made here.
+pub fn encode_response<R: Serialize + ?Sized>(id: &Id, result: &R) -> Vec<u8> {
     to_vec_infallible(&ResponseRef { id, result })
 }
 

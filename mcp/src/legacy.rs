@@ -283,7 +283,7 @@ fn on_event(ev: SseEvent, dispatch: &Dispatch, orphans: &Orphans) {
 /// Answers a server request with no request in flight (default answers).
 fn answer_orphan(request: Request, orphans: &Orphans) {
     let body = match default_answer(&request) {
-        Ok(result) => jsonrpc::encode_response(&request.id, &jsonrpc::raw(&result)),
+        Ok(result) => jsonrpc::encode_response(&request.id, &result),
         Err(error) => jsonrpc::encode_error(&request.id, &error),
     };
     let rb = orphans

@@ -42,6 +42,18 @@ async fn server(after: After) -> (String, Arc<AtomicUsize>) {
     (url, accepted)
 }
 
+/// Reads more of the connection into `buf`; `false` once it has ended.
+async fn fill(conn: &mut TcpStream, buf: &mut Vec<u8>) -> bool {
+    let mut chunk = [0u8; 4096];
+    match conn.read(&mut chunk).await {
+        Ok(0) | Err(_) => false,
+        Ok(n) => {
+            buf.extend_from_slice(&chunk[..n]);
+            true
+        }
+    }
+}
+
 async fn serve(mut conn: TcpStream, after: After) {
     let mut buf = Vec::new();
     for n in 0.. {
@@ -50,10 +62,8 @@ async fn serve(mut conn: TcpStream, after: After) {
             if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
                 break i + 4;
             }
-            let mut chunk = [0u8; 4096];
-            match conn.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            if !fill(&mut conn, &mut buf).await {
+                return;
             }
         };
         let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
@@ -62,10 +72,8 @@ async fn serve(mut conn: TcpStream, after: After) {
             .find_map(|l| l.strip_prefix("content-length:"))
             .map_or(0, |v| v.trim().parse().unwrap());
         while buf.len() < head_end + len {
-            let mut chunk = [0u8; 4096];
-            match conn.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            if !fill(&mut conn, &mut buf).await {
+                return;
             }
         }
         buf.drain(..head_end + len);
@@ -93,14 +101,20 @@ async fn call(client: &Client, url: &str) -> String {
     String::from_utf8(body).unwrap()
 }
 
-#[tokio::test]
-async fn a_connection_is_reused_once_its_answer_is_read() {
-    let (url, accepted) = server(After::KeepAlive).await;
+/// Makes `calls` calls one after another on one client (each must be
+/// answered) and returns how many connections the server accepted.
+async fn connections_for(after: After, calls: usize) -> usize {
+    let (url, accepted) = server(after).await;
     let client = Client::new();
-    for _ in 0..5 {
+    for _ in 0..calls {
         assert_eq!(call(&client, &url).await, "ok");
     }
-    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    accepted.load(Ordering::SeqCst)
+}
+
+#[tokio::test]
+async fn a_connection_is_reused_once_its_answer_is_read() {
+    assert_eq!(connections_for(After::KeepAlive, 5).await, 1);
 }
 
 #[tokio::test]
@@ -116,20 +130,10 @@ async fn an_answer_dropped_unread_closes_its_connection() {
 
 #[tokio::test]
 async fn a_connection_the_peer_closed_while_idle_is_replaced() {
-    let (url, accepted) = server(After::Close).await;
-    let client = Client::new();
-    for _ in 0..5 {
-        assert_eq!(call(&client, &url).await, "ok");
-    }
-    assert_eq!(accepted.load(Ordering::SeqCst), 5);
+    assert_eq!(connections_for(After::Close, 5).await, 5);
 }
 
 #[tokio::test]
 async fn a_request_the_pooled_connection_loses_is_sent_again_on_a_fresh_one() {
-    let (url, accepted) = server(After::DropNext).await;
-    let client = Client::new();
-    for _ in 0..3 {
-        assert_eq!(call(&client, &url).await, "ok");
-    }
-    assert_eq!(accepted.load(Ordering::SeqCst), 3);
+    assert_eq!(connections_for(After::DropNext, 3).await, 3);
 }

@@ -126,12 +126,12 @@ pub async fn forward_to(
         Target::Unix(slot) => {
             let path = aff.socket_path(slot).ok_or(OwnerUnreachable)?;
             let key = format!("unix:{slot}");
-            let open = || async { connect(&path).await.map(Io::Unix) };
+            let open = || async { handshake(connect(&path).await?).await };
             exchange(st, &key, open, method, env_hex, sig, body).await?
         }
         Target::Http(addr) => {
             let key = format!("tcp:{addr}");
-            let open = || async { connect_tcp(addr).await.map(Io::Tcp) };
+            let open = || async { handshake(connect_tcp(addr).await?).await };
             exchange(st, &key, open, method, env_hex, sig, body).await?
         }
         Target::PubSub(owner) => {
@@ -208,21 +208,15 @@ enum Sent {
     TimedOut,
 }
 
-/// A connection to another worker's internal listener.
-enum Io {
-    Unix(UnixStream),
-    Tcp(TcpStream),
-}
-
 /// Idle keep-alive connections kept per owner (more are closed after use).
 pub const MAX_IDLE_PER_OWNER: usize = 64;
 
-async fn handshake(io: Io) -> Option<net::Sender> {
-    let sender = match io {
-        Io::Unix(s) => net::handshake(TokioIo::new(s)).await,
-        Io::Tcp(s) => net::handshake(TokioIo::new(s)).await,
-    };
-    sender.ok()
+/// HTTP/1.1 on a fresh connection to another worker's internal listener.
+async fn handshake<T>(io: T) -> Option<net::Sender>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    net::handshake(TokioIo::new(io)).await.ok()
 }
 
 /// One HTTP/1.1 exchange with the owner's internal router, on a pooled
@@ -239,7 +233,7 @@ async fn exchange<F, Fut>(
 ) -> Result<Sent, OwnerUnreachable>
 where
     F: FnOnce() -> Fut,
-    Fut: Future<Output = Option<Io>>,
+    Fut: Future<Output = Option<net::Sender>>,
 {
     let env_hex = HeaderValue::try_from(env_hex).map_err(|_| OwnerUnreachable)?;
     let sig = HeaderValue::try_from(sig).map_err(|_| OwnerUnreachable)?;
@@ -253,11 +247,7 @@ where
         h.insert(SIGNATURE_HEADER, sig.clone());
         req
     };
-    let open = || async {
-        handshake(open().await.ok_or(OwnerUnreachable)?)
-            .await
-            .ok_or(OwnerUnreachable)
-    };
+    let open = || async { open().await.ok_or(OwnerUnreachable) };
     let pool = &st.owner_connections;
     let timeout = st.affinity.forward_timeout;
     let (resp, sender) =
@@ -271,8 +261,8 @@ where
             Err(_) => return Ok(Sent::TimedOut),
         };
     let status = resp.status();
-    let keep = |n: &str| resp.headers().get(n).cloned();
-    let (session, worker) = (keep("mcp-session-id"), keep(WORKER_HEADER));
+    let session = resp.headers().get(protocol::MCP_SESSION_ID).cloned();
+    let worker = resp.headers().get(WORKER_HEADER).cloned();
     let content_type = resp
         .headers()
         .get(header::CONTENT_TYPE)
