@@ -4,13 +4,17 @@
 # swings by 2x. Use it to judge a change to the hot path; use scripts/bench.sh
 # for throughput and latency.
 #
-#   scripts/bench-instructions.sh            # tools/call on /servers/{id}/mcp and /rpc
+#   scripts/bench-instructions.sh            # tools/call: /servers/{id}/mcp, forwarded, /rpc
 #   BENCH_SECS=5 scripts/bench-instructions.sh
 #
-# One fleet (WORKERS=1, WORKER_THREADS=1, embedded defaults) runs under
-# `valgrind --tool=callgrind --trace-children=yes`; after a warm-up, the
-# worker's counters are zeroed, fleetgate-load drives BENCH_SECS (10) seconds of
-# tools/call with 4 connections, and the counters are dumped. Needs valgrind.
+# One fleet (WORKERS=2, WORKER_THREADS=1, embedded defaults: forwards over Unix
+# sockets) runs under `valgrind --tool=callgrind --trace-children=yes`; after a
+# warm-up, both workers' counters are zeroed, fleetgate-load drives BENCH_SECS
+# (10) seconds of tools/call with 4 connections, and the counters are dumped.
+# A row is the two workers' instructions together per request: for the
+# forwarded row that is the non-owner's forward plus the owner's work, so
+# "forwarded - session" is what a forward costs. BENCH_ANNOTATE=1 also prints
+# each row's top functions (callgrind_annotate, inclusive). Needs valgrind.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v valgrind >/dev/null && command -v callgrind_control >/dev/null \
@@ -36,7 +40,7 @@ cleanup() {
   sleep 2
   for p in $vg "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
   for p in $vg; do rm -f /tmp/vgdb-pipe-*-"$p"-by-* 2>/dev/null || true; done
-  rm -rf "$WORK"
+  [ -n "${BENCH_KEEP:-}" ] && echo "kept: $WORK" >&2 || rm -rf "$WORK"
 }
 trap cleanup EXIT
 die() { echo "bench-instructions: $*" >&2; exit 1; }
@@ -51,7 +55,7 @@ TOKEN=$("$BIN" token --username bench@example.com --exp 60 --admin 2>/dev/null)
 AUTH="Authorization: Bearer $TOKEN"
 PORT=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
 ADDR=127.0.0.1:$PORT
-(cd "$WORK" && exec env WORKERS=1 WORKER_THREADS=1 HOST=127.0.0.1 PORT="$PORT" WORKER_TIMEOUT=600 \
+(cd "$WORK" && exec env WORKERS=2 WORKER_THREADS=1 REUSE_PORT=true HOST=127.0.0.1 PORT="$PORT" WORKER_TIMEOUT=600 \
   DATABASE_URL="sqlite:$WORK/bench.db" \
   valgrind --tool=callgrind --trace-children=yes --callgrind-out-file="$WORK/cg.%p" "$BIN" \
   >"$WORK/fleet.log" 2>&1) &
@@ -68,32 +72,39 @@ SID=$(curl -fs -X POST "http://$ADDR/servers" -H "$AUTH" -H 'content-type: appli
   | python3 -c 'import json,sys;print(json.load(sys.stdin)["id"])') || die "creating the virtual server failed"
 sleep 2 # the worker polls the registry
 
-# The one worker (valgrind's wrapper sits between the shell and the supervisor).
-WORKER=$(for p in $(ours); do
-  tr '\0' ' ' <"/proc/$p/cmdline" | grep -q "fleetgate worker" && echo "$p"; done | head -1)
-[ -n "$WORKER" ] || die "no worker process found under callgrind"
-# measure LABEL ARGS...: instructions per request for one fleetgate-load run.
+# The two workers (valgrind's wrapper sits between the shell and the supervisor).
+WORKERS=$(for p in $(ours); do
+  tr '\0' ' ' <"/proc/$p/cmdline" | grep -q "fleetgate worker" && echo "$p"; done)
+[ "$(echo "$WORKERS" | wc -w)" = 2 ] || die "expected two worker processes under callgrind, found: $WORKERS"
+# measure LABEL ARGS...: the workers' instructions per request for one fleetgate-load run.
 measure() {
   local label=$1; shift
+  local w dumps=()
   "$LOAD" "$@" -c 4 -d 2 >/dev/null # warm-up
   # HOST as the fleet has it: valgrind names its control pipe after it.
-  HOST=127.0.0.1 callgrind_control -z "$WORKER" >/dev/null 2>&1
+  for w in $WORKERS; do HOST=127.0.0.1 callgrind_control -z "$w" >/dev/null 2>&1; done
   "$LOAD" "$@" -c 4 -d "$SECS" >"$WORK/load.json"
-  HOST=127.0.0.1 callgrind_control -d "$WORKER" >/dev/null 2>&1
+  for w in $WORKERS; do HOST=127.0.0.1 callgrind_control -d "$w" >/dev/null 2>&1; done
   sleep 1
-  local dump
-  dump=$(ls -t "$WORK"/cg."$WORKER"* | head -1)
-  python3 - "$label" "$dump" "$WORK/load.json" <<'PY'
+  for w in $WORKERS; do dumps+=("$(ls -t "$WORK"/cg."$w"* | head -1)"); done
+  python3 - "$label" "$WORK/load.json" "${dumps[@]}" <<'PY'
 import json, re, sys
-label, dump, load = sys.argv[1:]
-text = open(dump).read()
-m = re.search(r"^(?:summary|totals):\s*(\d+)", text, re.M)
+label, load, dumps = sys.argv[1], sys.argv[2], sys.argv[3:]
+total = 0
+for d in dumps:
+    m = re.search(r"^(?:summary|totals):\s*(\d+)", open(d).read(), re.M)
+    total += int(m.group(1))
 n = json.load(open(load))["requests"]
-print(f"| {label:<28} | {n:>8} | {int(m.group(1)) / n:>12.0f} |")
+print(f"| {label:<28} | {n:>8} | {total / n:>12.0f} |")
 PY
+  if [ -n "${BENCH_ANNOTATE:-}" ]; then
+    for d in "${dumps[@]}"; do
+      { callgrind_annotate --inclusive=yes "$d" 2>/dev/null || true; } | head -70 | cut -c1-220 >&2 || true
+    done
+  fi
 }
 
-echo "## instructions per tools/call, one worker under callgrind (${SECS}s, 4 connections)"
+echo "## instructions per tools/call, two workers under callgrind (${SECS}s, 4 connections)"
 echo
 echo "| path                         | requests | instr/request |"
 echo "|------------------------------|----------|---------------|"
@@ -101,4 +112,6 @@ CALL='{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arg
 RPC_CALL='{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"up-echo","arguments":{"text":"hi"}}}'
 measure "/servers/{id}/mcp (session)" --url "http://$ADDR/servers/$SID/mcp" --post "$CALL" \
   --mcp-session -H 'mcp-protocol-version: 2025-06-18' -H "$AUTH"
+measure "  100% forwarded (unix)" --url "http://$ADDR/servers/$SID/mcp" --post "$CALL" \
+  --mcp-session --forwarded -H 'mcp-protocol-version: 2025-06-18' -H "$AUTH"
 measure "/rpc" --url "http://$ADDR/rpc" --post "$RPC_CALL" -H "$AUTH"

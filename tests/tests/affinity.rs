@@ -235,28 +235,28 @@ async fn forged_or_foreign_session_ids_are_unknown() {
 async fn forwarding_is_authenticated_not_trusted() {
     let (fleet, _up, _sid) = fleet_with_upstream("2").await;
     // Not on the public port at all, whatever headers say.
+    let forged = "{\"method\":\"POST\"}\n{}";
     let r = reqwest::Client::new()
         .post(fleet.url("/__fleetgate/forward"))
         .header("x-forwarded-internally", "true")
-        .header("x-fleetgate-envelope", "7b7d")
         .header("x-fleetgate-signature", "00")
-        .body("{}")
+        .body(forged)
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 404);
-    // On a worker's own socket, an envelope with a forged signature is refused.
+    // On a worker's own socket, a sealed forward with a forged signature is refused.
     let sock = std::env::temp_dir()
         .join(format!("fleetgate-{}", fleet.pid))
         .join("worker-0.sock");
     let answer = tokio::task::spawn_blocking(move || {
         use std::io::{Read, Write};
         let mut s = std::os::unix::net::UnixStream::connect(&sock).unwrap();
-        let env = "7b226d6574686f64223a22504f5354227d"; // {"method":"POST"}
         write!(
             s,
-            "POST /__fleetgate/forward HTTP/1.1\r\nhost: x\r\nx-fleetgate-envelope: {env}\r\nx-fleetgate-signature: {}\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{{}}",
-            "ab".repeat(32)
+            "POST /__fleetgate/forward HTTP/1.1\r\nhost: x\r\nx-fleetgate-signature: {}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{forged}",
+            "ab".repeat(32),
+            forged.len()
         )
         .unwrap();
         let mut out = String::new();

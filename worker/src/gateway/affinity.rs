@@ -8,33 +8,39 @@
 //! a crash can verify and adopt the session (opening new upstream sessions
 //! transparently) instead of answering "Session not found".
 //!
-//! A forwarded request carries an [`Envelope`] (principal, scope, headers,
-//! deadline, request id) signed over the envelope and the body's SHA-256: the
-//! owner trusts the envelope because of the signature, never because of a header
-//! or the socket it arrived on.
+//! A forwarded request travels sealed: the [`Envelope`]'s JSON (method,
+//! principal, scope, headers, deadline, request id), a newline, then the client's
+//! body, under one HMAC-SHA256 over all of it. The owner trusts the envelope
+//! because of the signature, never because of a header or the socket it arrived
+//! on. Nothing is hex-encoded on the way: compact JSON holds no raw newline, so
+//! the first one ends the envelope, and the body after it is the client's bytes.
 
 use crate::auth::Claims;
 use crate::gateway::scope::{Principal, Scope};
+use bytes::Bytes;
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 type HmacSha256 = Hmac<Sha256>;
 
-/// Header carrying the hex-encoded envelope.
-pub const ENVELOPE_HEADER: &str = "x-fleetgate-envelope";
-/// Header carrying the envelope's signature.
+/// Header carrying a sealed forward's signature (its body is the sealed bytes).
 pub const SIGNATURE_HEADER: &str = "x-fleetgate-signature";
 /// The internal route forwarded requests arrive on.
 pub const FORWARD_PATH: &str = "/__fleetgate/forward";
 
 pub struct Affinity {
     pub slot: u32,
-    key: Vec<u8>,
+    /// The fleet secret, already keyed into HMAC's state (cloned per use).
+    keyed: HmacSha256,
     pub socket_dir: Option<PathBuf>,
     pub forward_timeout: Duration,
+    /// Forward request ids: this process's random prefix and a counter.
+    id_prefix: String,
+    id_counter: AtomicU64,
 }
 
 /// What a forwarded request carries besides its body.
@@ -83,19 +89,21 @@ impl Affinity {
         socket_dir: Option<PathBuf>,
         forward_timeout: Duration,
     ) -> Affinity {
+        // HMAC accepts keys of any length.
+        let keyed = HmacSha256::new_from_slice(secret.as_bytes())
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
         Affinity {
             slot,
-            key: secret.as_bytes().to_vec(),
+            keyed,
             socket_dir,
             forward_timeout,
+            id_prefix: uuid::Uuid::new_v4().simple().to_string()[..16].to_owned(),
+            id_counter: AtomicU64::new(0),
         }
     }
 
     fn mac(&self, parts: &[&[u8]]) -> HmacSha256 {
-        let mut m = HmacSha256::new_from_slice(&self.key).unwrap_or_else(|_| {
-            // HMAC accepts keys of any length; this cannot happen.
-            HmacSha256::new_from_slice(b"fleetgate").expect("static key")
-        });
+        let mut m = self.keyed.clone();
         for p in parts {
             m.update(&(p.len() as u64).to_be_bytes());
             m.update(p);
@@ -136,37 +144,42 @@ impl Affinity {
         constant_time_eq(expected.as_bytes(), mac.as_bytes()).then_some(slot)
     }
 
-    /// The signature of a forwarded request.
-    pub fn sign(&self, envelope_hex: &str, body: &[u8]) -> String {
-        let digest = Sha256::digest(body);
-        let m = self.mac(&[b"forward", envelope_hex.as_bytes(), &digest]);
-        hex(&m.finalize().into_bytes())
+    /// A forward's request id, unique in the fleet: a random prefix per
+    /// process and a counter (no entropy drawn per request).
+    pub fn next_request_id(&self) -> String {
+        let n = self.id_counter.fetch_add(1, Ordering::Relaxed);
+        format!("{}-{n}", self.id_prefix)
     }
 
-    /// Encodes and signs an envelope: (envelope header, signature header).
-    pub fn seal(&self, env: &Envelope, body: &[u8]) -> (String, String) {
-        let env_hex = hex(&serde_json::to_vec(env).unwrap_or_default());
-        let sig = self.sign(&env_hex, body);
-        (env_hex, sig)
+    /// The signature of a sealed forward.
+    fn sign(&self, sealed: &[u8]) -> String {
+        hex(&self.mac(&[b"forward", sealed]).finalize().into_bytes())
     }
 
-    /// Verifies and decodes a forwarded request's envelope.
-    pub fn open(
-        &self,
-        envelope_hex: &str,
-        signature: &str,
-        body: &[u8],
-    ) -> Result<Envelope, &'static str> {
-        let expected = self.sign(envelope_hex, body);
+    /// Seals a forwarded request: (the bytes that travel, their signature).
+    pub fn seal(&self, env: &Envelope, body: &[u8]) -> (Bytes, String) {
+        let mut sealed = Vec::with_capacity(512 + body.len());
+        // Serializing a plain struct into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut sealed, env);
+        sealed.push(b'\n');
+        sealed.extend_from_slice(body);
+        let sig = self.sign(&sealed);
+        (Bytes::from(sealed), sig)
+    }
+
+    /// Verifies a sealed forward: its envelope and the client's body (a view
+    /// of `sealed`, not a copy).
+    pub fn open(&self, sealed: &Bytes, signature: &str) -> Result<(Envelope, Bytes), &'static str> {
+        let expected = self.sign(sealed);
         if !constant_time_eq(expected.as_bytes(), signature.as_bytes()) {
             return Err("bad signature");
         }
-        let raw = unhex(envelope_hex).ok_or("bad envelope encoding")?;
-        let env: Envelope = serde_json::from_slice(&raw).map_err(|_| "bad envelope")?;
+        let end = memchr::memchr(b'\n', sealed).ok_or("bad envelope framing")?;
+        let env: Envelope = serde_json::from_slice(&sealed[..end]).map_err(|_| "bad envelope")?;
         if env.expired() {
             return Err("deadline passed");
         }
-        Ok(env)
+        Ok((env, sealed.slice(end + 1..)))
     }
 
     pub fn socket_path(&self, slot: u32) -> Option<PathBuf> {
@@ -275,37 +288,52 @@ mod tests {
             method: "POST".into(),
             scope: Some("a".into()),
             claims: Claims {
-                sub: "alice".into(),
+                sub: "alice\nbob".into(), // a newline inside stays escaped
                 ..Claims::anonymous()
             },
             headers: vec![("mcp-session-id".into(), "x".into())],
             deadline_ms: now_ms() + 10_000,
             request_id: "r1".into(),
         };
-        let (e, s) = aff(0).seal(&env, b"body");
-        assert_eq!(aff(1).open(&e, &s, b"body").unwrap(), env);
-        assert_eq!(aff(1).open(&e, &s, b"other body"), Err("bad signature"));
+        let (sealed, s) = aff(0).seal(&env, b"line one\nline two");
+        let (opened, body) = aff(1).open(&sealed, &s).unwrap();
+        assert_eq!(opened, env);
+        assert_eq!(
+            &body[..],
+            b"line one\nline two",
+            "the body travels as it is"
+        );
+        let mut tampered = sealed.to_vec();
+        *tampered.last_mut().unwrap() ^= 1;
+        assert_eq!(
+            aff(1).open(&Bytes::from(tampered), &s),
+            Err("bad signature"),
+            "the body is covered"
+        );
         let admin = Claims {
             is_admin: true,
             ..env.claims.clone()
         };
-        let (e2, _) = aff(0).seal(
+        let (escalated, _) = aff(0).seal(
             &Envelope {
                 claims: admin,
                 ..env.clone()
             },
-            b"body",
+            b"line one\nline two",
         );
         assert_eq!(
-            aff(1).open(&e2, &s, b"body"),
+            aff(1).open(&escalated, &s),
             Err("bad signature"),
             "no privilege escalation"
         );
+        let wrong_key = Affinity::new(0, "another-secret-entirely", None, Duration::from_secs(1));
+        let (foreign, fs) = wrong_key.seal(&env, b"");
+        assert_eq!(aff(1).open(&foreign, &fs), Err("bad signature"));
         let stale = Envelope {
             deadline_ms: 1,
             ..env
         };
-        let (e3, s3) = aff(0).seal(&stale, b"");
-        assert_eq!(aff(1).open(&e3, &s3, b""), Err("deadline passed"));
+        let (sealed3, s3) = aff(0).seal(&stale, b"");
+        assert_eq!(aff(1).open(&sealed3, &s3), Err("deadline passed"));
     }
 }

@@ -31,13 +31,16 @@ pub struct ClientAnswer {
 
 const EXCERPT: usize = 200;
 
-/// `id` is the forwarded request's id; `None` for a notification or response.
-pub fn relay(answer: OwnerAnswer, id: Option<&Id>) -> ClientAnswer {
+/// `request` is the forwarded request's body: its id (none for a notification
+/// or a response) is read from it only when the answer needs one, which a
+/// relayed success never does.
+pub fn relay(answer: OwnerAnswer, request: &[u8]) -> ClientAnswer {
+    let id = || request_id(request);
     let (status, content_type, body) = match answer {
         OwnerAnswer::TimedOut { after_ms } => {
             return error(
                 504,
-                id,
+                id().as_ref(),
                 ErrorObject::upstream_unavailable(format!(
                     "Forwarded request timed out after {after_ms} ms waiting for the session owner"
                 ))
@@ -55,23 +58,16 @@ pub fn relay(answer: OwnerAnswer, id: Option<&Id>) -> ClientAnswer {
         content_type: content_type.clone(),
         body: body.clone(),
     };
-    let parsed: Option<Value> = serde_json::from_slice(&body).ok();
     if (200..300).contains(&status) {
-        if content_type.starts_with("text/event-stream") {
+        if content_type.starts_with("text/event-stream") || is_jsonrpc_answer(&body) {
             return pass();
         }
-        let Some(id) = id else {
+        let Some(id) = id() else {
             return pass(); // a notification's 202
         };
-        let is_response = parsed.as_ref().is_some_and(|v| {
-            v.get("jsonrpc").is_some() && (v.get("result").is_some() ^ v.get("error").is_some())
-        }) || parsed.as_ref().is_some_and(Value::is_array);
-        if is_response {
-            return pass();
-        }
         return error(
             502,
-            Some(id),
+            Some(&id),
             ErrorObject::internal_error(format!(
                 "Forwarded request got an invalid answer (HTTP {status}): {}",
                 excerpt(&body)
@@ -79,6 +75,9 @@ pub fn relay(answer: OwnerAnswer, id: Option<&Id>) -> ClientAnswer {
             .with_data(json!({ "httpStatus": status })),
         );
     }
+    let parsed: Option<Value> = serde_json::from_slice(&body).ok();
+    let id = id();
+    let id = id.as_ref();
     // Non-2xx: never a success.
     if let Some(err) = parsed
         .as_ref()
@@ -102,6 +101,38 @@ pub fn relay(answer: OwnerAnswer, id: Option<&Id>) -> ClientAnswer {
         id,
         ErrorObject::new(code_for(status), message).with_data(json!({ "httpStatus": status })),
     )
+}
+
+/// The id of the request a forward carried, if it is a request.
+fn request_id(body: &[u8]) -> Option<Id> {
+    match jsonrpc::parse_message(body).ok()? {
+        jsonrpc::Message::Request(r) => Some(r.id),
+        _ => None,
+    }
+}
+
+/// Whether `body` is a JSON-RPC answer: one response (`jsonrpc` and exactly one
+/// of `result` and `error`) or a batch's array. Read shallowly: the result
+/// itself is skipped, not built.
+fn is_jsonrpc_answer(body: &[u8]) -> bool {
+    use serde::de::IgnoredAny;
+    fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+        serde::Deserialize::deserialize(d).map(|IgnoredAny| true)
+    }
+    #[derive(serde::Deserialize)]
+    struct Shape {
+        #[serde(default, deserialize_with = "present")]
+        jsonrpc: bool,
+        #[serde(default, deserialize_with = "present")]
+        result: bool,
+        #[serde(default, deserialize_with = "present")]
+        error: bool,
+    }
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    if first == Some(&b'[') {
+        return serde_json::from_slice::<IgnoredAny>(body).is_ok();
+    }
+    serde_json::from_slice::<Shape>(body).is_ok_and(|s| s.jsonrpc && (s.result ^ s.error))
 }
 
 /// The JSON-RPC code for an owner's HTTP status.
@@ -152,8 +183,11 @@ mod tests {
                     body: Bytes::from(owner["body"].as_str().unwrap().to_owned()),
                 }
             };
-            let notification = case["request_is_notification"] == true;
-            let got = relay(answer, (!notification).then_some(&id));
+            let request = match case["request_is_notification"] == true {
+                true => json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+                false => json!({"jsonrpc": "2.0", "id": id, "method": "tools/list"}),
+            };
+            let got = relay(answer, request.to_string().as_bytes());
             let want = &case["client"];
             assert_eq!(
                 got.status as u64,

@@ -5,9 +5,7 @@
 //! in-process and its answer comes back through [`relay`] (SSE streams pass
 //! straight through).
 
-use crate::gateway::affinity::{
-    now_ms, unhex, Envelope, ENVELOPE_HEADER, FORWARD_PATH, SIGNATURE_HEADER,
-};
+use crate::gateway::affinity::{now_ms, Envelope, FORWARD_PATH, SIGNATURE_HEADER};
 use crate::gateway::relay::{relay, OwnerAnswer};
 use crate::gateway::scope::{Principal, Scope};
 use crate::http::mcp::{self, detail};
@@ -21,7 +19,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use axum::Router;
 use fleetgate_mcp::net;
-use fleetgate_mcp::{jsonrpc, protocol};
+use fleetgate_mcp::protocol;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::rt::TokioIo;
 use std::future::Future;
@@ -115,38 +113,31 @@ pub async fn forward_to(
         claims: (*principal.claims).clone(),
         headers,
         deadline_ms: now_ms() + aff.forward_timeout.as_millis() as u64,
-        request_id: uuid::Uuid::new_v4().simple().to_string(),
+        request_id: aff.next_request_id(),
     };
-    let (env_hex, sig) = aff.seal(&env, &body);
-    let id = jsonrpc::parse_message(&body).ok().and_then(|m| match m {
-        jsonrpc::Message::Request(r) => Some(r.id),
-        _ => None,
-    });
+    let (sealed, sig) = aff.seal(&env, &body);
     let sent = match target {
         Target::Unix(slot) => {
             let path = aff.socket_path(slot).ok_or(OwnerUnreachable)?;
             let key = format!("unix:{slot}");
             let open = || async { handshake(connect(&path).await?).await };
-            exchange(st, &key, open, method, env_hex, sig, body).await?
+            exchange(st, &key, open, sealed, sig).await?
         }
         Target::Http(addr) => {
             let key = format!("tcp:{addr}");
             let open = || async { handshake(connect_tcp(addr).await?).await };
-            exchange(st, &key, open, method, env_hex, sig, body).await?
+            exchange(st, &key, open, sealed, sig).await?
         }
         Target::PubSub(owner) => {
             let (Some(redis), Some(ps)) = (&st.redis, &st.pubsub) else {
                 return Err(ForwardError::RedisDown);
             };
             let timeout = aff.forward_timeout;
-            match ps
-                .request(redis, owner, &method, (env_hex, sig), &body, timeout)
-                .await
-            {
-                Ok(Some(a)) => Sent::Answer {
+            match ps.request(redis, owner, &sealed, &sig, timeout).await {
+                Ok(Some((a, body))) => Sent::Answer {
                     status: a.status,
                     content_type: a.content_type,
-                    body: Bytes::from(unhex(&a.body).unwrap_or_default()),
+                    body,
                     session: a.session.and_then(|v| HeaderValue::from_str(&v).ok()),
                     worker: a.worker.and_then(|v| HeaderValue::from_str(&v).ok()),
                 },
@@ -164,14 +155,14 @@ pub async fn forward_to(
                 OwnerAnswer::TimedOut {
                     after_ms: aff.forward_timeout.as_millis() as u64,
                 },
-                id.as_ref(),
+                &body,
             );
             build(a.status, &a.content_type, Body::from(a.body), None, None)
         }
         Sent::Answer {
             status,
             content_type,
-            body,
+            body: answer,
             session,
             worker,
         } => {
@@ -179,9 +170,9 @@ pub async fn forward_to(
                 OwnerAnswer::Answered {
                     status,
                     content_type,
-                    body,
+                    body: answer,
                 },
-                id.as_ref(),
+                &body,
             );
             build(
                 a.status,
@@ -221,29 +212,26 @@ where
 
 /// One HTTP/1.1 exchange with the owner's internal router, on a pooled
 /// connection (keyed `unix:{slot}` or `tcp:{addr}`) when one is idle, else on
-/// a new one from `open`.
+/// a new one from `open`: `POST` of the sealed bytes, whatever the client's
+/// method (the envelope names it).
 async fn exchange<F, Fut>(
     st: &AppState,
     key: &str,
     open: F,
-    method: Method,
-    env_hex: String,
+    sealed: Bytes,
     sig: String,
-    body: Bytes,
 ) -> Result<Sent, OwnerUnreachable>
 where
     F: FnOnce() -> Fut,
     Fut: Future<Output = Option<net::Sender>>,
 {
-    let env_hex = HeaderValue::try_from(env_hex).map_err(|_| OwnerUnreachable)?;
     let sig = HeaderValue::try_from(sig).map_err(|_| OwnerUnreachable)?;
     let request = || {
-        let mut req = hyper::Request::new(Full::new(body.clone()));
-        *req.method_mut() = method.clone();
+        let mut req = hyper::Request::new(Full::new(sealed.clone()));
+        *req.method_mut() = Method::POST;
         *req.uri_mut() = http::Uri::from_static(FORWARD_PATH);
         let h = req.headers_mut();
         h.insert(header::HOST, HeaderValue::from_static("fleetgate-owner"));
-        h.insert(ENVELOPE_HEADER, env_hex.clone());
         h.insert(SIGNATURE_HEADER, sig.clone());
         req
     };
@@ -370,30 +358,19 @@ pub fn internal_routes(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn forwarded(
-    State(st): State<AppState>,
-    method: Method,
-    Posted { headers: h, body }: Posted,
-) -> Response {
-    let get = |n: &str| h.get(n).and_then(|v| v.to_str().ok());
-    let (Some(env_hex), Some(sig)) = (get(ENVELOPE_HEADER), get(SIGNATURE_HEADER)) else {
+async fn forwarded(State(st): State<AppState>, Posted { headers: h, body }: Posted) -> Response {
+    let Some(sig) = h.get(SIGNATURE_HEADER).and_then(|v| v.to_str().ok()) else {
         return detail(StatusCode::UNAUTHORIZED, "forward refused: not signed");
     };
-    serve_forwarded(&st, method, env_hex, sig, body).await
+    serve_forwarded(&st, &body, sig).await
 }
 
-/// Serves a forwarded request from its sealed envelope (whatever carried it:
-/// a Unix socket, the internal TCP listener or pub/sub): verify, then the one
-/// transport handler with `forwarded = true`.
-pub async fn serve_forwarded(
-    st: &AppState,
-    method: Method,
-    env_hex: &str,
-    sig: &str,
-    body: Bytes,
-) -> Response {
-    let env = match st.affinity.open(env_hex, sig, &body) {
-        Ok(env) => env,
+/// Serves a sealed forward (whatever carried it: a Unix socket, the internal
+/// TCP listener or pub/sub): verify, then the one transport handler with
+/// `forwarded = true`, for the method the envelope names.
+pub async fn serve_forwarded(st: &AppState, sealed: &Bytes, sig: &str) -> Response {
+    let (env, body) = match st.affinity.open(sealed, sig) {
+        Ok(opened) => opened,
         Err(why) => {
             tracing::warn!(why, "refused a forwarded request");
             return detail(StatusCode::UNAUTHORIZED, &format!("forward refused: {why}"));
@@ -407,10 +384,10 @@ pub async fn serve_forwarded(
     }
     crate::metrics::Metrics::inc(&st.metrics.forwarded_served);
     let (scope, principal) = (env.scope(), env.principal());
-    let mut resp = match method {
-        Method::POST => mcp::handle_post(st, scope, principal, &headers, body, true).await,
-        Method::GET => mcp::handle_get(st, scope, principal, &headers, true).await,
-        Method::DELETE => mcp::handle_delete(st, scope, principal, &headers, true).await,
+    let mut resp = match env.method.as_str() {
+        "POST" => mcp::handle_post(st, scope, principal, &headers, body, true).await,
+        "GET" => Box::pin(mcp::handle_get(st, scope, principal, &headers, true)).await,
+        "DELETE" => Box::pin(mcp::handle_delete(st, scope, principal, &headers, true)).await,
         _ => StatusCode::METHOD_NOT_ALLOWED.into_response(),
     };
     if let Ok(v) = HeaderValue::from_str(&st.worker.id) {

@@ -250,13 +250,20 @@ pub async fn handle_post(
     let msg = match jsonrpc::parse(&body) {
         Ok(Parsed::Single(m)) => m,
         Ok(Parsed::Batch(items)) => {
-            return handle_batch(st, scope, principal, h, items, adopt).await
+            return Box::pin(handle_batch(st, scope, principal, h, items, adopt)).await
         }
         Err(e) => return rpc_error(StatusCode::BAD_REQUEST, &Id::Null, &e.to_error_object()),
     };
     if let Message::Request(r) = &msg {
         if r.method == methods::INITIALIZE {
-            return initialize(st, scope, principal, r.id.clone(), r.params.clone()).await;
+            return Box::pin(initialize(
+                st,
+                scope,
+                principal,
+                r.id.clone(),
+                r.params.clone(),
+            ))
+            .await;
         }
     }
     let params = match &msg {
@@ -335,7 +342,12 @@ async fn route_to_owner(
         if st.sessions.get(sid, scope).is_some() {
             return Route::Here { adopt: true };
         }
-        return route_via_redis(st, redis, method, scope, principal, h, body, sid).await;
+        // Boxed, like every forward below: the common, local request's future
+        // stays small (it is moved into place for every request).
+        return Box::pin(route_via_redis(
+            st, redis, method, scope, principal, h, body, sid,
+        ))
+        .await;
     }
     // Route by the slot the id names; the owner checks the MAC and the
     // principal (so a stranger gets the owner's 403/404, on every worker).
@@ -346,7 +358,7 @@ async fn route_to_owner(
         return Route::Here { adopt: true };
     }
     Metrics::inc(&st.metrics.forwards_unix);
-    match forward(st, slot, method, scope, principal, h, body.clone()).await {
+    match Box::pin(forward(st, slot, method, scope, principal, h, body.clone())).await {
         Ok(resp) => Route::Answered(resp),
         Err(OwnerUnreachable) => {
             Metrics::inc(&st.metrics.forward_failures);

@@ -3,22 +3,23 @@
 //! Every worker (whatever its own forwarding mode) subscribes to its request
 //! channel `mcpgw:pool_http:{worker_id}` and to its answer channels
 //! `mcpgw:pool_http_response:{instance}-*` on one connection. A forwarded
-//! request is one message (the sealed envelope, its signature and the body);
-//! the owner serves each message in its own task (never one at a time) through
-//! the same handler as the HTTP forward route, and publishes the answer
-//! (status, content type, session id, worker, body) on the request's own answer
-//! channel. Streams (SSE) are buffered: a GET stream goes over HTTP instead.
+//! request is one message, `{answer channel}\n{signature}\n{sealed bytes}`
+//! (the same sealed bytes an HTTP forward carries); the owner serves each
+//! message in its own task (never one at a time) through the same handler as
+//! the HTTP forward route, and publishes the answer, `{head}\n{body}` (head:
+//! status, content type, session id and worker as JSON; the body as it is), on
+//! the request's own answer channel. Nothing is hex-encoded: Redis payloads
+//! are bytes. Streams (SSE) are buffered: a GET stream goes over HTTP instead.
 
-use crate::gateway::affinity::{hex, unhex};
 use crate::gateway::redis_affinity::{request_channel, RedisAffinity, RESPONSE_PREFIX};
 use crate::http::forward::serve_forwarded;
 use crate::state::AppState;
-use axum::http::{header, Method};
+use axum::http::header;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use http_body_util::{BodyExt, Limited};
 use serde::{Deserialize, Serialize};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::oneshot;
@@ -26,34 +27,34 @@ use tokio::sync::oneshot;
 /// Largest answer carried back.
 const MAX_ANSWER: usize = 64 << 20;
 
-/// A forwarded request on the wire.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct PubRequest {
-    /// The channel to answer on.
-    pub reply: String,
-    pub method: String,
-    pub envelope: String,
-    pub signature: String,
-    /// The body, hex.
-    pub body: String,
-}
-
-/// The owner's answer on the wire.
+/// The head of an owner's answer on the wire (its body follows the newline).
 #[derive(Debug, Serialize, Deserialize)]
 pub struct PubAnswer {
     pub status: u16,
     pub content_type: String,
     pub session: Option<String>,
     pub worker: Option<String>,
-    /// The body, hex.
-    pub body: String,
+}
+
+/// Splits `payload` at its first newline.
+fn split_line(payload: &Bytes) -> Option<(Bytes, Bytes)> {
+    let end = memchr::memchr(b'\n', payload)?;
+    Some((payload.slice(..end), payload.slice(end + 1..)))
+}
+
+/// An answer message: its head and its body.
+fn parse_answer(payload: &Bytes) -> Option<(PubAnswer, Bytes)> {
+    let (head, body) = split_line(payload)?;
+    Some((serde_json::from_slice(&head).ok()?, body))
 }
 
 /// This worker's side of pub/sub: answers it waits for.
 #[derive(Default)]
 pub struct PubSub {
-    pending: Mutex<foldhash::HashMap<String, oneshot::Sender<PubAnswer>>>,
+    pending: Mutex<foldhash::HashMap<String, oneshot::Sender<Bytes>>>,
     subscribed: AtomicBool,
+    /// Numbers this worker's answer channels.
+    next_reply: AtomicU64,
 }
 
 /// Why a pub/sub forward did not get to the owner.
@@ -69,46 +70,42 @@ impl PubSub {
         self.subscribed.load(Ordering::Acquire)
     }
 
-    fn take(&self, channel: &str) -> Option<oneshot::Sender<PubAnswer>> {
+    fn take(&self, channel: &str) -> Option<oneshot::Sender<Bytes>> {
         self.pending.lock().ok()?.remove(channel)
     }
 
-    /// Publishes a request (sealed: envelope and signature) to `owner` and waits
-    /// for its answer; `Ok(None)`: no answer before `timeout`.
+    /// Publishes a sealed request to `owner` and waits for its answer (head
+    /// and body); `Ok(None)`: no answer before `timeout`.
     pub async fn request(
         &self,
         redis: &RedisAffinity,
         owner: &str,
-        method: &Method,
-        (envelope, signature): (String, String),
-        body: &[u8],
+        sealed: &[u8],
+        signature: &str,
         timeout: Duration,
-    ) -> Result<Option<PubAnswer>, PubSendError> {
+    ) -> Result<Option<(PubAnswer, Bytes)>, PubSendError> {
         if !self.is_subscribed() {
             return Err(PubSendError::RedisDown);
         }
-        let reply = format!(
-            "{RESPONSE_PREFIX}{}-{}",
-            redis.instance,
-            uuid::Uuid::new_v4().simple()
-        );
-        let msg = PubRequest {
-            reply: reply.clone(),
-            method: method.to_string(),
-            envelope,
-            signature,
-            body: hex(body),
-        };
+        let n = self.next_reply.fetch_add(1, Ordering::Relaxed);
+        let reply = format!("{RESPONSE_PREFIX}{}-{n}", redis.instance);
+        let mut payload = Vec::with_capacity(reply.len() + signature.len() + 2 + sealed.len());
+        for part in [reply.as_bytes(), b"\n", signature.as_bytes(), b"\n", sealed] {
+            payload.extend_from_slice(part);
+        }
         let (tx, rx) = oneshot::channel();
         if let Ok(mut p) = self.pending.lock() {
             p.insert(reply.clone(), tx);
         }
-        let payload = serde_json::to_vec(&msg).unwrap_or_default();
         let sent = redis.publish(&request_channel(owner), &payload).await;
         let result = match sent {
             Err(_) => Err(PubSendError::RedisDown),
             Ok(0) => Err(PubSendError::NoSubscriber),
-            Ok(_) => wait_for_owner(redis, owner, rx, timeout).await,
+            Ok(_) => match wait_for_owner(redis, owner, rx, timeout).await {
+                // An answer that does not parse is no answer: the forward times out.
+                Ok(Some(answer)) => Ok(parse_answer(&answer)),
+                other => other.map(|_| None),
+            },
         };
         self.take(&reply);
         result
@@ -126,9 +123,9 @@ const OWNER_CHECK: Duration = Duration::from_millis(200);
 async fn wait_for_owner(
     redis: &RedisAffinity,
     owner: &str,
-    mut rx: oneshot::Receiver<PubAnswer>,
+    mut rx: oneshot::Receiver<Bytes>,
     timeout: Duration,
-) -> Result<Option<PubAnswer>, PubSendError> {
+) -> Result<Option<Bytes>, PubSendError> {
     let now = tokio::time::Instant::now();
     let deadline = now + timeout;
     // Not `interval(..)` + a first `tick().await`: that first tick completes
@@ -191,9 +188,7 @@ pub fn spawn_subscriber(st: AppState, redis: Arc<RedisAffinity>, ps: Arc<PubSub>
                     let payload = Bytes::copy_from_slice(msg.get_payload_bytes());
                     tokio::spawn(async move { serve(st, redis, payload).await });
                 } else if let Some(tx) = ps.take(channel) {
-                    if let Ok(a) = serde_json::from_slice::<PubAnswer>(msg.get_payload_bytes()) {
-                        let _ = tx.send(a);
-                    }
+                    let _ = tx.send(Bytes::copy_from_slice(msg.get_payload_bytes()));
                 }
             }
             ps.subscribed.store(false, Ordering::Release);
@@ -209,25 +204,19 @@ pub fn spawn_subscriber(st: AppState, redis: Arc<RedisAffinity>, ps: Arc<PubSub>
 
 /// The owner's side: one forwarded request, served like the HTTP forward route.
 async fn serve(st: AppState, redis: Arc<RedisAffinity>, payload: Bytes) {
-    let Ok(req) = serde_json::from_slice::<PubRequest>(&payload) else {
+    let parts = split_line(&payload).and_then(|(reply, rest)| {
+        let (sig, sealed) = split_line(&rest)?;
+        Some((String::from_utf8(reply.to_vec()).ok()?, sig, sealed))
+    });
+    let Some((reply, sig, sealed)) = parts else {
         tracing::warn!("ignored a malformed forwarded request");
         return;
     };
-    if !req.reply.starts_with(RESPONSE_PREFIX) {
+    if !reply.starts_with(RESPONSE_PREFIX) {
         return;
     }
-    let Some(body) = unhex(&req.body) else {
-        return;
-    };
-    let method = Method::from_bytes(req.method.as_bytes()).unwrap_or(Method::POST);
-    let resp = serve_forwarded(
-        &st,
-        method,
-        &req.envelope,
-        &req.signature,
-        Bytes::from(body),
-    )
-    .await;
+    let sig = std::str::from_utf8(&sig).unwrap_or("");
+    let resp = serve_forwarded(&st, &sealed, sig).await;
     let (status, content_type, session, worker) = {
         let get = |n: &str| {
             resp.headers()
@@ -252,13 +241,14 @@ async fn serve(st: AppState, redis: Arc<RedisAffinity>, payload: Bytes) {
         Ok(Ok(b)) => b.to_bytes(),
         _ => return, // the requester times out: -32001
     };
-    let answer = PubAnswer {
+    let head = PubAnswer {
         status,
         content_type,
         session,
         worker,
-        body: hex(&body),
     };
-    let payload = serde_json::to_vec(&answer).unwrap_or_default();
-    let _ = redis.publish(&req.reply, &payload).await;
+    let mut payload = serde_json::to_vec(&head).unwrap_or_default();
+    payload.push(b'\n');
+    payload.extend_from_slice(&body);
+    let _ = redis.publish(&reply, &payload).await;
 }
