@@ -24,10 +24,10 @@
 #                               same keep-alive connection: the owner serves it
 #   100% forwarded              the load goes on a connection another worker
 #                               accepted: every request is forwarded to the owner
-#   spread                      initialize on one fresh connection, load on a
-#                               second fresh one, wherever it lands: with N workers
-#                               about (N-1)/N of the sessions are forwarded, as
-#                               behind a load balancer
+#   spread                      sessions spread evenly over the N workers, as an
+#                               even load balancer places them: every N-th client
+#                               all-local, the others forwarded, so exactly
+#                               (N-1)/N of the sessions are forwarded in every run
 #   c=1 all-local / forwarded   one client, unsaturated, BENCH_C1_SECS (3) each:
 #                               the latency forwarding adds, without queueing
 # Columns: "fwd" is the share of requests sent to a worker that is not the

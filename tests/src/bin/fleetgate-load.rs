@@ -8,7 +8,7 @@
 //! ```text
 //! fleetgate-load --url http://127.0.0.1:4444/health -c 32 -d 5 [--fresh]
 //!                [--post BODY] [-H 'name: value']...
-//!                [--mcp-session [--forwarded | --spread]]
+//!                [--mcp-session [--forwarded | --spread [--workers N]]]
 //! ```
 //! `--mcp-session`: each client first sends MCP `initialize` (+
 //! `notifications/initialized`, both independent of BODY) and then carries its
@@ -20,10 +20,11 @@
 //! - `--forwarded`: the load goes on another connection that landed on a
 //!   *different* worker (chosen by probing `/health`), so every request is
 //!   forwarded to the session's owner;
-//! - `--spread`: the handshake goes on one fresh connection, the load on a
-//!   separate fresh keep-alive connection, wherever the kernel puts it (no
-//!   choosing): with N workers about (N-1)/N of the clients are forwarded, as
-//!   behind a load balancer.
+//! - `--spread`: sessions spread over N workers (`--workers`, default 2) as an
+//!   even load balancer spreads them: client k keeps its load on its owner when
+//!   k is a multiple of N and sends it to another worker otherwise, so exactly
+//!   (N-1)/N of the clients are forwarded in every run (leaving it to where the
+//!   kernel puts fresh connections measured anywhere from 13 to 20 of 32).
 //!
 //! A forwarded answer names the owner in `x-fleetgate-worker`, so the worker that
 //! accepted a load connection is learnt with one `/health` probe on it before the
@@ -46,8 +47,8 @@ enum Placement {
     Local,
     /// A connection on another worker: always forwarded.
     Forwarded,
-    /// A separate fresh connection, wherever it lands.
-    Spread,
+    /// Every `workers`-th client local, the others forwarded.
+    Spread { workers: usize },
 }
 
 impl Placement {
@@ -55,7 +56,16 @@ impl Placement {
         match self {
             Placement::Local => "local",
             Placement::Forwarded => "forwarded",
-            Placement::Spread => "spread",
+            Placement::Spread { .. } => "spread",
+        }
+    }
+
+    /// Where client `index`'s load goes: `Local` or `Forwarded`.
+    fn for_client(self, index: usize) -> Placement {
+        match self {
+            Placement::Spread { workers } if index % workers == 0 => Placement::Local,
+            Placement::Spread { .. } => Placement::Forwarded,
+            p => p,
         }
     }
 }
@@ -76,7 +86,7 @@ fn parse_args() -> Result<Opts, String> {
     let mut args = std::env::args().skip(1);
     let (mut url, mut conns, mut secs, mut fresh, mut body) = (None, 32, 5.0, false, None);
     let (mut headers, mut mcp_session) = (Vec::new(), false);
-    let (mut forwarded, mut spread) = (false, false);
+    let (mut forwarded, mut spread, mut workers) = (false, false, 2usize);
     while let Some(a) = args.next() {
         let mut val = || args.next().ok_or_else(|| format!("{a} needs a value"));
         match a.as_str() {
@@ -88,6 +98,7 @@ fn parse_args() -> Result<Opts, String> {
             "--mcp-session" => mcp_session = true,
             "--forwarded" => forwarded = true,
             "--spread" => spread = true,
+            "--workers" => workers = val()?.parse().map_err(|e| format!("--workers: {e}"))?,
             "-H" | "--header" => {
                 let h = val()?;
                 let (k, v) = h.split_once(':').ok_or("-H expects 'name: value'")?;
@@ -103,7 +114,8 @@ fn parse_args() -> Result<Opts, String> {
     let placement = match (forwarded, spread) {
         (true, true) => return Err("--forwarded and --spread exclude each other".into()),
         (true, false) => Placement::Forwarded,
-        (false, true) => Placement::Spread,
+        (false, true) if workers >= 2 => Placement::Spread { workers },
+        (false, true) => return Err("--workers must be at least 2 for --spread".into()),
         (false, false) => Placement::Local,
     };
     if placement != Placement::Local && (!mcp_session || fresh) {
@@ -284,7 +296,8 @@ struct Session {
     counted: bool,
 }
 
-async fn client(o: Opts, until: Instant) -> Stats {
+async fn client(o: Opts, index: usize, until: Instant) -> Stats {
+    let placement = o.placement.for_client(index);
     let mut st = Stats::default();
     let mut sender: Option<Sender> = None;
     // The worker that accepted `sender` (learnt only with --mcp-session).
@@ -294,7 +307,7 @@ async fn client(o: Opts, until: Instant) -> Stats {
         if o.mcp_session && session.is_none() {
             // One handshake per client, on a connection of its own unless all-local.
             let mut init = match sender.take() {
-                Some(s) if o.placement == Placement::Local => s,
+                Some(s) if placement == Placement::Local => s,
                 _ => match connect(&o.url).await {
                     Ok(s) => s,
                     Err(e) => {
@@ -310,15 +323,11 @@ async fn client(o: Opts, until: Instant) -> Stats {
                     continue;
                 }
             };
-            let placed = match o.placement {
+            let placed = match placement {
                 // --fresh: the next block opens a new connection per request.
                 Placement::Local if o.fresh => Ok(None),
                 Placement::Local => Ok(Some((init, owner.clone()))),
-                Placement::Forwarded => load_connection(&o, Some(&owner)).await.map(Some),
-                Placement::Spread => {
-                    drop(init);
-                    load_connection(&o, None).await.map(Some)
-                }
+                _ => load_connection(&o, Some(&owner)).await.map(Some),
             };
             match placed {
                 Ok(Some((s, w))) => {
@@ -342,7 +351,7 @@ async fn client(o: Opts, until: Instant) -> Stats {
             // a broken keep-alive load connection is replaced like the first one.
             let next = match (&session, o.fresh) {
                 (Some(x), false) => {
-                    let avoid = (o.placement == Placement::Forwarded).then_some(x.owner.as_str());
+                    let avoid = (placement == Placement::Forwarded).then_some(x.owner.as_str());
                     load_connection(&o, avoid).await
                 }
                 _ => connect(&o.url).await.map(|s| (s, String::new())),
@@ -415,7 +424,7 @@ fn main() {
         let start = Instant::now();
         let until = start + Duration::from_secs_f64(o.secs);
         let tasks: Vec<_> = (0..o.conns)
-            .map(|_| tokio::spawn(client(o.clone(), until)))
+            .map(|k| tokio::spawn(client(o.clone(), k, until)))
             .collect();
         let mut all = Stats::default();
         for t in tasks {
@@ -456,7 +465,7 @@ fn main() {
         "max_us": lat.last().copied().unwrap_or(0),
         "workers": all.workers,
         "forwarded": o.placement == Placement::Forwarded,
-        "spread": o.placement == Placement::Spread,
+        "spread": matches!(o.placement, Placement::Spread { .. }),
         "session_placement": session_mode,
         "forwarded_clients": all.forwarded_clients,
         "forwarded_requests": all.forwarded_requests,
