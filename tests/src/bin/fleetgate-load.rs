@@ -63,7 +63,7 @@ impl Placement {
     /// Where client `index`'s load goes: `Local` or `Forwarded`.
     fn for_client(self, index: usize) -> Placement {
         match self {
-            Placement::Spread { workers } if index % workers == 0 => Placement::Local,
+            Placement::Spread { workers } if index.is_multiple_of(workers) => Placement::Local,
             Placement::Spread { .. } => Placement::Forwarded,
             p => p,
         }
