@@ -57,7 +57,7 @@ PORT=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print
 ADDR=127.0.0.1:$PORT
 (cd "$WORK" && exec env WORKERS=2 WORKER_THREADS=1 REUSE_PORT=true HOST=127.0.0.1 PORT="$PORT" WORKER_TIMEOUT=600 \
   DATABASE_URL="sqlite:$WORK/bench.db" \
-  valgrind --tool=callgrind --trace-children=yes --callgrind-out-file="$WORK/cg.%p" "$BIN" \
+  valgrind --tool=callgrind --trace-children=yes --compress-strings=no --compress-pos=no --callgrind-out-file="$WORK/cg.%p" "$BIN" \
   >"$WORK/fleet.log" 2>&1) &
 SUP=$!; PIDS+=("$SUP")
 for _ in $(seq 1 600); do curl -fs "http://$ADDR/health" >/dev/null 2>&1 && break; sleep 0.2; done

@@ -8,21 +8,23 @@
 //! a crash can verify and adopt the session (opening new upstream sessions
 //! transparently) instead of answering "Session not found".
 //!
-//! A forwarded request travels sealed: the [`Envelope`]'s JSON (method,
-//! principal, scope, headers, deadline, request id), a newline, then the client's
-//! body, under one HMAC-SHA256 over all of it. The owner trusts the envelope
-//! because of the signature, never because of a header or the socket it arrived
-//! on. Nothing is hex-encoded on the way: compact JSON holds no raw newline, so
-//! the first one ends the envelope, and the body after it is the client's bytes.
+//! A forwarded request travels sealed: one frame of length-prefixed fields
+//! (layout version, deadline, method, scope, request id, the caller's verified
+//! claims as JSON, the headers that matter to the owner) followed by the
+//! client's body as it is, under one HMAC-SHA256 over all of it. The owner
+//! trusts the [`Envelope`] because of the signature, never because of a header
+//! or the socket it arrived on. Nothing is escaped, hex-encoded or scanned for
+//! a delimiter on the way; a principal's claims are written once per worker
+//! and read once per worker ([`ClaimsCache`]), not once per request.
 
 use crate::auth::Claims;
 use crate::gateway::scope::{Principal, Scope};
 use bytes::Bytes;
 use hmac::{Hmac, Mac};
-use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 type HmacSha256 = Hmac<Sha256>;
@@ -41,16 +43,28 @@ pub struct Affinity {
     /// Forward request ids: this process's random prefix and a counter.
     id_prefix: String,
     id_counter: AtomicU64,
+    claims: ClaimsCache,
 }
 
-/// What a forwarded request carries besides its body.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+/// A forward about to be sealed, borrowed from the request it carries.
+pub struct Outgoing<'a> {
+    /// The client's HTTP method.
+    pub method: &'a str,
+    pub scope: &'a Scope,
+    /// The caller, verified by the sending worker.
+    pub principal: &'a Principal,
+    /// The client's headers that matter to the owner.
+    pub headers: Vec<(&'a str, &'a str)>,
+}
+
+/// What a forwarded request carries besides its body, as the owner opens it.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Envelope {
     pub method: String,
     /// `None` for everything (`/mcp`), else the virtual server id.
     pub scope: Option<String>,
-    /// The caller's verified claims (the receiving worker verified the token).
-    pub claims: Claims,
+    /// The caller's verified claims (the sending worker verified the token).
+    pub claims: Arc<Claims>,
     /// The client's headers that matter to the owner.
     pub headers: Vec<(String, String)>,
     /// Unix milliseconds after which the owner drops it.
@@ -67,11 +81,101 @@ impl Envelope {
     }
 
     pub fn principal(&self) -> Principal {
-        Principal::new(self.claims.clone())
+        Principal {
+            claims: self.claims.clone(),
+        }
     }
 
     pub fn expired(&self) -> bool {
         now_ms() > self.deadline_ms
+    }
+}
+
+/// A principal's claims and their JSON, as a forward carries them.
+type SealedClaims = (Arc<Claims>, Arc<[u8]>);
+
+/// Entries a [`ClaimsCache`] map holds before it starts over.
+const CLAIMS_CACHE_MAX: usize = 4096;
+
+/// The claims of the principals this worker forwards for and serves
+/// forwards of, both ways: a client's every forward carries the same claims,
+/// so each side writes or reads their JSON once, not per request.
+#[derive(Default)]
+struct ClaimsCache {
+    /// For sealing: the JSON of a principal's claims, by the address of its
+    /// `Arc` (the verified-token cache hands out one `Arc` per token). The
+    /// entry holds the `Arc`, so the address cannot be reused while cached.
+    json: Mutex<foldhash::HashMap<usize, SealedClaims>>,
+    /// For opening: claims by their JSON. Filled only from envelopes whose
+    /// signature checked out, so nobody outside the fleet can fill it.
+    parsed: Mutex<foldhash::HashMap<Box<[u8]>, Arc<Claims>>>,
+}
+
+impl ClaimsCache {
+    fn json_of(&self, p: &Principal) -> Arc<[u8]> {
+        let key = Arc::as_ptr(&p.claims) as usize;
+        let mut map = self.json.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((_, json)) = map.get(&key) {
+            return json.clone();
+        }
+        // Serializing a plain struct cannot fail.
+        let json: Arc<[u8]> = serde_json::to_vec(&*p.claims).unwrap_or_default().into();
+        if map.len() >= CLAIMS_CACHE_MAX {
+            map.clear();
+        }
+        map.insert(key, (p.claims.clone(), json.clone()));
+        json
+    }
+
+    fn parse(&self, json: &[u8]) -> Option<Arc<Claims>> {
+        let mut map = self.parsed.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(c) = map.get(json) {
+            return Some(c.clone());
+        }
+        let claims: Arc<Claims> = Arc::new(serde_json::from_slice(json).ok()?);
+        if map.len() >= CLAIMS_CACHE_MAX {
+            map.clear();
+        }
+        map.insert(json.into(), claims.clone());
+        Some(claims)
+    }
+}
+
+/// The first byte of a sealed frame: its layout's version.
+const FRAME_VERSION: u8 = 1;
+
+/// A length (big-endian u32): of the field that follows, or a count.
+fn put_len(f: &mut Vec<u8>, n: usize) {
+    f.extend_from_slice(&(n as u32).to_be_bytes());
+}
+
+/// A length-prefixed field.
+fn put(f: &mut Vec<u8>, bytes: &[u8]) {
+    put_len(f, bytes.len());
+    f.extend_from_slice(bytes);
+}
+
+/// Reads a sealed frame's fields in order; `None` when it ends too soon.
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let (head, rest) = self.0.split_at_checked(n)?;
+        self.0 = rest;
+        Some(head)
+    }
+
+    fn len(&mut self) -> Option<usize> {
+        Some(u32::from_be_bytes(self.take(4)?.try_into().ok()?) as usize)
+    }
+
+    fn bytes(&mut self) -> Option<&'a [u8]> {
+        let n = self.len()?;
+        self.take(n)
+    }
+
+    fn str(&mut self) -> Option<&'a str> {
+        std::str::from_utf8(self.bytes()?).ok()
     }
 }
 
@@ -99,6 +203,7 @@ impl Affinity {
             forward_timeout,
             id_prefix: uuid::Uuid::new_v4().simple().to_string()[..16].to_owned(),
             id_counter: AtomicU64::new(0),
+            claims: ClaimsCache::default(),
         }
     }
 
@@ -146,7 +251,7 @@ impl Affinity {
 
     /// A forward's request id, unique in the fleet: a random prefix per
     /// process and a counter (no entropy drawn per request).
-    pub fn next_request_id(&self) -> String {
+    fn next_request_id(&self) -> String {
         let n = self.id_counter.fetch_add(1, Ordering::Relaxed);
         format!("{}-{n}", self.id_prefix)
     }
@@ -157,14 +262,31 @@ impl Affinity {
     }
 
     /// Seals a forwarded request: (the bytes that travel, their signature).
-    pub fn seal(&self, env: &Envelope, body: &[u8]) -> (Bytes, String) {
-        let mut sealed = Vec::with_capacity(512 + body.len());
-        // Serializing a plain struct into a Vec cannot fail.
-        let _ = serde_json::to_writer(&mut sealed, env);
-        sealed.push(b'\n');
-        sealed.extend_from_slice(body);
-        let sig = self.sign(&sealed);
-        (Bytes::from(sealed), sig)
+    pub fn seal(&self, out: &Outgoing<'_>, body: &[u8]) -> (Bytes, String) {
+        let claims = self.claims.json_of(out.principal);
+        let request_id = self.next_request_id();
+        let deadline = now_ms() + self.forward_timeout.as_millis() as u64;
+        let mut f = Vec::with_capacity(256 + claims.len() + body.len());
+        f.push(FRAME_VERSION);
+        f.extend_from_slice(&deadline.to_be_bytes());
+        put(&mut f, out.method.as_bytes());
+        match out.scope.server_id() {
+            None => f.push(0),
+            Some(id) => {
+                f.push(1);
+                put(&mut f, id.as_bytes());
+            }
+        }
+        put(&mut f, request_id.as_bytes());
+        put(&mut f, &claims);
+        put_len(&mut f, out.headers.len());
+        for (name, value) in &out.headers {
+            put(&mut f, name.as_bytes());
+            put(&mut f, value.as_bytes());
+        }
+        f.extend_from_slice(body);
+        let sig = self.sign(&f);
+        (Bytes::from(f), sig)
     }
 
     /// Verifies a sealed forward: its envelope and the client's body (a view
@@ -174,12 +296,42 @@ impl Affinity {
         if !constant_time_eq(expected.as_bytes(), signature.as_bytes()) {
             return Err("bad signature");
         }
-        let end = memchr::memchr(b'\n', sealed).ok_or("bad envelope framing")?;
-        let env: Envelope = serde_json::from_slice(&sealed[..end]).map_err(|_| "bad envelope")?;
+        let mut r = Reader(sealed);
+        let (env, rest) = self.read_envelope(&mut r).ok_or("bad envelope")?;
         if env.expired() {
             return Err("deadline passed");
         }
-        Ok((env, sealed.slice(end + 1..)))
+        Ok((env, sealed.slice(sealed.len() - rest..)))
+    }
+
+    /// The envelope at the start of a frame, and how many bytes (the body) follow it.
+    fn read_envelope(&self, r: &mut Reader<'_>) -> Option<(Envelope, usize)> {
+        if r.take(1)? != [FRAME_VERSION] {
+            return None;
+        }
+        let deadline_ms = u64::from_be_bytes(r.take(8)?.try_into().ok()?);
+        let method = r.str()?.to_owned();
+        let scope = match r.take(1)? {
+            [0] => None,
+            [1] => Some(r.str()?.to_owned()),
+            _ => return None,
+        };
+        let request_id = r.str()?.to_owned();
+        let claims = self.claims.parse(r.bytes()?)?;
+        let n = r.len()?;
+        let mut headers = Vec::with_capacity(n.min(64));
+        for _ in 0..n {
+            headers.push((r.str()?.to_owned(), r.str()?.to_owned()));
+        }
+        let env = Envelope {
+            method,
+            scope,
+            claims,
+            headers,
+            deadline_ms,
+            request_id,
+        };
+        Some((env, r.0.len()))
     }
 
     pub fn socket_path(&self, slot: u32) -> Option<PathBuf> {
@@ -203,38 +355,14 @@ pub fn hex(bytes: &[u8]) -> String {
     String::from_utf8(out).unwrap_or_default()
 }
 
-pub fn unhex(s: &str) -> Option<Vec<u8>> {
-    fn nibble(c: u8) -> Option<u8> {
-        match c {
-            b'0'..=b'9' => Some(c - b'0'),
-            b'a'..=b'f' => Some(c - b'a' + 10),
-            b'A'..=b'F' => Some(c - b'A' + 10),
-            _ => None,
-        }
-    }
-    let s = s.as_bytes();
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    s.chunks_exact(2)
-        .map(|p| Some(nibble(p[0])? << 4 | nibble(p[1])?))
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn hex_round_trips_and_refuses_junk() {
-        let all: Vec<u8> = (0..=255).collect();
-        assert_eq!(unhex(&hex(&all)).unwrap(), all);
-        assert_eq!(hex(&[0x00, 0xab, 0xff]), "00abff");
-        assert_eq!(unhex("00ABff"), Some(vec![0x00, 0xab, 0xff]));
-        assert_eq!(unhex("abc"), None);
-        assert_eq!(unhex("zz"), None);
-        assert_eq!(unhex("+1"), None);
-        assert_eq!(unhex("é"), None);
+    fn hex_writes_two_lowercase_digits_a_byte() {
+        assert_eq!(hex(&[0x00, 0xab, 0xff, 0x10]), "00abff10");
+        assert_eq!(hex(&[]), "");
     }
 
     fn aff(slot: u32) -> Affinity {
@@ -284,20 +412,29 @@ mod tests {
 
     #[test]
     fn envelopes_are_sealed_and_opened() {
-        let env = Envelope {
-            method: "POST".into(),
-            scope: Some("a".into()),
-            claims: Claims {
-                sub: "alice\nbob".into(), // a newline inside stays escaped
-                ..Claims::anonymous()
-            },
-            headers: vec![("mcp-session-id".into(), "x".into())],
-            deadline_ms: now_ms() + 10_000,
-            request_id: "r1".into(),
+        let alice = Principal::new(Claims {
+            sub: "alice\nbob".into(), // a newline inside stays escaped
+            ..Claims::anonymous()
+        });
+        let scope = Scope::Server("a".into());
+        let out = Outgoing {
+            method: "POST",
+            scope: &scope,
+            principal: &alice,
+            headers: vec![("mcp-session-id", "x"), ("accept", "a \"quoted\" value")],
         };
-        let (sealed, s) = aff(0).seal(&env, b"line one\nline two");
+        let (sealed, s) = aff(0).seal(&out, b"line one\nline two");
         let (opened, body) = aff(1).open(&sealed, &s).unwrap();
-        assert_eq!(opened, env);
+        assert_eq!(opened.method, "POST");
+        assert_eq!(opened.scope(), scope);
+        assert_eq!(opened.principal(), alice);
+        assert_eq!(
+            opened.headers,
+            [
+                ("mcp-session-id".to_owned(), "x".to_owned()),
+                ("accept".to_owned(), "a \"quoted\" value".to_owned())
+            ]
+        );
         assert_eq!(
             &body[..],
             b"line one\nline two",
@@ -310,14 +447,15 @@ mod tests {
             Err("bad signature"),
             "the body is covered"
         );
-        let admin = Claims {
+        let admin = Principal::new(Claims {
             is_admin: true,
-            ..env.claims.clone()
-        };
+            ..(*alice.claims).clone()
+        });
         let (escalated, _) = aff(0).seal(
-            &Envelope {
-                claims: admin,
-                ..env.clone()
+            &Outgoing {
+                principal: &admin,
+                headers: vec![],
+                ..out
             },
             b"line one\nline two",
         );
@@ -327,13 +465,86 @@ mod tests {
             "no privilege escalation"
         );
         let wrong_key = Affinity::new(0, "another-secret-entirely", None, Duration::from_secs(1));
-        let (foreign, fs) = wrong_key.seal(&env, b"");
+        let (foreign, fs) = wrong_key.seal(
+            &Outgoing {
+                headers: vec![],
+                ..out
+            },
+            b"",
+        );
         assert_eq!(aff(1).open(&foreign, &fs), Err("bad signature"));
-        let stale = Envelope {
-            deadline_ms: 1,
-            ..env
+        let hasty = Affinity::new(0, "a-fleet-secret-of-some-length", None, Duration::ZERO);
+        let (stale, ss) = hasty.seal(
+            &Outgoing {
+                headers: vec![],
+                ..out
+            },
+            b"",
+        );
+        std::thread::sleep(Duration::from_millis(2));
+        assert_eq!(aff(1).open(&stale, &ss), Err("deadline passed"));
+    }
+
+    #[test]
+    fn each_forward_carries_its_own_principal_through_the_claims_caches() {
+        let (sender, owner) = (aff(0), aff(1));
+        let who = |sub: &str, admin: bool| {
+            Principal::new(Claims {
+                sub: sub.into(),
+                is_admin: admin,
+                ..Claims::anonymous()
+            })
         };
-        let (sealed3, s3) = aff(0).seal(&stale, b"");
-        assert_eq!(aff(1).open(&sealed3, &s3), Err("deadline passed"));
+        let (alice, bob, root) = (who("alice", false), who("bob", false), who("alice", true));
+        for p in [&alice, &bob, &alice, &root, &bob, &alice] {
+            let out = Outgoing {
+                method: "POST",
+                scope: &Scope::All,
+                principal: p,
+                headers: vec![],
+            };
+            let (sealed, sig) = sender.seal(&out, b"{}");
+            let (env, _) = owner.open(&sealed, &sig).unwrap();
+            assert_eq!(&env.principal(), p);
+        }
+        // Equal claims in another Arc (a token verified again) read the same.
+        let again = who("bob", false);
+        let out = Outgoing {
+            method: "GET",
+            scope: &Scope::All,
+            principal: &again,
+            headers: vec![],
+        };
+        let (sealed, sig) = sender.seal(&out, b"");
+        assert_eq!(owner.open(&sealed, &sig).unwrap().0.principal(), bob);
+    }
+
+    #[test]
+    fn a_signed_frame_that_does_not_parse_is_refused_not_panicked_on() {
+        let a = aff(0);
+        let p = Principal::anonymous();
+        let out = Outgoing {
+            method: "POST",
+            scope: &Scope::All,
+            principal: &p,
+            headers: vec![("accept", "x")],
+        };
+        let (good, _) = a.seal(&out, b"");
+        let mut wrong_version = good.to_vec();
+        wrong_version[0] = 9;
+        let mut huge_length = good[..9].to_vec();
+        huge_length.extend_from_slice(&u32::MAX.to_be_bytes());
+        let junk: [&[u8]; 5] = [
+            b"",
+            &wrong_version,
+            &good[..good.len() - 3], // a header cut short
+            &huge_length,
+            b"{\"method\":\"POST\"}\n{}",
+        ];
+        for frame in junk {
+            let frame = Bytes::copy_from_slice(frame);
+            let sig = a.sign(&frame);
+            assert_eq!(a.open(&frame, &sig), Err("bad envelope"), "{frame:?}");
+        }
     }
 }

@@ -1,11 +1,11 @@
 //! Worker-to-worker forwarding: a request for a session owned by another worker
-//! goes to that worker as the same HTTP request plus a signed [`Envelope`] —
+//! goes to that worker as the same HTTP request plus a signed [`crate::gateway::affinity::Envelope`] —
 //! over its Unix socket (embedded mode), its internal TCP listener or Redis
 //! pub/sub (with `REDIS_URL`); the owner runs the one transport/dispatcher
 //! in-process and its answer comes back through [`relay`] (SSE streams pass
 //! straight through).
 
-use crate::gateway::affinity::{now_ms, Envelope, FORWARD_PATH, SIGNATURE_HEADER};
+use crate::gateway::affinity::{Outgoing, FORWARD_PATH, SIGNATURE_HEADER};
 use crate::gateway::relay::{relay, OwnerAnswer};
 use crate::gateway::scope::{Principal, Scope};
 use crate::http::mcp::{self, detail};
@@ -35,7 +35,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 const MAX_ANSWER: usize = 64 << 20;
 
 /// Client headers the owner needs.
-const CARRIED: [HeaderName; 8] = [
+static CARRIED: [HeaderName; 8] = [
     header::CONTENT_TYPE,
     header::ACCEPT,
     protocol::MCP_SESSION_ID,
@@ -101,26 +101,25 @@ pub async fn forward_to(
     body: Bytes,
 ) -> Result<Response, ForwardError> {
     let aff = &st.affinity;
-    let mut headers: Vec<(String, String)> = Vec::new();
+    let mut headers = Vec::with_capacity(CARRIED.len());
     for name in CARRIED.iter().chain(st.passthrough()) {
         if let Some(v) = h.get(name).and_then(|v| v.to_str().ok()) {
-            headers.push((name.as_str().to_owned(), v.to_owned()));
+            headers.push((name.as_str(), v));
         }
     }
-    let env = Envelope {
-        method: method.to_string(),
-        scope: scope.server_id().map(str::to_owned),
-        claims: (*principal.claims).clone(),
+    let out = Outgoing {
+        method: method.as_str(),
+        scope,
+        principal,
         headers,
-        deadline_ms: now_ms() + aff.forward_timeout.as_millis() as u64,
-        request_id: aff.next_request_id(),
     };
-    let (sealed, sig) = aff.seal(&env, &body);
+    let (sealed, sig) = aff.seal(&out, &body);
     let sent = match target {
         Target::Unix(slot) => {
-            let path = aff.socket_path(slot).ok_or(OwnerUnreachable)?;
+            // The socket's path only for a new connection (most forwards
+            // reuse an idle one).
             let key = format!("unix:{slot}");
-            let open = || async { handshake(connect(&path).await?).await };
+            let open = || async { handshake(connect(&aff.socket_path(slot)?).await?).await };
             exchange(st, &key, open, sealed, sig).await?
         }
         Target::Http(addr) => {
