@@ -14,7 +14,11 @@
 # A row is the two workers' instructions together per request: for the
 # forwarded row that is the non-owner's forward plus the owner's work, so
 # "forwarded - session" is what a forward costs. BENCH_ANNOTATE=1 also prints
-# each row's top functions (callgrind_annotate, inclusive). Needs valgrind.
+# each row's top functions by their own instructions per request (the
+# profiles are written with uncompressed names: a dump after zeroing would
+# otherwise name functions only by ids defined in earlier dumps).
+# valgrind has no SHA-NI: the forward's two HMAC-SHA256 run in software here
+# (about 82k of the forwarded row), a tenth of that natively. Needs valgrind.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v valgrind >/dev/null && command -v callgrind_control >/dev/null \
@@ -98,9 +102,30 @@ n = json.load(open(load))["requests"]
 print(f"| {label:<28} | {n:>8} | {total / n:>12.0f} |")
 PY
   if [ -n "${BENCH_ANNOTATE:-}" ]; then
-    for d in "${dumps[@]}"; do
-      { callgrind_annotate --inclusive=yes "$d" 2>/dev/null || true; } | head -70 | cut -c1-220 >&2 || true
-    done
+    # Own instructions per request by function, over both workers (read from
+    # the dumps directly: callgrind_annotate books everything under
+    # __libc_start_main for a dump taken after zeroing).
+    python3 - "$WORK/load.json" "${dumps[@]}" >&2 <<'PY'
+import collections, json, sys
+load, dumps = sys.argv[1], sys.argv[2:]
+own, fn, after_call = collections.Counter(), None, False
+for d in dumps:
+    for line in open(d, errors="replace"):
+        if line.startswith("fn="):
+            fn = line[3:].strip()
+        elif line.startswith("calls="):
+            after_call = True  # the next cost line is the callee's, inclusive
+        elif line[:1].isdigit() or line[:1] in "+-*":
+            if after_call:
+                after_call = False
+            elif fn:
+                parts = line.split()
+                if len(parts) > 1:
+                    own[fn] += int(parts[1])
+n = json.load(open(load))["requests"]
+for f, c in own.most_common(40):
+    print(f"  {c / n:>8.0f}  {f[:160]}")
+PY
   fi
 }
 
