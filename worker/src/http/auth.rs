@@ -33,6 +33,10 @@ pub struct Gate {
     pub cfg: AuthConfig,
     verifier: Verifier,
     revoked: RwLock<HashSet<String>>,
+    /// The claims of every unauthenticated request: one `Arc`, so whatever
+    /// is remembered per principal (the forward's claims cache) is
+    /// remembered once for all of them.
+    anonymous: Arc<Claims>,
 }
 
 impl Gate {
@@ -41,6 +45,7 @@ impl Gate {
             verifier: Verifier::new(&cfg)?,
             cfg,
             revoked: RwLock::default(),
+            anonymous: Arc::new(Claims::anonymous()),
         })
     }
 
@@ -85,9 +90,7 @@ pub async fn authenticate(State(st): State<AppState>, mut req: Request, next: Ne
         .and_then(|v| v.to_str().ok());
     let claims = match bearer(authz) {
         Err(e) => return refuse(jsonrpc, &e),
-        Ok(None) if anonymous_allowed(&gate.cfg, is_mcp_path(&path)) => {
-            Arc::new(Claims::anonymous())
-        }
+        Ok(None) if anonymous_allowed(&gate.cfg, is_mcp_path(&path)) => gate.anonymous.clone(),
         Ok(None) => return refuse(jsonrpc, &AuthError::Missing),
         Ok(Some(token)) => match gate.verifier.verify_cached(token, unix_now()) {
             Err(e) => return refuse(jsonrpc, &e),
