@@ -22,6 +22,8 @@ use crate::gateway::scope::{Principal, Scope};
 use bytes::Bytes;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
+use std::borrow::Borrow;
+use std::hash::Hash;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -58,7 +60,7 @@ pub struct Outgoing<'a> {
 }
 
 /// What a forwarded request carries besides its body, as the owner opens it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, PartialEq)]
 pub struct Envelope {
     pub method: String,
     /// `None` for everything (`/mcp`), else the virtual server id.
@@ -69,7 +71,6 @@ pub struct Envelope {
     pub headers: Vec<(String, String)>,
     /// Unix milliseconds after which the owner drops it.
     pub deadline_ms: u64,
-    pub request_id: String,
 }
 
 impl Envelope {
@@ -91,53 +92,70 @@ impl Envelope {
     }
 }
 
-/// A principal's claims and their JSON, as a forward carries them.
-type SealedClaims = (Arc<Claims>, Arc<[u8]>);
+/// Entries a [`Memo`] holds before it starts over.
+const MEMO_MAX: usize = 4096;
 
-/// Entries a [`ClaimsCache`] map holds before it starts over.
-const CLAIMS_CACHE_MAX: usize = 4096;
+/// A bounded memo: at most [`MEMO_MAX`] entries, then it starts over (no
+/// bookkeeping; the next use of each live key computes it once more).
+struct Memo<K, V>(Mutex<foldhash::HashMap<K, V>>);
+
+impl<K, V> Default for Memo<K, V> {
+    fn default() -> Self {
+        Memo(Mutex::default())
+    }
+}
+
+impl<K: Hash + Eq, V: Clone> Memo<K, V> {
+    /// The value remembered for `key`, or the entry `make` computes (`None`:
+    /// nothing to remember, and nothing returned).
+    fn get_or_make<Q>(&self, key: &Q, make: impl FnOnce() -> Option<(K, V)>) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(v) = map.get(key) {
+            return Some(v.clone());
+        }
+        let (k, v) = make()?;
+        if map.len() >= MEMO_MAX {
+            map.clear();
+        }
+        map.insert(k, v.clone());
+        Some(v)
+    }
+}
 
 /// The claims of the principals this worker forwards for and serves
 /// forwards of, both ways: a client's every forward carries the same claims,
 /// so each side writes or reads their JSON once, not per request.
 #[derive(Default)]
 struct ClaimsCache {
-    /// For sealing: the JSON of a principal's claims, by the address of its
-    /// `Arc` (the verified-token cache hands out one `Arc` per token). The
-    /// entry holds the `Arc`, so the address cannot be reused while cached.
-    json: Mutex<foldhash::HashMap<usize, SealedClaims>>,
+    /// For sealing: a principal's claims and their JSON, by the address of
+    /// its `Arc` (the verified-token cache hands out one `Arc` per token).
+    /// The entry holds the `Arc`, so the address cannot be reused while cached.
+    json: Memo<usize, (Arc<Claims>, Arc<[u8]>)>,
     /// For opening: claims by their JSON. Filled only from envelopes whose
     /// signature checked out, so nobody outside the fleet can fill it.
-    parsed: Mutex<foldhash::HashMap<Box<[u8]>, Arc<Claims>>>,
+    parsed: Memo<Box<[u8]>, Arc<Claims>>,
 }
 
 impl ClaimsCache {
     fn json_of(&self, p: &Principal) -> Arc<[u8]> {
         let key = Arc::as_ptr(&p.claims) as usize;
-        let mut map = self.json.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some((_, json)) = map.get(&key) {
-            return json.clone();
-        }
-        // Serializing a plain struct cannot fail.
-        let json: Arc<[u8]> = serde_json::to_vec(&*p.claims).unwrap_or_default().into();
-        if map.len() >= CLAIMS_CACHE_MAX {
-            map.clear();
-        }
-        map.insert(key, (p.claims.clone(), json.clone()));
-        json
+        let entry = self.json.get_or_make(&key, || {
+            // Serializing a plain struct cannot fail.
+            let json = serde_json::to_vec(&*p.claims).unwrap_or_default().into();
+            Some((key, (p.claims.clone(), json)))
+        });
+        entry.map(|(_, json)| json).unwrap_or_default()
     }
 
     fn parse(&self, json: &[u8]) -> Option<Arc<Claims>> {
-        let mut map = self.parsed.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(c) = map.get(json) {
-            return Some(c.clone());
-        }
-        let claims: Arc<Claims> = Arc::new(serde_json::from_slice(json).ok()?);
-        if map.len() >= CLAIMS_CACHE_MAX {
-            map.clear();
-        }
-        map.insert(json.into(), claims.clone());
-        Some(claims)
+        self.parsed.get_or_make(json, || {
+            let claims = Arc::new(serde_json::from_slice(json).ok()?);
+            Some((json.into(), claims))
+        })
     }
 }
 
@@ -316,7 +334,7 @@ impl Affinity {
             [1] => Some(r.str()?.to_owned()),
             _ => return None,
         };
-        let request_id = r.str()?.to_owned();
+        r.bytes()?; // the request id: makes each frame unique, read by nobody
         let claims = self.claims.parse(r.bytes()?)?;
         let n = r.len()?;
         let mut headers = Vec::with_capacity(n.min(64));
@@ -329,7 +347,6 @@ impl Affinity {
             claims,
             headers,
             deadline_ms,
-            request_id,
         };
         Some((env, r.0.len()))
     }

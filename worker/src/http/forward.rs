@@ -1,6 +1,6 @@
 //! Worker-to-worker forwarding: a request for a session owned by another worker
-//! goes to that worker as the same HTTP request plus a signed [`crate::gateway::affinity::Envelope`] —
-//! over its Unix socket (embedded mode), its internal TCP listener or Redis
+//! goes to that worker as the same HTTP request plus a signed envelope
+//! ([`crate::gateway::affinity::Envelope`]) — over its Unix socket (embedded mode), its internal TCP listener or Redis
 //! pub/sub (with `REDIS_URL`); the owner runs the one transport/dispatcher
 //! in-process and its answer comes back through [`relay`] (SSE streams pass
 //! straight through).
