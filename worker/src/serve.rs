@@ -12,7 +12,7 @@
 //! grace to do so before it is asked to close.
 
 use axum::extract::ConnectInfo;
-use axum::Router;
+use crate::http::App;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, Notify};
-use tower::ServiceExt;
+use std::convert::Infallible;
 
 /// How long a just-accepted connection may take to deliver its first request once
 /// shutdown has begun.
@@ -48,7 +48,7 @@ pub enum Drain {
 /// Serves `app` on `listener` until `shutdown` resolves, then drains.
 pub async fn serve(
     listener: TcpListener,
-    app: Router,
+    app: App,
     shutdown: impl Future<Output = ()>,
     opts: ServeOptions,
 ) -> Drain {
@@ -91,7 +91,7 @@ pub async fn serve(
 async fn connection(
     stream: TcpStream,
     peer: SocketAddr,
-    app: Router,
+    app: App,
     mut stop: watch::Receiver<bool>,
     _done: mpsc::Sender<()>,
     header_read_timeout: Duration,
@@ -104,7 +104,8 @@ async fn connection(
                 started.1.notify_one();
             }
             req.extensions_mut().insert(ConnectInfo(peer));
-            app.clone().oneshot(req.map(axum::body::Body::new))
+            let app = app.clone();
+            async move { Ok::<_, Infallible>(app.call(req.map(axum::body::Body::new)).await) }
         })
     };
     let mut conn = pin!(http1::Builder::new()

@@ -15,10 +15,9 @@ use crate::auth::{
 };
 use crate::gateway::scope::Principal;
 use crate::state::AppState;
-use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderName, HeaderValue, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use fleetgate_mcp::jsonrpc::{self, ErrorObject, Id};
 use fleetgate_shared::config::AuthConfig;
@@ -77,25 +76,27 @@ fn speaks_jsonrpc(path: &str) -> bool {
     is_mcp_path(path) || path == "/rpc" || path == "/rpc/"
 }
 
-pub async fn authenticate(State(st): State<AppState>, mut req: Request, next: Next) -> Response {
-    let path = req.uri().path().to_owned();
-    if open_path(&path) {
-        return next.run(req).await;
+/// The gate: `Ok(None)` for an open path, `Ok(Some(principal))` for a caller
+/// who may make this request, else the response refusing it.
+pub fn authenticate(st: &AppState, req: &Request) -> Result<Option<Principal>, Response> {
+    let path = req.uri().path();
+    if open_path(path) {
+        return Ok(None);
     }
-    let jsonrpc = speaks_jsonrpc(&path);
+    let jsonrpc = speaks_jsonrpc(path);
     let gate = &st.gate;
     let authz = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     let claims = match bearer(authz) {
-        Err(e) => return refuse(jsonrpc, &e),
-        Ok(None) if anonymous_allowed(&gate.cfg, is_mcp_path(&path)) => gate.anonymous.clone(),
-        Ok(None) => return refuse(jsonrpc, &AuthError::Missing),
+        Err(e) => return Err(refuse(jsonrpc, &e)),
+        Ok(None) if anonymous_allowed(&gate.cfg, is_mcp_path(path)) => gate.anonymous.clone(),
+        Ok(None) => return Err(refuse(jsonrpc, &AuthError::Missing)),
         Ok(Some(token)) => match gate.verifier.verify_cached(token, unix_now()) {
-            Err(e) => return refuse(jsonrpc, &e),
+            Err(e) => return Err(refuse(jsonrpc, &e)),
             Ok(c) if c.jti.as_deref().is_some_and(|j| gate.is_revoked(j)) => {
-                return refuse(jsonrpc, &AuthError::Revoked)
+                return Err(refuse(jsonrpc, &AuthError::Revoked))
             }
             Ok(c) => c,
         },
@@ -113,7 +114,7 @@ pub async fn authenticate(State(st): State<AppState>, mut req: Request, next: Ne
     let xff = xff.join(",");
     let facts = RequestFacts {
         method: req.method().as_str(),
-        path: &path,
+        path,
         client_ip: client_ip(
             peer,
             (!xff.is_empty()).then_some(xff.as_str()),
@@ -122,10 +123,9 @@ pub async fn authenticate(State(st): State<AppState>, mut req: Request, next: Ne
         now: unix_now(),
     };
     if let Err(denied) = authorize_rest(&claims, &facts, &gate.cfg) {
-        return deny(jsonrpc, StatusCode::FORBIDDEN, &denied.to_string());
+        return Err(deny(jsonrpc, StatusCode::FORBIDDEN, &denied.to_string()));
     }
-    req.extensions_mut().insert(Principal { claims });
-    next.run(req).await
+    Ok(Some(Principal { claims }))
 }
 
 /// 401 for a missing or bad credential, with the RFC 6750 challenge.

@@ -13,12 +13,12 @@ mod test_hooks;
 mod tokens;
 
 use crate::state::AppState;
-use axum::extract::{Request, State};
-use axum::middleware::{self, Next};
+use axum::extract::{DefaultBodyLimit, Request};
 use axum::response::Response;
 use axum::Router;
 use http::HeaderValue;
 use std::sync::atomic::Ordering;
+use tower::{Layer, ServiceExt};
 
 /// A POST's headers and body. axum's `HeaderMap` extractor copies the whole
 /// map; this one takes it from the request.
@@ -46,38 +46,68 @@ impl<S: Send + Sync> axum::extract::FromRequest<S> for Posted {
 /// Names the worker on every response.
 pub const WORKER_HEADER: &str = "x-fleetgate-worker";
 
-pub fn router(state: AppState) -> Router {
-    let app = Router::new()
+/// The public app: the front (request count, the auth gate, the worker
+/// header) around the routes. The front is a plain call in front of the
+/// router, not a `Router::layer`: each route layer wraps every route in one
+/// more boxed service, cloned and boxed again on every request.
+#[derive(Clone)]
+pub struct App {
+    state: AppState,
+    routes: Router,
+    worker: Option<HeaderValue>,
+}
+
+pub fn router(state: AppState) -> App {
+    let routes = Router::new()
         .merge(health::routes())
         .merge(mcp::routes())
         .merge(rpc::routes())
         .merge(rest::routes())
         .merge(tokens::routes());
     #[cfg(feature = "test-hooks")]
-    let app = app.merge(test_hooks::routes());
-    app.layer(axum::extract::DefaultBodyLimit::max(
-        state.gateway_cfg.max_body_bytes,
-    ))
-    .layer(middleware::from_fn_with_state(state.clone(), front))
-    .with_state(state)
+    let routes = routes.merge(test_hooks::routes());
+    App {
+        worker: HeaderValue::from_str(&state.worker.id).ok(),
+        routes: routes.with_state(state.clone()),
+        state,
+    }
 }
 
-/// The one middleware (one layer, not two: each costs a boxed future and a
-/// service clone per request): counts the request toward `MAX_REQUESTS`, runs
-/// the auth gate, and tags the response with the worker.
-async fn front(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let info = &state.worker;
-    let served = info.requests.fetch_add(1, Ordering::Relaxed) + 1;
-    crate::metrics::Metrics::inc(&state.metrics.http_requests);
-    if info.max_requests > 0 && served >= info.max_requests {
-        state.control.request_retirement();
-    }
-    let mut resp = auth::authenticate(State(state.clone()), req, next).await;
-    // A forwarded answer already names the owner that produced it.
-    if !resp.headers().contains_key(WORKER_HEADER) {
-        if let Ok(v) = HeaderValue::from_str(&info.id) {
-            resp.headers_mut().insert(WORKER_HEADER, v);
+impl App {
+    /// Serves one request: counts it toward `MAX_REQUESTS`, runs the auth
+    /// gate, routes it with the configured body limit, and tags the response
+    /// with the worker.
+    pub async fn call(self, mut req: Request) -> Response {
+        let App {
+            state,
+            routes,
+            worker,
+        } = self;
+        let info = &state.worker;
+        let served = info.requests.fetch_add(1, Ordering::Relaxed) + 1;
+        crate::metrics::Metrics::inc(&state.metrics.http_requests);
+        if info.max_requests > 0 && served >= info.max_requests {
+            state.control.request_retirement();
         }
+        let mut resp = match auth::authenticate(&state, &req) {
+            Err(refused) => refused,
+            Ok(principal) => {
+                if let Some(p) = principal {
+                    req.extensions_mut().insert(p);
+                }
+                let limit = DefaultBodyLimit::max(state.gateway_cfg.max_body_bytes);
+                match limit.layer(routes).oneshot(req).await {
+                    Ok(resp) => resp,
+                    Err(never) => match never {},
+                }
+            }
+        };
+        // A forwarded answer already names the owner that produced it.
+        if let Some(w) = worker {
+            if !resp.headers().contains_key(WORKER_HEADER) {
+                resp.headers_mut().insert(WORKER_HEADER, w);
+            }
+        }
+        resp
     }
-    resp
 }
