@@ -294,6 +294,28 @@ PY
 
   echo "## gateway summary"
   echo
+  # What one hand-off between two processes costs on this machine: most of a
+  # c=1 row's latency is such hand-offs (client -> worker -> upstream and
+  # back; a forward adds two, a pub/sub forward four, through Redis).
+  python3 - <<'PY'
+import os, socket, time
+def rtt():
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    pid = os.fork()
+    if pid == 0:
+        a.close()
+        while (d := b.recv(64)):
+            b.send(d)
+        os._exit(0)
+    b.close()
+    ts = []
+    for _ in range(5000):
+        t = time.perf_counter_ns(); a.send(b"x"); a.recv(64); ts.append(time.perf_counter_ns() - t)
+    a.close(); os.waitpid(pid, 0)
+    ts.sort()
+    return ts[len(ts) // 2] / 1000
+print(f"process ping-pong round trip on this machine (two hand-offs): p50 {rtt():.0f} µs")
+PY
   python3 - "$RES" "$(getconf CLK_TCK)" "$ROUNDS" "${TRANSPORTS[@]}" <<'PY'
 import json, os, statistics, sys
 res, hz, rounds, transports = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4:]

@@ -11,11 +11,12 @@
 //! a reset. So a connection that has not started its first request gets a short
 //! grace to do so before it is asked to close.
 
-use axum::extract::ConnectInfo;
 use crate::http::App;
+use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::pin;
@@ -24,7 +25,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, Notify};
-use std::convert::Infallible;
 
 /// How long a just-accepted connection may take to deliver its first request once
 /// shutdown has begun.

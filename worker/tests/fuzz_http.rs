@@ -1,4 +1,4 @@
-//! Property test of the HTTP surface, in process (router `oneshot`, no sockets):
+//! Property test of the HTTP surface, in process (`App::call`, no sockets):
 //! arbitrary bodies and headers POSTed to `/mcp` and `/rpc` never panic a worker,
 //! and every answer is either a success or a well-formed error with the right
 //! status. Bounded: `FLEETGATE_FUZZ_CASES` (default 1500) cases per property.
@@ -13,13 +13,13 @@ use fleetgate_worker::gateway::dispatch::Core;
 use fleetgate_worker::gateway::federation::Federation;
 use fleetgate_worker::gateway::registry::Registry;
 use fleetgate_worker::http::auth::Gate;
+use fleetgate_worker::http::App;
 use fleetgate_worker::state::{AppState, Shared, WorkerInfo};
 use proptest::prelude::*;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
-use tower::ServiceExt;
 
 fn runtime() -> &'static tokio::runtime::Runtime {
     static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
@@ -32,8 +32,8 @@ fn runtime() -> &'static tokio::runtime::Runtime {
     })
 }
 
-fn app() -> axum::Router {
-    static APP: OnceLock<axum::Router> = OnceLock::new();
+fn app() -> App {
+    static APP: OnceLock<App> = OnceLock::new();
     APP.get_or_init(|| {
         runtime().block_on(async {
             let dir = std::env::temp_dir().join(format!("fleetgate-fuzz-{}", std::process::id()));
@@ -108,7 +108,7 @@ fn post(
     let req = req.body(Body::from(body)).unwrap();
     let app = app();
     let (status, bytes) = runtime().block_on(async {
-        let resp = app.oneshot(req).await.unwrap();
+        let resp = app.call(req).await;
         let status = resp.status();
         let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
             .await
