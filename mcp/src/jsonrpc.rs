@@ -537,9 +537,9 @@ pub enum Parsed {
 
 /// Parses one message or a batch.
 pub fn parse(bytes: &[u8]) -> Result<Parsed, ParseError> {
-    check_utf8(bytes)?;
+    let text = check_utf8(bytes)?;
     if first_non_ws(bytes) == Some(b'[') {
-        let items: Vec<RawItem<'_>> = serde_json::from_slice(bytes).map_err(map_serde_error)?;
+        let items: Vec<RawItem<'_>> = serde_json::from_str(text).map_err(map_serde_error)?;
         if items.is_empty() {
             return Err(ParseError::invalid(
                 "Invalid Request: empty batch: a batch must contain at least one message",
@@ -550,34 +550,33 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed, ParseError> {
             items.into_iter().map(RawItem::into_message).collect(),
         ))
     } else {
-        parse_one(bytes).map(Parsed::Single)
+        parse_one(text).map(Parsed::Single)
     }
 }
 
 /// Parses exactly one message; a batch is an error ([`INVALID_REQUEST`]).
 pub fn parse_message(bytes: &[u8]) -> Result<Message, ParseError> {
-    check_utf8(bytes)?;
-    parse_one(bytes)
+    parse_one(check_utf8(bytes)?)
 }
 
-fn parse_one(bytes: &[u8]) -> Result<Message, ParseError> {
-    let item: RawItem<'_> = serde_json::from_slice(bytes).map_err(map_serde_error)?;
+/// Parses text already checked to be UTF-8: serde_json reading a `&str` does
+/// not check each string it decodes again, as it must reading bytes.
+fn parse_one(text: &str) -> Result<Message, ParseError> {
+    let item: RawItem<'_> = serde_json::from_str(text).map_err(map_serde_error)?;
     item.into_message()
 }
 
-/// serde_json checks UTF-8 only in the strings it decodes, not in the ones it
-/// skips; JSON text must be UTF-8 throughout.
-fn check_utf8(bytes: &[u8]) -> Result<(), ParseError> {
-    std::str::from_utf8(bytes)
-        .map(|_| ())
-        .map_err(|e| ParseError {
-            code: PARSE_ERROR,
-            message: format!(
-                "Parse error: the body is not valid UTF-8 (at byte {})",
-                e.valid_up_to()
-            ),
-            id: None,
-        })
+/// JSON text must be UTF-8 throughout (serde_json reading bytes checks only
+/// the strings it decodes, not the ones it skips): checked once, here.
+fn check_utf8(bytes: &[u8]) -> Result<&str, ParseError> {
+    std::str::from_utf8(bytes).map_err(|e| ParseError {
+        code: PARSE_ERROR,
+        message: format!(
+            "Parse error: the body is not valid UTF-8 (at byte {})",
+            e.valid_up_to()
+        ),
+        id: None,
+    })
 }
 
 /// Reads one message from an already-parsed JSON value.
