@@ -364,9 +364,10 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 pub fn hex(bytes: &[u8]) -> String {
     const D: &[u8; 16] = b"0123456789abcdef";
-    let mut out = Vec::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.extend_from_slice(&[D[(b >> 4) as usize], D[(b & 15) as usize]]);
+    let mut out = vec![0; bytes.len() * 2];
+    for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = D[usize::from(b >> 4)];
+        pair[1] = D[usize::from(b & 15)];
     }
     // Only ASCII digits were written.
     String::from_utf8(out).unwrap_or_default()

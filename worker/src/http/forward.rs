@@ -101,10 +101,15 @@ pub async fn forward_to(
     body: Bytes,
 ) -> Result<Response, ForwardError> {
     let aff = &st.affinity;
-    let mut headers = Vec::with_capacity(CARRIED.len());
-    for name in CARRIED.iter().chain(st.passthrough()) {
-        if let Some(v) = h.get(name).and_then(|v| v.to_str().ok()) {
-            headers.push((name.as_str(), v));
+    // One pass over the request's headers (not a hashed lookup per carried
+    // name); the first value of a name, as `HeaderMap::get` would give.
+    let mut headers: Vec<(&str, &str)> = Vec::with_capacity(CARRIED.len());
+    for (name, v) in h {
+        let carried = CARRIED.iter().chain(st.passthrough()).any(|c| c == name);
+        if carried && !headers.iter().any(|(n, _)| *n == name.as_str()) {
+            if let Ok(v) = v.to_str() {
+                headers.push((name.as_str(), v));
+            }
         }
     }
     let out = Outgoing {
