@@ -10,7 +10,7 @@ use crate::http::auth::Gate;
 use crate::http::pubsub::PubSub;
 use crate::metrics::Metrics;
 use fleetgate_shared::config::GatewayConfig;
-use http::HeaderName;
+use http::{HeaderName, HeaderValue};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -74,6 +74,9 @@ pub struct Shared {
 pub struct WorkerInfo {
     /// `{hostname}:{pid}`.
     pub id: String,
+    /// `id` as the value of the `x-fleetgate-worker` header (none if the
+    /// hostname cannot be a header value).
+    pub id_header: Option<HeaderValue>,
     pub pid: u32,
     /// The supervisor's slot number for this worker.
     pub slot: u32,
@@ -85,8 +88,10 @@ pub struct WorkerInfo {
 
 impl WorkerInfo {
     pub fn new(pid: u32, slot: u32, max_requests: u64) -> WorkerInfo {
+        let id = fleetgate_shared::contract::worker_identity(pid);
         WorkerInfo {
-            id: fleetgate_shared::contract::worker_identity(pid),
+            id_header: HeaderValue::from_str(&id).ok(),
+            id,
             pid,
             slot,
             draining: AtomicBool::new(false),

@@ -394,8 +394,8 @@ pub async fn serve_forwarded(st: &AppState, sealed: &Bytes, sig: &str) -> Respon
         "DELETE" => Box::pin(mcp::handle_delete(st, scope, principal, &headers, true)).await,
         _ => StatusCode::METHOD_NOT_ALLOWED.into_response(),
     };
-    if let Ok(v) = HeaderValue::from_str(&st.worker.id) {
-        resp.headers_mut().insert(WORKER_HEADER, v);
+    if let Some(v) = &st.worker.id_header {
+        resp.headers_mut().insert(WORKER_HEADER, v.clone());
     }
     resp
 }

@@ -16,7 +16,6 @@ use crate::state::AppState;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::response::Response;
 use axum::Router;
-use http::HeaderValue;
 use std::sync::atomic::Ordering;
 use tower::{Layer, ServiceExt};
 
@@ -54,7 +53,6 @@ pub const WORKER_HEADER: &str = "x-fleetgate-worker";
 pub struct App {
     state: AppState,
     routes: Router,
-    worker: Option<HeaderValue>,
 }
 
 pub fn router(state: AppState) -> App {
@@ -67,7 +65,6 @@ pub fn router(state: AppState) -> App {
     #[cfg(feature = "test-hooks")]
     let routes = routes.merge(test_hooks::routes());
     App {
-        worker: HeaderValue::from_str(&state.worker.id).ok(),
         routes: routes.with_state(state.clone()),
         state,
     }
@@ -78,11 +75,7 @@ impl App {
     /// gate, routes it with the configured body limit, and tags the response
     /// with the worker.
     pub async fn call(self, mut req: Request) -> Response {
-        let App {
-            state,
-            routes,
-            worker,
-        } = self;
+        let App { state, routes } = self;
         let info = &state.worker;
         let served = info.requests.fetch_add(1, Ordering::Relaxed) + 1;
         crate::metrics::Metrics::inc(&state.metrics.http_requests);
@@ -103,9 +96,9 @@ impl App {
             }
         };
         // A forwarded answer already names the owner that produced it.
-        if let Some(w) = worker {
+        if let Some(w) = &state.worker.id_header {
             if !resp.headers().contains_key(WORKER_HEADER) {
-                resp.headers_mut().insert(WORKER_HEADER, w);
+                resp.headers_mut().insert(WORKER_HEADER, w.clone());
             }
         }
         resp
