@@ -230,7 +230,6 @@ PY
   RPC_CALL='{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"up-echo","arguments":{"text":"hi"}}}'
   HDR=(-H 'mcp-protocol-version: 2025-06-18')
 
-  # affinity_rows T: the session rows on the running fleet, forwarding over T.
   # affinity_rows T R: round R of the session rows on the running fleet,
   # forwarding over T.
   affinity_rows() {
@@ -323,7 +322,7 @@ def load(k, ext="json"):
     with open(os.path.join(res, f"{k}.{ext}")) as f:
         return json.load(f)
 def each(metric):
-    """metric(r) for every round r: the median and the range, as text."""
+    """metric(r) over the rounds: (the median, the range as text)."""
     vals = [metric(r) for r in range(1, rounds + 1)]
     med = statistics.median(vals)
     return med, f"[{min(vals):.0f}..{max(vals):.0f}]" if rounds > 1 else ""

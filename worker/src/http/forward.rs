@@ -1,7 +1,7 @@
 //! Worker-to-worker forwarding: a request for a session owned by another worker
 //! goes to that worker as the same HTTP request plus a signed envelope
-//! ([`crate::gateway::affinity::Envelope`]) — over its Unix socket (embedded mode), its internal TCP listener or Redis
-//! pub/sub (with `REDIS_URL`); the owner runs the one transport/dispatcher
+//! ([`crate::gateway::affinity::Envelope`]) — over its Unix socket (embedded
+//! mode), its internal TCP listener or Redis pub/sub (with `REDIS_URL`); the owner runs the one transport/dispatcher
 //! in-process and its answer comes back through [`relay`] (SSE streams pass
 //! straight through).
 
@@ -10,7 +10,7 @@ use crate::gateway::relay::{relay, OwnerAnswer};
 use crate::gateway::scope::{Principal, Scope};
 use crate::http::mcp::{self, detail};
 use crate::http::pubsub::PubSendError;
-use crate::http::{Posted, WORKER_HEADER};
+use crate::http::{name_worker, Posted, WORKER_HEADER};
 use crate::state::AppState;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
@@ -394,8 +394,6 @@ pub async fn serve_forwarded(st: &AppState, sealed: &Bytes, sig: &str) -> Respon
         "DELETE" => Box::pin(mcp::handle_delete(st, scope, principal, &headers, true)).await,
         _ => StatusCode::METHOD_NOT_ALLOWED.into_response(),
     };
-    if let Some(v) = &st.worker.id_header {
-        resp.headers_mut().insert(WORKER_HEADER, v.clone());
-    }
+    name_worker(st, &mut resp);
     resp
 }

@@ -95,12 +95,17 @@ impl App {
                 }
             }
         };
-        // A forwarded answer already names the owner that produced it.
-        if let Some(w) = &state.worker.id_header {
-            if !resp.headers().contains_key(WORKER_HEADER) {
-                resp.headers_mut().insert(WORKER_HEADER, w.clone());
-            }
-        }
+        name_worker(&state, &mut resp);
         resp
+    }
+}
+
+/// Names this worker on `resp`, unless it names one already: a forwarded
+/// answer names the owner that produced it.
+pub fn name_worker(st: &AppState, resp: &mut Response) {
+    if let Some(w) = &st.worker.id_header {
+        if !resp.headers().contains_key(WORKER_HEADER) {
+            resp.headers_mut().insert(WORKER_HEADER, w.clone());
+        }
     }
 }
