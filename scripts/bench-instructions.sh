@@ -7,10 +7,14 @@
 #   scripts/bench-instructions.sh            # tools/call: /servers/{id}/mcp, forwarded, /rpc
 #   BENCH_SECS=5 scripts/bench-instructions.sh
 #
-# One fleet (WORKERS=2, WORKER_THREADS=1, embedded defaults: forwards over Unix
-# sockets) runs under `valgrind --tool=callgrind --trace-children=yes`; after a
-# warm-up, both workers' counters are zeroed, fleetgate-load drives BENCH_SECS
-# (10) seconds of tools/call with 4 connections, and the counters are dumped.
+# A fleet (WORKERS=2, WORKER_THREADS=1) runs under `valgrind --tool=callgrind
+# --trace-children=yes`; after a warm-up, both workers' counters are zeroed,
+# fleetgate-load drives BENCH_SECS (10) seconds of tools/call with 4
+# connections, and the counters are dumped. The first fleet runs on embedded
+# defaults (forwards over Unix sockets): the session, forwarded and /rpc rows.
+# Then, when redis-server is installed, one fleet per Redis transport
+# (AFFINITY_FORWARD=pubsub, http; a throwaway redis-server whose own
+# instructions are not counted): the forwarded row again.
 # A row is the two workers' instructions together per request: for the
 # forwarded row that is the non-owner's forward plus the owner's work, so
 # "forwarded - session" is what a forward costs. BENCH_ANNOTATE=1 also prints
@@ -21,6 +25,7 @@
 # (about 82k of the forwarded row), a tenth of that natively. Needs valgrind.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/bench-lib.sh
 command -v valgrind >/dev/null && command -v callgrind_control >/dev/null \
   || { echo "valgrind (with callgrind_control) is required: apt-get install valgrind" >&2; exit 1; }
 SECS=${BENCH_SECS:-10}
@@ -57,29 +62,31 @@ UP_URL=$(python3 -c 'import json,sys;print(json.loads(open(sys.argv[1]).readline
 export JWT_SECRET_KEY=bench-secret-0123456789abcdef0123456789
 TOKEN=$("$BIN" token --username bench@example.com --exp 60 --admin 2>/dev/null)
 AUTH="Authorization: Bearer $TOKEN"
-PORT=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
-ADDR=127.0.0.1:$PORT
-(cd "$WORK" && exec env WORKERS=2 WORKER_THREADS=1 REUSE_PORT=true HOST=127.0.0.1 PORT="$PORT" WORKER_TIMEOUT=600 \
-  DATABASE_URL="sqlite:$WORK/bench.db" \
-  valgrind --tool=callgrind --trace-children=yes --compress-strings=no --compress-pos=no --callgrind-out-file="$WORK/cg.%p" "$BIN" \
-  >"$WORK/fleet.log" 2>&1) &
-SUP=$!; PIDS+=("$SUP")
-for _ in $(seq 1 600); do curl -fs "http://$ADDR/health" >/dev/null 2>&1 && break; sleep 0.2; done
-curl -fs "http://$ADDR/health" >/dev/null || { tail -20 "$WORK/fleet.log" >&2; die "the fleet did not come up"; }
-
-curl -fs -X POST "http://$ADDR/gateways" -H "$AUTH" -H 'content-type: application/json' \
-  -d "{\"name\":\"up\",\"url\":\"$UP_URL\",\"transport\":\"STREAMABLEHTTP\"}" >/dev/null || die "registering the upstream failed"
-TOOLS=$(curl -fs -H "$AUTH" "http://$ADDR/tools?limit=0" \
-  | python3 -c 'import json,sys;print(json.dumps([t["id"] for t in json.load(sys.stdin)]))')
-SID=$(curl -fs -X POST "http://$ADDR/servers" -H "$AUTH" -H 'content-type: application/json' \
-  -d "{\"server\":{\"name\":\"bench\",\"associated_tools\":$TOOLS}}" \
-  | python3 -c 'import json,sys;print(json.load(sys.stdin)["id"])') || die "creating the virtual server failed"
-sleep 2 # the worker polls the registry
-
-# The two workers (valgrind's wrapper sits between the shell and the supervisor).
-WORKERS=$(for p in $(ours); do
-  tr '\0' ' ' <"/proc/$p/cmdline" | grep -q "fleetgate worker" && echo "$p"; done)
-[ "$(echo "$WORKERS" | wc -w)" = 2 ] || die "expected two worker processes under callgrind, found: $WORKERS"
+# start_fleet NAME ENV...: one fleet under callgrind; sets ADDR, SID, WORKERS.
+start_fleet() {
+  local name=$1; shift
+  local port
+  port=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
+  ADDR=127.0.0.1:$port
+  (cd "$WORK" && exec env -u REDIS_URL -u AFFINITY_FORWARD "$@" WORKERS=2 WORKER_THREADS=1 REUSE_PORT=true \
+    HOST=127.0.0.1 PORT="$port" WORKER_TIMEOUT=600 DATABASE_URL="sqlite:$WORK/$name.db" \
+    valgrind --tool=callgrind --trace-children=yes --compress-strings=no --compress-pos=no \
+    --callgrind-out-file="$WORK/cg.%p" "$BIN" >"$WORK/$name.log" 2>&1) &
+  PIDS+=($!)
+  for _ in $(seq 1 600); do curl -fs "http://$ADDR/health" >/dev/null 2>&1 && break; sleep 0.2; done
+  curl -fs "http://$ADDR/health" >/dev/null || { tail -20 "$WORK/$name.log" >&2; die "fleet $name did not come up"; }
+  register "$name"
+  sleep 2 # the workers poll the registry
+  # The two workers (valgrind's wrapper sits between the shell and the supervisor).
+  WORKERS=$(for p in $(ours); do
+    tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -q "fleetgate worker" && echo "$p"; done)
+  [ "$(echo "$WORKERS" | wc -w)" = 2 ] || die "expected two worker processes under callgrind, found: $WORKERS"
+}
+stop_fleet() {
+  local p
+  for p in $(ours); do kill -TERM "$p" 2>/dev/null || true; done
+  for _ in $(seq 1 100); do [ -z "$(ours)" ] && break; sleep 0.1; done
+}
 # measure LABEL ARGS...: the workers' instructions per request for one fleetgate-load run.
 measure() {
   local label=$1; shift
@@ -135,8 +142,28 @@ echo "| path                         | requests | instr/request |"
 echo "|------------------------------|----------|---------------|"
 CALL='{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"hi"}}}'
 RPC_CALL='{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"up-echo","arguments":{"text":"hi"}}}'
+start_fleet unix
 measure "/servers/{id}/mcp (session)" --url "http://$ADDR/servers/$SID/mcp" --post "$CALL" \
   --mcp-session -H 'mcp-protocol-version: 2025-06-18' -H "$AUTH"
 measure "  100% forwarded (unix)" --url "http://$ADDR/servers/$SID/mcp" --post "$CALL" \
   --mcp-session --forwarded -H 'mcp-protocol-version: 2025-06-18' -H "$AUTH"
 measure "/rpc" --url "http://$ADDR/rpc" --post "$RPC_CALL" -H "$AUTH"
+stop_fleet
+
+# The Redis transports: a throwaway redis-server (its own instructions are not counted).
+if ! command -v redis-server >/dev/null; then
+  echo "(redis-server is not installed: the pubsub and http rows are skipped)"
+  exit 0
+fi
+RPORT=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
+redis-server --port "$RPORT" --bind 127.0.0.1 --save '' --appendonly no >"$WORK/redis.log" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 1 100); do redis-cli -p "$RPORT" ping >/dev/null 2>&1 && break; sleep 0.05; done
+for t in pubsub http; do
+  redis-cli -p "$RPORT" flushall >/dev/null
+  start_fleet "$t" REDIS_URL="redis://127.0.0.1:$RPORT" FLEET_SECRET=bench-fleet-secret-0123456789abcdef \
+    AFFINITY_FORWARD="$t"
+  measure "  100% forwarded ($t)" --url "http://$ADDR/servers/$SID/mcp" --post "$CALL" \
+    --mcp-session --forwarded -H 'mcp-protocol-version: 2025-06-18' -H "$AUTH"
+  stop_fleet
+done

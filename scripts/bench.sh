@@ -63,6 +63,7 @@
 # ratios measured in one run, not absolute numbers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/bench-lib.sh
 SECS=${BENCH_SECS:-5}
 CONNS=${BENCH_CONNS:-32}
 C1_SECS=${BENCH_C1_SECS:-$(awk -v s="$SECS" 'BEGIN { print (s < 3 ? s : 3) }')}
@@ -209,22 +210,6 @@ PY
     THREADS="WORKER_THREADS default (cores/workers)"
   fi
 
-  # register NAME: on the running fleet (its own database), the upstream as a
-  # gateway and a virtual server of its tools; sets SID.
-  register() {
-    curl -fs -X POST "http://$ADDR/gateways" -H "$AUTH" -H 'content-type: application/json' \
-      -d "{\"name\":\"up\",\"url\":\"$UP_URL\",\"transport\":\"STREAMABLEHTTP\"}" >/dev/null \
-      || die "$1: registering the upstream failed"
-    local tools
-    tools=$(curl -fs -H "$AUTH" "http://$ADDR/tools?limit=0" \
-      | python3 -c 'import json,sys;print(json.dumps([t["id"] for t in json.load(sys.stdin)]))') \
-      || die "$1: listing tools failed"
-    SID=$(curl -fs -X POST "http://$ADDR/servers" -H "$AUTH" -H 'content-type: application/json' \
-      -d "{\"server\":{\"name\":\"bench\",\"associated_tools\":$tools}}" \
-      | python3 -c 'import json,sys;print(json.load(sys.stdin)["id"])') \
-      || die "$1: creating the virtual server failed"
-    sleep 1 # every worker polls the registry (REGISTRY_POLL_INTERVAL)
-  }
 
   CALL='{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"hi"}}}'
   RPC_CALL='{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"up-echo","arguments":{"text":"hi"}}}'
@@ -253,6 +238,7 @@ PY
   # within a minute of each other.
   start_fleet gw-unix "${FLEET_ENV[@]}" DATABASE_URL="sqlite:$WORK/bench-unix.db"
   register unix
+  sleep 1 # every worker polls the registry (REGISTRY_POLL_INTERVAL)
   FLEET_SUP=$SUP
   for r in $(seq 1 "$ROUNDS"); do
     SUP=
@@ -281,6 +267,7 @@ PY
       start_fleet "gw-$t" "${FLEET_ENV[@]}" DATABASE_URL="sqlite:$WORK/bench-$t.db" \
         REDIS_URL="redis://127.0.0.1:$RPORT" FLEET_SECRET="$SECRET" AFFINITY_FORWARD="$t"
       register "$t"
+      sleep 1
       for r in $(seq 1 "$ROUNDS"); do affinity_rows "$t" "$r"; done
       stop_fleet
       TRANSPORTS+=("$t")

@@ -363,10 +363,9 @@ async fn a_killed_owner_is_reclaimed_over_pubsub() {
     killed_owner("pubsub").await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn redis_down_serves_what_is_local_and_recovers() {
+async fn redis_down(mode: &str) {
     let mut redis = RedisServer::start();
-    let fleet = fleet(&redis, 2, "http");
+    let fleet = fleet(&redis, 2, mode);
     let (_up, sid) = with_upstream(&fleet, 2).await;
     let url = fleet.url(&format!("/servers/{sid}/mcp"));
     let mut c = fresh_mcp(url.clone());
@@ -504,6 +503,18 @@ async fn redis_down_serves_what_is_local_and_recovers() {
         Some(())
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_down_serves_what_is_local_and_recovers_over_http() {
+    redis_down("http").await;
+}
+
+// Pub/sub forwards run on their own connections (`redis_link`): they too must
+// notice Redis going away and come back with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_down_serves_what_is_local_and_recovers_over_pubsub() {
+    redis_down("pubsub").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

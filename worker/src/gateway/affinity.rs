@@ -163,37 +163,57 @@ impl ClaimsCache {
 const FRAME_VERSION: u8 = 1;
 
 /// A length (big-endian u32): of the field that follows, or a count.
-fn put_len(f: &mut Vec<u8>, n: usize) {
+pub(crate) fn put_len(f: &mut Vec<u8>, n: usize) {
     f.extend_from_slice(&(n as u32).to_be_bytes());
 }
 
 /// A length-prefixed field.
-fn put(f: &mut Vec<u8>, bytes: &[u8]) {
+pub(crate) fn put(f: &mut Vec<u8>, bytes: &[u8]) {
     put_len(f, bytes.len());
     f.extend_from_slice(bytes);
 }
 
-/// Reads a sealed frame's fields in order; `None` when it ends too soon.
-struct Reader<'a>(&'a [u8]);
+/// An optional length-prefixed field: a flag byte, then the field if present.
+pub(crate) fn put_opt(f: &mut Vec<u8>, bytes: Option<&[u8]>) {
+    match bytes {
+        None => f.push(0),
+        Some(b) => {
+            f.push(1);
+            put(f, b);
+        }
+    }
+}
+
+/// Reads a frame's fields in order; `None` when it ends too soon.
+pub(crate) struct Reader<'a>(pub(crate) &'a [u8]);
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+    pub(crate) fn take(&mut self, n: usize) -> Option<&'a [u8]> {
         let (head, rest) = self.0.split_at_checked(n)?;
         self.0 = rest;
         Some(head)
     }
 
-    fn len(&mut self) -> Option<usize> {
+    pub(crate) fn len(&mut self) -> Option<usize> {
         Some(u32::from_be_bytes(self.take(4)?.try_into().ok()?) as usize)
     }
 
-    fn bytes(&mut self) -> Option<&'a [u8]> {
+    pub(crate) fn bytes(&mut self) -> Option<&'a [u8]> {
         let n = self.len()?;
         self.take(n)
     }
 
-    fn str(&mut self) -> Option<&'a str> {
+    pub(crate) fn str(&mut self) -> Option<&'a str> {
         std::str::from_utf8(self.bytes()?).ok()
+    }
+
+    /// An optional field written by [`put_opt`].
+    pub(crate) fn opt_str(&mut self) -> Option<Option<&'a str>> {
+        match self.take(1)? {
+            [0] => Some(None),
+            [1] => Some(Some(self.str()?)),
+            _ => None,
+        }
     }
 }
 
@@ -288,13 +308,7 @@ impl Affinity {
         f.push(FRAME_VERSION);
         f.extend_from_slice(&deadline.to_be_bytes());
         put(&mut f, out.method.as_bytes());
-        match out.scope.server_id() {
-            None => f.push(0),
-            Some(id) => {
-                f.push(1);
-                put(&mut f, id.as_bytes());
-            }
-        }
+        put_opt(&mut f, out.scope.server_id().map(str::as_bytes));
         put(&mut f, request_id.as_bytes());
         put(&mut f, &claims);
         put_len(&mut f, out.headers.len());
@@ -329,11 +343,7 @@ impl Affinity {
         }
         let deadline_ms = u64::from_be_bytes(r.take(8)?.try_into().ok()?);
         let method = r.str()?.to_owned();
-        let scope = match r.take(1)? {
-            [0] => None,
-            [1] => Some(r.str()?.to_owned()),
-            _ => return None,
-        };
+        let scope = r.opt_str()?.map(str::to_owned);
         r.bytes()?; // the request id: makes each frame unique, read by nobody
         let claims = self.claims.parse(r.bytes()?)?;
         let n = r.len()?;

@@ -10,6 +10,7 @@
 //! - [`affinity`]: session ids that name their owner; signed forward envelopes.
 //! - [`redis_affinity`]: session ownership and worker heartbeats in Redis.
 //! - [`redis_events`]: the sessions' events copied to Redis, for replay after failover.
+//! - [`redis_link`]: the pub/sub forward's own lean Redis connections.
 //! - [`relay`]: the owner's answer to the client, faithfully (seed 002).
 //! - [`error`]: [`error::RpcError`], mapped to wire codes in one place.
 
@@ -20,6 +21,7 @@ pub mod events;
 pub mod federation;
 pub mod redis_affinity;
 pub mod redis_events;
+pub mod redis_link;
 pub mod registry;
 pub mod relay;
 pub mod scope;

@@ -12,6 +12,7 @@
 //! an atomic script that succeeds only if the recorded owner is still the dead
 //! one. Every command has a short deadline, so a dead Redis never hangs a request.
 
+use crate::gateway::redis_link::{Publisher, Target};
 use crate::metrics::Metrics;
 use fleetgate_shared::config::ForwardMode;
 use redis::aio::ConnectionManager;
@@ -152,7 +153,9 @@ struct Owned {
 
 pub struct RedisAffinity {
     conn: ConnectionManager,
-    pub client: redis::Client,
+    /// Where the pub/sub forward's own connections go (`redis_link`).
+    pub link: Target,
+    publisher: Publisher,
     pub worker_id: String,
     pub mode: ForwardMode,
     ttl: Duration,
@@ -187,11 +190,13 @@ impl RedisAffinity {
             .set_number_of_retries(1)
             .set_min_delay(Duration::from_millis(50))
             .set_max_delay(Duration::from_millis(500));
-        let conn = ConnectionManager::new_lazy_with_config(client.clone(), cfg)
+        let conn = ConnectionManager::new_lazy_with_config(client, cfg)
             .map_err(|e| format!("REDIS_URL: {e}"))?;
+        let link = Target::from_url(url)?;
         Ok(RedisAffinity {
             conn,
-            client,
+            publisher: Publisher::new(link.clone()),
+            link,
             worker_id,
             mode,
             ttl,
@@ -232,9 +237,10 @@ impl RedisAffinity {
 
     /// Runs one command with the deadline; failures are counted and logged once
     /// per outage.
-    pub(crate) async fn run<T, F>(&self, what: &str, fut: F) -> Result<T, RedisDown>
+    pub(crate) async fn run<T, E, F>(&self, what: &str, fut: F) -> Result<T, RedisDown>
     where
-        F: Future<Output = redis::RedisResult<T>>,
+        E: std::fmt::Display,
+        F: Future<Output = Result<T, E>>,
     {
         let res = match tokio::time::timeout(COMMAND_TIMEOUT, fut).await {
             Ok(Ok(v)) => Ok(v),
@@ -429,8 +435,8 @@ impl RedisAffinity {
 
     /// Publishes `payload` on `channel`; returns how many subscribers got it.
     pub async fn publish(&self, channel: &str, payload: &[u8]) -> Result<i64, RedisDown> {
-        let mut c = self.conn.clone();
-        self.run("publish", c.publish(channel, payload)).await
+        self.run("publish", self.publisher.publish(channel, payload))
+            .await
     }
 
     /// Redis answers (for `/ready`).

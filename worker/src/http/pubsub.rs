@@ -6,19 +6,19 @@
 //! request is one message, `{answer channel}\n{signature}\n{sealed bytes}`
 //! (the same sealed bytes an HTTP forward carries); the owner serves each
 //! message in its own task (never one at a time) through the same handler as
-//! the HTTP forward route, and publishes the answer, `{head}\n{body}` (head:
-//! status, content type, session id and worker as JSON; the body as it is), on
-//! the request's own answer channel. Nothing is hex-encoded: Redis payloads
-//! are bytes. Streams (SSE) are buffered: a GET stream goes over HTTP instead.
+//! the HTTP forward route, and publishes the answer ([`PubAnswer`]: status,
+//! content type, session id and worker as length-prefixed fields, then the
+//! body as it is) on the request's own answer channel. Nothing is hex-encoded
+//! or re-encoded: Redis payloads are bytes. Streams (SSE) are buffered: a GET stream goes over HTTP instead.
 
+use crate::gateway::affinity::{put, put_opt, Reader};
 use crate::gateway::redis_affinity::{request_channel, RedisAffinity, RESPONSE_PREFIX};
+use crate::gateway::redis_link::Subscriber;
 use crate::http::forward::serve_forwarded;
 use crate::state::AppState;
 use axum::http::header;
 use bytes::Bytes;
-use futures_util::StreamExt;
 use http_body_util::{BodyExt, Limited};
-use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -27,8 +27,10 @@ use tokio::sync::oneshot;
 /// Largest answer carried back.
 const MAX_ANSWER: usize = 64 << 20;
 
-/// The head of an owner's answer on the wire (its body follows the newline).
-#[derive(Debug, Serialize, Deserialize)]
+/// The head of an owner's answer on the wire: the status (big-endian u16),
+/// then content type, session id and worker as length-prefixed fields (the
+/// last two optional), then the body as it is.
+#[derive(Debug, PartialEq)]
 pub struct PubAnswer {
     pub status: u16,
     pub content_type: String,
@@ -36,16 +38,36 @@ pub struct PubAnswer {
     pub worker: Option<String>,
 }
 
+impl PubAnswer {
+    /// The answer message: this head, then `body`.
+    fn encode(&self, body: &[u8]) -> Vec<u8> {
+        let mut f = Vec::with_capacity(64 + self.content_type.len() + body.len());
+        f.extend_from_slice(&self.status.to_be_bytes());
+        put(&mut f, self.content_type.as_bytes());
+        put_opt(&mut f, self.session.as_deref().map(str::as_bytes));
+        put_opt(&mut f, self.worker.as_deref().map(str::as_bytes));
+        f.extend_from_slice(body);
+        f
+    }
+
+    /// An answer message: its head and (a view of) its body.
+    fn decode(payload: &Bytes) -> Option<(PubAnswer, Bytes)> {
+        let mut r = Reader(payload);
+        let status = u16::from_be_bytes(r.take(2)?.try_into().ok()?);
+        let head = PubAnswer {
+            status,
+            content_type: r.str()?.to_owned(),
+            session: r.opt_str()?.map(str::to_owned),
+            worker: r.opt_str()?.map(str::to_owned),
+        };
+        Some((head, payload.slice(payload.len() - r.0.len()..)))
+    }
+}
+
 /// Splits `payload` at its first newline.
 fn split_line(payload: &Bytes) -> Option<(Bytes, Bytes)> {
     let end = memchr::memchr(b'\n', payload)?;
     Some((payload.slice(..end), payload.slice(end + 1..)))
-}
-
-/// An answer message: its head and its body.
-fn parse_answer(payload: &Bytes) -> Option<(PubAnswer, Bytes)> {
-    let (head, body) = split_line(payload)?;
-    Some((serde_json::from_slice(&head).ok()?, body))
 }
 
 /// This worker's side of pub/sub: answers it waits for.
@@ -103,7 +125,7 @@ impl PubSub {
             Ok(0) => Err(PubSendError::NoSubscriber),
             Ok(_) => match wait_for_owner(redis, owner, rx, timeout).await {
                 // An answer that does not parse is no answer: the forward times out.
-                Ok(Some(answer)) => Ok(parse_answer(&answer)),
+                Ok(Some(answer)) => Ok(PubAnswer::decode(&answer)),
                 other => other.map(|_| None),
             },
         };
@@ -153,24 +175,13 @@ pub fn spawn_subscriber(st: AppState, redis: Arc<RedisAffinity>, ps: Arc<PubSub>
         let answers = format!("{RESPONSE_PREFIX}{}-*", redis.instance);
         let mut failing = false;
         loop {
-            let conn = tokio::time::timeout(Duration::from_secs(1), async {
-                let mut p = redis.client.get_async_pubsub().await?;
-                p.subscribe(&requests).await?;
-                p.psubscribe(&answers).await?;
-                Ok::<_, redis::RedisError>(p)
-            })
-            .await;
-            let p = match conn {
-                Ok(Ok(p)) => p,
-                Ok(Err(e)) => {
+            let mut sub = match Subscriber::open(&redis.link, &requests, &answers).await {
+                Ok(sub) => sub,
+                Err(e) => {
                     if !failing {
                         tracing::warn!(error = %e, "cannot subscribe to the forwarding channel; retrying");
                         failing = true;
                     }
-                    tokio::time::sleep(Duration::from_millis(250)).await;
-                    continue;
-                }
-                Err(_) => {
                     tokio::time::sleep(Duration::from_millis(250)).await;
                     continue;
                 }
@@ -179,16 +190,16 @@ pub fn spawn_subscriber(st: AppState, redis: Arc<RedisAffinity>, ps: Arc<PubSub>
                 tracing::info!("subscribed to the forwarding channel again");
                 failing = false;
             }
-            let (_sink, mut stream) = p.split();
             ps.subscribed.store(true, Ordering::Release);
-            while let Some(msg) = stream.next().await {
-                let channel = msg.get_channel_name();
-                if channel == requests {
+            while let Ok(msg) = sub.next().await {
+                if msg.channel == requests.as_bytes() {
                     let (st, redis) = (st.clone(), redis.clone());
-                    let payload = Bytes::copy_from_slice(msg.get_payload_bytes());
-                    tokio::spawn(async move { serve(st, redis, payload).await });
-                } else if let Some(tx) = ps.take(channel) {
-                    let _ = tx.send(Bytes::copy_from_slice(msg.get_payload_bytes()));
+                    tokio::spawn(async move { serve(st, redis, msg.payload).await });
+                } else if let Some(tx) = std::str::from_utf8(&msg.channel)
+                    .ok()
+                    .and_then(|c| ps.take(c))
+                {
+                    let _ = tx.send(msg.payload);
                 }
             }
             ps.subscribed.store(false, Ordering::Release);
@@ -247,8 +258,53 @@ async fn serve(st: AppState, redis: Arc<RedisAffinity>, payload: Bytes) {
         session,
         worker,
     };
-    let mut payload = serde_json::to_vec(&head).unwrap_or_default();
-    payload.push(b'\n');
-    payload.extend_from_slice(&body);
-    let _ = redis.publish(&reply, &payload).await;
+    let _ = redis.publish(&reply, &head.encode(&body)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_cross_the_wire_unchanged() {
+        for head in [
+            PubAnswer {
+                status: 401,
+                content_type: "application/json".into(),
+                session: None,
+                worker: Some("w-1".into()),
+            },
+            PubAnswer {
+                status: 200,
+                content_type: String::new(),
+                session: Some("3_abc_def".into()),
+                worker: None,
+            },
+        ] {
+            let body = b"{\"detail\":\"no\"}\n\x00 any bytes";
+            let (got, got_body) = PubAnswer::decode(&Bytes::from(head.encode(body))).unwrap();
+            assert_eq!(got, head);
+            assert_eq!(&got_body[..], &body[..]);
+        }
+    }
+
+    #[test]
+    fn a_cut_or_garbled_answer_is_no_answer() {
+        let whole = PubAnswer {
+            status: 200,
+            content_type: "text/plain".into(),
+            session: Some("s".into()),
+            worker: Some("w".into()),
+        }
+        .encode(b"");
+        for cut in 0..whole.len() {
+            assert!(
+                PubAnswer::decode(&Bytes::copy_from_slice(&whole[..cut])).is_none(),
+                "{cut}"
+            );
+        }
+        let mut bad_flag = whole.clone();
+        bad_flag[2 + 4 + 10] = 7;
+        assert!(PubAnswer::decode(&Bytes::from(bad_flag)).is_none());
+    }
 }

@@ -1,0 +1,563 @@
+//! The pub/sub forward's own Redis connections: RESP2 read and written
+//! directly on a socket, for the two commands on the forwarding hot path
+//! (`PUBLISH`, and the messages of `SUBSCRIBE`/`PSUBSCRIBE`). Everything else
+//! (ownership scripts, heartbeats, events) uses the `redis` crate.
+//!
+//! Why: a forwarded request is two messages (request, answer), each one
+//! `PUBLISH` and one delivery. Through the `redis` crate's multiplexed
+//! connection and pub/sub stream they cost about 25k instructions per forward
+//! (a parser built of combinators, a `Value` tree, a driver task a command is
+//! handed to and answered from); this link writes a `PUBLISH` from the calling
+//! task and reads a message as slices of the bytes read, with no copy of the
+//! payload.
+//!
+//! Address and credentials come from the same `REDIS_URL`, parsed by the
+//! `redis` crate.
+
+use bytes::{Bytes, BytesMut};
+use redis::{ConnectionAddr, IntoConnectionInfo};
+use std::collections::VecDeque;
+use std::io;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::oneshot;
+
+/// Largest bulk string accepted (Redis's own limit is 512 MiB).
+const MAX_BULK: usize = 512 << 20;
+/// Largest array accepted: pub/sub frames have three or four elements.
+const MAX_ARRAY: usize = 1024;
+/// Arrays within arrays: pub/sub frames are flat.
+const MAX_DEPTH: u8 = 2;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// One RESP2 value, its strings as views of the bytes read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    Simple(Bytes),
+    Error(Bytes),
+    Int(i64),
+    Bulk(Bytes),
+    Nil,
+    Array(Vec<Frame>),
+}
+
+/// Bytes that are not RESP2 (or exceed the limits above).
+#[derive(Debug, PartialEq, Eq)]
+pub struct ProtocolError(pub &'static str);
+
+/// A frame's shape with offsets, found in one pass before any allocation.
+enum Shape {
+    Simple(usize, usize),
+    Error(usize, usize),
+    Int(i64),
+    Bulk(usize, usize),
+    Nil,
+    Array(Vec<Shape>),
+}
+
+/// The end of the line starting at `pos` (the index of its `\r`).
+fn line_end(b: &[u8], pos: usize) -> Option<usize> {
+    let i = pos + memchr::memchr(b'\r', b.get(pos..)?)?;
+    (b.get(i + 1)? == &b'\n').then_some(i)
+}
+
+fn int(text: &[u8]) -> Result<i64, ProtocolError> {
+    const NAN: ProtocolError = ProtocolError("not a number");
+    let (negative, digits) = match text {
+        [b'-', rest @ ..] => (true, rest),
+        _ => (false, text),
+    };
+    if digits.is_empty() || digits.len() > 18 {
+        return Err(NAN); // 18 digits cannot overflow an i64
+    }
+    let mut n: i64 = 0;
+    for &d in digits {
+        if !d.is_ascii_digit() {
+            return Err(NAN);
+        }
+        n = n * 10 + i64::from(d - b'0');
+    }
+    Ok(if negative { -n } else { n })
+}
+
+/// The frame at `pos`, and where the next one starts; `None`: incomplete.
+fn scan(b: &[u8], pos: usize, depth: u8) -> Result<Option<(Shape, usize)>, ProtocolError> {
+    let Some(&kind) = b.get(pos) else {
+        return Ok(None);
+    };
+    let Some(end) = line_end(b, pos + 1) else {
+        return Ok(None);
+    };
+    let (start, next) = (pos + 1, end + 2);
+    Ok(Some(match kind {
+        b'+' => (Shape::Simple(start, end), next),
+        b'-' => (Shape::Error(start, end), next),
+        b':' => (Shape::Int(int(&b[start..end])?), next),
+        b'$' => match int(&b[start..end])? {
+            -1 => (Shape::Nil, next),
+            n if (0..=MAX_BULK as i64).contains(&n) => {
+                let stop = next + n as usize;
+                match b.get(stop..stop + 2) {
+                    None => return Ok(None),
+                    Some(b"\r\n") => (Shape::Bulk(next, stop), stop + 2),
+                    Some(_) => return Err(ProtocolError("bulk string without its CRLF")),
+                }
+            }
+            _ => return Err(ProtocolError("bad bulk string length")),
+        },
+        b'*' => match int(&b[start..end])? {
+            -1 => (Shape::Nil, next),
+            n if (0..=MAX_ARRAY as i64).contains(&n) => {
+                if depth >= MAX_DEPTH {
+                    return Err(ProtocolError("arrays nested too deep"));
+                }
+                let mut items = Vec::with_capacity(n as usize);
+                let mut at = next;
+                for _ in 0..n {
+                    match scan(b, at, depth + 1)? {
+                        Some((s, after)) => {
+                            items.push(s);
+                            at = after;
+                        }
+                        None => return Ok(None),
+                    }
+                }
+                (Shape::Array(items), at)
+            }
+            _ => return Err(ProtocolError("bad array length")),
+        },
+        _ => return Err(ProtocolError("unknown frame type")),
+    }))
+}
+
+fn build(s: Shape, b: &Bytes) -> Frame {
+    match s {
+        Shape::Simple(x, y) => Frame::Simple(b.slice(x..y)),
+        Shape::Error(x, y) => Frame::Error(b.slice(x..y)),
+        Shape::Int(n) => Frame::Int(n),
+        Shape::Bulk(x, y) => Frame::Bulk(b.slice(x..y)),
+        Shape::Nil => Frame::Nil,
+        Shape::Array(items) => Frame::Array(items.into_iter().map(|s| build(s, b)).collect()),
+    }
+}
+
+/// Takes one complete frame off the front of `buf`; `Ok(None)`: more bytes needed.
+pub fn decode(buf: &mut BytesMut) -> Result<Option<Frame>, ProtocolError> {
+    let Some((shape, len)) = scan(buf, 0, 0)? else {
+        return Ok(None);
+    };
+    let bytes = buf.split_to(len).freeze();
+    Ok(Some(build(shape, &bytes)))
+}
+
+/// A command as RESP2: an array of bulk strings.
+pub fn encode(args: &[&[u8]]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(16 + args.iter().map(|a| a.len() + 16).sum::<usize>());
+    let head = |prefix: u8, n: usize, out: &mut Vec<u8>| {
+        out.push(prefix);
+        push_decimal(out, n);
+        out.extend_from_slice(b"\r\n");
+    };
+    head(b'*', args.len(), &mut out);
+    for a in args {
+        head(b'$', a.len(), &mut out);
+        out.extend_from_slice(a);
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
+fn push_decimal(out: &mut Vec<u8>, mut n: usize) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+/// A connection's reading half with its buffer.
+pub struct Reader<R> {
+    io: R,
+    buf: BytesMut,
+}
+
+impl<R: AsyncRead + Unpin> Reader<R> {
+    pub fn new(io: R) -> Self {
+        Reader {
+            io,
+            buf: BytesMut::with_capacity(16 << 10),
+        }
+    }
+
+    /// The next frame; an error when the connection closed or spoke nonsense.
+    pub async fn next(&mut self) -> io::Result<Frame> {
+        loop {
+            match decode(&mut self.buf) {
+                Ok(Some(f)) => return Ok(f),
+                Ok(None) => {}
+                Err(ProtocolError(why)) => {
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, why))
+                }
+            }
+            if self.buf.capacity() - self.buf.len() < 4096 {
+                self.buf.reserve(16 << 10);
+            }
+            if self.io.read_buf(&mut self.buf).await? == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+        }
+    }
+}
+
+/// Where and as whom to connect: read from `REDIS_URL`.
+#[derive(Clone, Debug)]
+pub struct Target {
+    addr: ConnectionAddr,
+    username: Option<String>,
+    password: Option<String>,
+}
+
+/// A connected socket, TCP or Unix.
+pub trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
+pub type Stream = Box<dyn Io>;
+
+impl Target {
+    pub fn from_url(url: &str) -> Result<Target, String> {
+        let info = url
+            .into_connection_info()
+            .map_err(|e| format!("REDIS_URL: {e}"))?;
+        let addr = info.addr().clone();
+        if !matches!(addr, ConnectionAddr::Tcp(..) | ConnectionAddr::Unix(_)) {
+            return Err("REDIS_URL: only redis:// and unix:// are supported".into());
+        }
+        let r = info.redis_settings();
+        Ok(Target {
+            addr,
+            username: r.username().map(str::to_owned),
+            password: r.password().map(str::to_owned),
+        })
+    }
+
+    /// A new connection, authenticated when the URL has credentials.
+    pub async fn connect(
+        &self,
+    ) -> io::Result<(
+        Reader<tokio::io::ReadHalf<Stream>>,
+        tokio::io::WriteHalf<Stream>,
+    )> {
+        let io = tokio::time::timeout(CONNECT_TIMEOUT, async {
+            match &self.addr {
+                ConnectionAddr::Tcp(host, port) => {
+                    let s = tokio::net::TcpStream::connect((host.as_str(), *port)).await?;
+                    s.set_nodelay(true)?;
+                    Ok(Box::new(s) as Stream)
+                }
+                ConnectionAddr::Unix(path) => {
+                    Ok(Box::new(tokio::net::UnixStream::connect(path).await?) as Stream)
+                }
+                _ => Err(io::Error::other("unsupported Redis address")),
+            }
+        })
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connecting to Redis timed out"))??;
+        let (r, mut w) = tokio::io::split(io);
+        let mut r = Reader::new(r);
+        if let Some(pass) = &self.password {
+            let cmd = match &self.username {
+                Some(user) => encode(&[b"AUTH", user.as_bytes(), pass.as_bytes()]),
+                None => encode(&[b"AUTH", pass.as_bytes()]),
+            };
+            w.write_all(&cmd).await?;
+            match tokio::time::timeout(CONNECT_TIMEOUT, r.next()).await {
+                Ok(Ok(Frame::Simple(_))) => {}
+                Ok(Ok(Frame::Error(e))) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::PermissionDenied,
+                        format!("Redis refused AUTH: {}", String::from_utf8_lossy(&e)),
+                    ))
+                }
+                Ok(Ok(_)) => return Err(io::Error::other("unexpected answer to AUTH")),
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Err(io::Error::new(io::ErrorKind::TimedOut, "no answer to AUTH")),
+            }
+        }
+        Ok((r, w))
+    }
+}
+
+/// Answers awaited on a publishing connection, in the order their commands
+/// were written (Redis answers in order).
+type Waiting = Arc<Mutex<VecDeque<oneshot::Sender<Result<i64, String>>>>>;
+
+struct Open {
+    w: tokio::io::WriteHalf<Stream>,
+    waiting: Waiting,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.reader.abort();
+        fail_all(&self.waiting, "the Redis connection was replaced");
+    }
+}
+
+fn fail_all(waiting: &Waiting, why: &str) {
+    if let Ok(mut q) = waiting.lock() {
+        for tx in q.drain(..) {
+            let _ = tx.send(Err(why.to_owned()));
+        }
+    }
+}
+
+/// One connection for `PUBLISH`, opened on first use and again after a failure.
+/// A command is written by its caller (under a lock, so commands and their
+/// places in the answer queue stay in the same order); a reader task hands
+/// each answer to its caller.
+pub struct Publisher {
+    target: Target,
+    conn: tokio::sync::Mutex<Option<Open>>,
+}
+
+impl Publisher {
+    pub fn new(target: Target) -> Publisher {
+        Publisher {
+            target,
+            conn: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// `PUBLISH channel payload`: how many subscribers received it.
+    pub async fn publish(&self, channel: &str, payload: &[u8]) -> Result<i64, String> {
+        let cmd = encode(&[b"PUBLISH", channel.as_bytes(), payload]);
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut conn = self.conn.lock().await;
+            if conn.as_ref().is_none_or(|c| c.reader.is_finished()) {
+                *conn = None;
+                let (r, w) = self.target.connect().await.map_err(|e| e.to_string())?;
+                let waiting = Waiting::default();
+                let reader = tokio::spawn(read_answers(r, waiting.clone()));
+                *conn = Some(Open { w, waiting, reader });
+            }
+            let Some(open) = conn.as_mut() else {
+                return Err("no connection".into());
+            };
+            if let Ok(mut q) = open.waiting.lock() {
+                q.push_back(tx);
+            }
+            if let Err(e) = open.w.write_all(&cmd).await {
+                *conn = None; // fails everything waiting on it, this call included
+                return Err(e.to_string());
+            }
+        }
+        rx.await
+            .unwrap_or_else(|_| Err("the Redis connection closed".into()))
+    }
+}
+
+async fn read_answers(mut r: Reader<tokio::io::ReadHalf<Stream>>, waiting: Waiting) {
+    let why = loop {
+        let answer = match r.next().await {
+            Ok(Frame::Int(n)) => Ok(n),
+            Ok(Frame::Error(e)) => Err(String::from_utf8_lossy(&e).into_owned()),
+            Ok(other) => Err(format!("unexpected answer to PUBLISH: {other:?}")),
+            Err(e) => break e.to_string(),
+        };
+        let next = waiting.lock().ok().and_then(|mut q| q.pop_front());
+        match next {
+            Some(tx) => {
+                let _ = tx.send(answer);
+            }
+            None => break "an answer nobody asked for".to_owned(),
+        }
+    };
+    fail_all(&waiting, &why);
+}
+
+/// A message received on a subscribed connection.
+pub struct Message {
+    pub channel: Bytes,
+    pub payload: Bytes,
+}
+
+/// A subscribed connection: channels and patterns subscribed at once.
+pub struct Subscriber {
+    r: Reader<tokio::io::ReadHalf<Stream>>,
+    /// Kept open: closing the writing half would end the subscription.
+    _w: tokio::io::WriteHalf<Stream>,
+}
+
+impl Subscriber {
+    pub async fn open(target: &Target, channel: &str, pattern: &str) -> io::Result<Subscriber> {
+        let (mut r, mut w) = target.connect().await?;
+        let mut cmds = encode(&[b"SUBSCRIBE", channel.as_bytes()]);
+        cmds.extend_from_slice(&encode(&[b"PSUBSCRIBE", pattern.as_bytes()]));
+        w.write_all(&cmds).await?;
+        for kind in [&b"subscribe"[..], b"psubscribe"] {
+            let confirmed = tokio::time::timeout(CONNECT_TIMEOUT, r.next())
+                .await
+                .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no answer to SUBSCRIBE"))??;
+            match confirmed {
+                Frame::Array(items)
+                    if items.first() == Some(&Frame::Bulk(Bytes::from_static(kind))) => {}
+                Frame::Error(e) => {
+                    return Err(io::Error::other(format!(
+                        "Redis refused to subscribe: {}",
+                        String::from_utf8_lossy(&e)
+                    )))
+                }
+                other => {
+                    return Err(io::Error::other(format!(
+                        "unexpected answer to SUBSCRIBE: {other:?}"
+                    )))
+                }
+            }
+        }
+        Ok(Subscriber { r, _w: w })
+    }
+
+    /// The next message (`message` or `pmessage`); an error when the
+    /// connection is gone.
+    pub async fn next(&mut self) -> io::Result<Message> {
+        loop {
+            let Frame::Array(items) = self.r.next().await? else {
+                continue;
+            };
+            let mut it = items.into_iter();
+            let kind = it.next();
+            let rest: Vec<Frame> = match kind {
+                Some(Frame::Bulk(k)) if k.as_ref() == b"message" => it.collect(),
+                Some(Frame::Bulk(k)) if k.as_ref() == b"pmessage" => it.skip(1).collect(),
+                _ => continue, // a later (un)subscribe confirmation, a pong
+            };
+            if let [Frame::Bulk(channel), Frame::Bulk(payload)] = <[Frame; 2]>::try_from(rest)
+                .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "malformed message"))?
+            {
+                return Ok(Message { channel, payload });
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn all(bytes: &[u8]) -> Result<Vec<Frame>, ProtocolError> {
+        let mut buf = BytesMut::from(bytes);
+        let mut out = vec![];
+        while let Some(f) = decode(&mut buf)? {
+            out.push(f);
+        }
+        assert!(buf.is_empty(), "left over: {buf:?}");
+        Ok(out)
+    }
+
+    fn bulk(s: &'static str) -> Frame {
+        Frame::Bulk(Bytes::from_static(s.as_bytes()))
+    }
+
+    #[test]
+    fn decodes_every_kind() {
+        let got = all(b"+OK\r\n-ERR no\r\n:42\r\n:-1\r\n$4\r\na\r\nb\r\n$0\r\n\r\n$-1\r\n*-1\r\n*2\r\n$1\r\nx\r\n*1\r\n:7\r\n")
+            .unwrap();
+        assert_eq!(
+            got,
+            vec![
+                Frame::Simple(Bytes::from_static(b"OK")),
+                Frame::Error(Bytes::from_static(b"ERR no")),
+                Frame::Int(42),
+                Frame::Int(-1),
+                bulk("a\r\nb"),
+                bulk(""),
+                Frame::Nil,
+                Frame::Nil,
+                Frame::Array(vec![bulk("x"), Frame::Array(vec![Frame::Int(7)])]),
+            ]
+        );
+    }
+
+    #[test]
+    fn waits_for_a_whole_frame_at_every_cut() {
+        let msg = b"*3\r\n$7\r\nmessage\r\n$4\r\nchan\r\n$5\r\nhello\r\n";
+        for cut in 0..msg.len() {
+            let mut buf = BytesMut::from(&msg[..cut]);
+            assert_eq!(decode(&mut buf), Ok(None), "cut at {cut}");
+            assert_eq!(buf.len(), cut, "nothing consumed");
+            buf.extend_from_slice(&msg[cut..]);
+            assert_eq!(
+                decode(&mut buf),
+                Ok(Some(Frame::Array(vec![
+                    bulk("message"),
+                    bulk("chan"),
+                    bulk("hello")
+                ])))
+            );
+        }
+    }
+
+    #[test]
+    fn refuses_what_is_not_resp() {
+        for bad in [
+            &b"?x\r\n"[..],
+            b":12a\r\n",
+            b"$-2\r\n",
+            b"$3\r\nabcd\r\n",
+            b"*-5\r\n",
+            b"*1\r\n*1\r\n*1\r\n:1\r\n",
+            b"$99999999999\r\n",
+            b"*99999\r\n",
+        ] {
+            assert!(decode(&mut BytesMut::from(bad)).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn reads_integers() {
+        assert_eq!(int(b"0"), Ok(0));
+        assert_eq!(int(b"-1"), Ok(-1));
+        assert_eq!(int(b"123456789012345678"), Ok(123456789012345678));
+        for bad in [&b""[..], b"-", b"+1", b"1 ", b"1234567890123456789", b"--1"] {
+            assert!(int(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn writes_lengths_in_decimal() {
+        for n in [0usize, 7, 10, 99, 100, 12345, usize::MAX] {
+            let mut out = vec![];
+            push_decimal(&mut out, n);
+            assert_eq!(out, n.to_string().as_bytes());
+        }
+    }
+
+    #[test]
+    fn encodes_commands_as_arrays_of_bulk_strings() {
+        assert_eq!(
+            encode(&[b"PUBLISH", b"ch", b"a\r\nb"]),
+            b"*3\r\n$7\r\nPUBLISH\r\n$2\r\nch\r\n$4\r\na\r\nb\r\n"
+        );
+        let mut buf = BytesMut::from(&encode(&[b"x", b""])[..]);
+        assert_eq!(
+            decode(&mut buf),
+            Ok(Some(Frame::Array(vec![bulk("x"), bulk("")])))
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics_on_any_bytes(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..256)) {
+            let mut buf = BytesMut::from(&bytes[..]);
+            while let Ok(Some(_)) = decode(&mut buf) {}
+        }
+    }
+}
