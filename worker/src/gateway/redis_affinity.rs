@@ -12,11 +12,11 @@
 //! an atomic script that succeeds only if the recorded owner is still the dead
 //! one. Every command has a short deadline, so a dead Redis never hangs a request.
 
-use crate::gateway::redis_link::{Publisher, Target};
+use crate::gateway::redis_link::{PublishError, Publisher, Target};
 use crate::metrics::Metrics;
 use fleetgate_shared::config::ForwardMode;
 use redis::aio::ConnectionManager;
-use redis::{AsyncCommands, Script};
+use redis::Script;
 use serde::{Deserialize, Serialize};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -427,16 +427,36 @@ impl RedisAffinity {
         }
     }
 
-    /// Is `worker`'s heartbeat still there (it is alive)?
-    pub async fn alive(&self, worker: &str) -> Result<bool, RedisDown> {
+    /// Does `worker` still listen for forwards: its heartbeat is there and
+    /// its request channel has a subscriber (gone the moment its connection
+    /// closes, where the heartbeat lasts until it expires)?
+    pub async fn listening(&self, worker: &str) -> Result<bool, RedisDown> {
         let mut c = self.conn.clone();
-        self.run("exists", c.exists(heartbeat_key(worker))).await
+        let mut p = redis::pipe();
+        p.exists(heartbeat_key(worker))
+            .cmd("PUBSUB")
+            .arg("NUMSUB")
+            .arg(request_channel(worker));
+        let (beating, (_, subscribers)): (bool, (String, i64)) =
+            self.run("listening", p.query_async(&mut c)).await?;
+        Ok(beating && subscribers > 0)
     }
 
-    /// Publishes `payload` on `channel`; returns how many subscribers got it.
-    pub async fn publish(&self, channel: &str, payload: &[u8]) -> Result<i64, RedisDown> {
-        self.run("publish", self.publisher.publish(channel, payload))
-            .await
+    /// Publishes `payload` on `channel` (without learning who received it).
+    /// `Ok(Err(why))`: Redis is up but refuses the publishing connection.
+    pub async fn publish(
+        &self,
+        channel: &str,
+        payload: &[u8],
+    ) -> Result<Result<(), Arc<str>>, RedisDown> {
+        self.run("publish", async {
+            match self.publisher.publish(channel, payload).await {
+                Ok(()) => Ok(Ok(())),
+                Err(PublishError::Refused(why)) => Ok(Err(why)),
+                Err(PublishError::Io(e)) => Err(e),
+            }
+        })
+        .await
     }
 
     /// Redis answers (for `/ready`).

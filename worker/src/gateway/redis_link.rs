@@ -16,12 +16,10 @@
 
 use bytes::{Bytes, BytesMut};
 use redis::{ConnectionAddr, IntoConnectionInfo};
-use std::collections::VecDeque;
 use std::io;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::oneshot;
 
 /// Largest bulk string accepted (Redis's own limit is 512 MiB).
 const MAX_BULK: usize = 512 << 20;
@@ -293,38 +291,41 @@ impl Target {
     }
 }
 
-/// Answers awaited on a publishing connection, in the order their commands
-/// were written (Redis answers in order).
-type Waiting = Arc<Mutex<VecDeque<oneshot::Sender<Result<i64, String>>>>>;
-
+/// A publishing connection: its writing half, and the task that watches the
+/// reading half for the connection's end.
 struct Open {
     w: tokio::io::WriteHalf<Stream>,
-    waiting: Waiting,
-    reader: tokio::task::JoinHandle<()>,
+    watch: tokio::task::JoinHandle<()>,
 }
 
 impl Drop for Open {
     fn drop(&mut self) {
-        self.reader.abort();
-        fail_all(&self.waiting, "the Redis connection was replaced");
+        self.watch.abort();
     }
 }
 
-fn fail_all(waiting: &Waiting, why: &str) {
-    if let Ok(mut q) = waiting.lock() {
-        for tx in q.drain(..) {
-            let _ = tx.send(Err(why.to_owned()));
-        }
-    }
+/// Why a `PUBLISH` was not written.
+pub enum PublishError {
+    /// No connection to Redis.
+    Io(io::Error),
+    /// Redis is up but refuses to turn replies off (its ACL denies `CLIENT`):
+    /// a configuration to change, said once in the log and to each caller.
+    Refused(Arc<str>),
 }
 
-/// One connection for `PUBLISH`, opened on first use and again after a failure.
-/// A command is written by its caller (under a lock, so commands and their
-/// places in the answer queue stay in the same order); a reader task hands
-/// each answer to its caller.
+/// How long a refusal is believed before the next connection asks again.
+const REFUSAL_RETRY: Duration = Duration::from_secs(10);
+
+/// One connection for `PUBLISH`, opened on first use and again after a
+/// failure, with replies turned off (`CLIENT REPLY OFF`): a command is one
+/// write by its caller and nothing comes back. Each reply would cost Redis a
+/// write and the worker a wake-up and a read, on both sides of every forward,
+/// and the one thing it says, how many subscribers got the message, is asked
+/// only when an answer is slow (`PubSub::request`: `PUBSUB NUMSUB`).
 pub struct Publisher {
     target: Target,
     conn: tokio::sync::Mutex<Option<Open>>,
+    refused: Mutex<Option<(Instant, Arc<str>)>>,
 }
 
 impl Publisher {
@@ -332,55 +333,92 @@ impl Publisher {
         Publisher {
             target,
             conn: tokio::sync::Mutex::new(None),
+            refused: Mutex::new(None),
         }
     }
 
-    /// `PUBLISH channel payload`: how many subscribers received it.
-    pub async fn publish(&self, channel: &str, payload: &[u8]) -> Result<i64, String> {
+    /// The refusal Redis gave less than [`REFUSAL_RETRY`] ago.
+    fn refusal(&self) -> Option<Arc<str>> {
+        let r = self.refused.lock().ok()?;
+        r.as_ref()
+            .filter(|(at, _)| at.elapsed() < REFUSAL_RETRY)
+            .map(|(_, why)| why.clone())
+    }
+
+    /// A new connection that Redis will not answer.
+    async fn open(&self) -> Result<Open, PublishError> {
+        let opened = self.try_open().await;
+        if let Err(PublishError::Refused(why)) = &opened {
+            tracing::error!(error = %why, "cannot forward over Redis pub/sub");
+            if let Ok(mut r) = self.refused.lock() {
+                *r = Some((Instant::now(), why.clone()));
+            }
+        }
+        opened
+    }
+
+    async fn try_open(&self) -> Result<Open, PublishError> {
+        let io = PublishError::Io;
+        let (mut r, mut w) = self.target.connect().await.map_err(io)?;
+        // `CLIENT REPLY OFF` has no reply when it works; `ON` answers +OK. An
+        // error instead: this Redis does not let clients turn replies off.
+        let mut probe = encode(&[b"CLIENT", b"REPLY", b"OFF"]);
+        probe.extend_from_slice(&encode(&[b"CLIENT", b"REPLY", b"ON"]));
+        w.write_all(&probe).await.map_err(io)?;
+        match tokio::time::timeout(CONNECT_TIMEOUT, r.next()).await {
+            Ok(Ok(Frame::Simple(_))) => {}
+            Ok(Ok(Frame::Error(e))) => {
+                return Err(PublishError::Refused(
+                    format!(
+                        "Redis refuses CLIENT REPLY ({}), which AFFINITY_FORWARD=pubsub needs; use AFFINITY_FORWARD=http",
+                        String::from_utf8_lossy(&e)
+                    )
+                    .into(),
+                ))
+            }
+            Ok(Ok(other)) => {
+                let why = format!("unexpected answer to CLIENT REPLY: {other:?}");
+                return Err(io(io::Error::other(why)));
+            }
+            Ok(Err(e)) => return Err(io(e)),
+            Err(_) => {
+                let why = "no answer to CLIENT REPLY";
+                return Err(io(io::Error::new(io::ErrorKind::TimedOut, why)));
+            }
+        }
+        w.write_all(&encode(&[b"CLIENT", b"REPLY", b"OFF"]))
+            .await
+            .map_err(io)?;
+        // Nothing more arrives; the read ends when the connection does.
+        let watch = tokio::spawn(async move {
+            while let Ok(f) = r.next().await {
+                tracing::warn!(frame = ?f, "unexpected data on the Redis publishing connection");
+            }
+        });
+        Ok(Open { w, watch })
+    }
+
+    /// `PUBLISH channel payload`, written (Redis does not say whether anyone
+    /// received it).
+    pub async fn publish(&self, channel: &str, payload: &[u8]) -> Result<(), PublishError> {
         let cmd = encode(&[b"PUBLISH", channel.as_bytes(), payload]);
-        let (tx, rx) = oneshot::channel();
-        {
-            let mut conn = self.conn.lock().await;
-            if conn.as_ref().is_none_or(|c| c.reader.is_finished()) {
-                *conn = None;
-                let (r, w) = self.target.connect().await.map_err(|e| e.to_string())?;
-                let waiting = Waiting::default();
-                let reader = tokio::spawn(read_answers(r, waiting.clone()));
-                *conn = Some(Open { w, waiting, reader });
+        let mut conn = self.conn.lock().await;
+        let open = match conn.take() {
+            Some(open) if !open.watch.is_finished() => open,
+            _ => {
+                if let Some(why) = self.refusal() {
+                    return Err(PublishError::Refused(why));
+                }
+                self.open().await?
             }
-            let Some(open) = conn.as_mut() else {
-                return Err("no connection".into());
-            };
-            if let Ok(mut q) = open.waiting.lock() {
-                q.push_back(tx);
-            }
-            if let Err(e) = open.w.write_all(&cmd).await {
-                *conn = None; // fails everything waiting on it, this call included
-                return Err(e.to_string());
-            }
-        }
-        rx.await
-            .unwrap_or_else(|_| Err("the Redis connection closed".into()))
-    }
-}
-
-async fn read_answers(mut r: Reader<tokio::io::ReadHalf<Stream>>, waiting: Waiting) {
-    let why = loop {
-        let answer = match r.next().await {
-            Ok(Frame::Int(n)) => Ok(n),
-            Ok(Frame::Error(e)) => Err(String::from_utf8_lossy(&e).into_owned()),
-            Ok(other) => Err(format!("unexpected answer to PUBLISH: {other:?}")),
-            Err(e) => break e.to_string(),
         };
-        let next = waiting.lock().ok().and_then(|mut q| q.pop_front());
-        match next {
-            Some(tx) => {
-                let _ = tx.send(answer);
-            }
-            None => break "an answer nobody asked for".to_owned(),
+        let open = conn.insert(open);
+        if let Err(e) = open.w.write_all(&cmd).await {
+            *conn = None;
+            return Err(PublishError::Io(e));
         }
-    };
-    fail_all(&waiting, &why);
+        Ok(())
+    }
 }
 
 /// A message received on a subscribed connection.

@@ -67,6 +67,8 @@ pub enum ForwardError {
     Unreachable,
     /// Redis is down, so the request cannot travel (pub/sub).
     RedisDown,
+    /// Redis is up but refuses what the transport needs (pub/sub): why.
+    Refused(std::sync::Arc<str>),
 }
 
 impl From<OwnerUnreachable> for ForwardError {
@@ -148,6 +150,7 @@ pub async fn forward_to(
                 Ok(None) => Sent::TimedOut,
                 Err(PubSendError::NoSubscriber) => return Err(ForwardError::Unreachable),
                 Err(PubSendError::RedisDown) => return Err(ForwardError::RedisDown),
+                Err(PubSendError::Refused(why)) => return Err(ForwardError::Refused(why)),
             }
         }
     };

@@ -433,6 +433,10 @@ async fn route_via_redis(
             match sent {
                 Ok(resp) => return Route::Answered(resp),
                 Err(ForwardError::RedisDown) => return Route::Answered(owner_unknown(body)),
+                Err(ForwardError::Refused(why)) => {
+                    let why = format!("cannot forward to the session's owner: {why}");
+                    return Route::Answered(owner_unavailable(body, &why));
+                }
                 Err(ForwardError::Unreachable) => {
                     redis.forget_owner(sid);
                     Metrics::inc(&st.metrics.forward_failures);
@@ -474,6 +478,12 @@ async fn stage_events(st: &AppState, sid: &str) {
 
 /// JSON-RPC -32001: the session's owner cannot be known (Redis is down).
 fn owner_unknown(body: &Bytes) -> Response {
+    owner_unavailable(body, "session owner unknown: Redis unavailable")
+}
+
+/// -32001 (503) for a request its session's owner cannot get, with the
+/// request's id.
+fn owner_unavailable(body: &Bytes, why: &str) -> Response {
     let id = match jsonrpc::parse_message(body) {
         Ok(Message::Request(r)) => r.id,
         _ => Id::Null,
@@ -481,7 +491,7 @@ fn owner_unknown(body: &Bytes) -> Response {
     rpc_error(
         StatusCode::SERVICE_UNAVAILABLE,
         &id,
-        &ErrorObject::upstream_unavailable("session owner unknown: Redis unavailable"),
+        &ErrorObject::upstream_unavailable(why),
     )
 }
 

@@ -85,6 +85,8 @@ pub enum PubSendError {
     NoSubscriber,
     /// Redis (or this worker's subscription) is down.
     RedisDown,
+    /// Redis refuses what pub/sub forwarding needs (a configuration to change).
+    Refused(Arc<str>),
 }
 
 impl PubSub {
@@ -119,11 +121,10 @@ impl PubSub {
         if let Ok(mut p) = self.pending.lock() {
             p.insert(reply.clone(), tx);
         }
-        let sent = redis.publish(&request_channel(owner), &payload).await;
-        let result = match sent {
+        let result = match redis.publish(&request_channel(owner), &payload).await {
             Err(_) => Err(PubSendError::RedisDown),
-            Ok(0) => Err(PubSendError::NoSubscriber),
-            Ok(_) => match wait_for_owner(redis, owner, rx, timeout).await {
+            Ok(Err(why)) => Err(PubSendError::Refused(why)),
+            Ok(Ok(())) => match wait_for_owner(redis, owner, rx, timeout).await {
                 // An answer that does not parse is no answer: the forward times out.
                 Ok(Some(answer)) => Ok(PubAnswer::decode(&answer)),
                 other => other.map(|_| None),
@@ -137,11 +138,11 @@ impl PubSub {
 /// How often a pub/sub forward checks that its owner is still alive.
 const OWNER_CHECK: Duration = Duration::from_millis(200);
 
-/// Waits for the owner's answer. A message published to a worker killed a
-/// moment ago may still count as delivered (Redis has not seen the connection
-/// close yet), so the wait also watches the owner's heartbeat: once it is gone,
-/// the owner is dead and the caller reclaims the session instead of waiting
-/// out the forward timeout.
+/// Waits for the owner's answer. `PUBLISH` does not say whether the owner
+/// received the message (replies are off, see `redis_link::Publisher`), so a
+/// wait longer than [`OWNER_CHECK`] asks Redis whether the owner still listens
+/// (and again at each interval): once it does not, the owner is dead and the
+/// caller reclaims the session instead of waiting out the forward timeout.
 async fn wait_for_owner(
     redis: &RedisAffinity,
     owner: &str,
@@ -159,7 +160,7 @@ async fn wait_for_owner(
             answer = &mut rx => return answer.map(Some).map_err(|_| PubSendError::RedisDown),
             () = tokio::time::sleep_until(deadline) => return Ok(None),
             _ = check.tick() => {
-                if let Ok(false) = redis.alive(owner).await {
+                if let Ok(false) = redis.listening(owner).await {
                     return Err(PubSendError::NoSubscriber);
                 }
             }
