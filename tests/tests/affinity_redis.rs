@@ -43,6 +43,21 @@ fn worker_of(a: &fleetgate_tests::mcp::Answer) -> String {
     a.headers["x-fleetgate-worker"].to_str().unwrap().to_owned()
 }
 
+/// Opens `c`'s session with `initialize` alone (no `notifications/initialized`,
+/// which may land on a worker that cannot forward it); returns its owner.
+async fn initialize_only(c: &mut McpClient) -> String {
+    let init = c
+        .request(
+            "initialize",
+            json!({"protocolVersion": "2025-06-18", "capabilities": {},
+                   "clientInfo": {"name": "t", "version": "0"}}),
+        )
+        .await;
+    assert_eq!(init.status, 200, "{init:?}");
+    c.session = Some(init.headers["mcp-session-id"].to_str().unwrap().to_owned());
+    worker_of(&init)
+}
+
 /// Every live worker's `/metrics`, by worker id (scraped through fresh connections).
 async fn scrape(fleet: &Fleet, n: usize) -> BTreeMap<String, String> {
     let client = fresh_client();
@@ -213,17 +228,7 @@ async fn a_redis_that_refuses_client_reply_is_named_not_hung_on() {
     let fleet = fleet(&redis, 2, "pubsub");
     let (_up, sid) = with_upstream(&fleet, 2).await;
     let mut c = fresh_mcp(fleet.url(&format!("/servers/{sid}/mcp")));
-    // `initialize` alone: its `notifications/initialized` may land on the other worker.
-    let init = c
-        .request(
-            "initialize",
-            json!({"protocolVersion": "2025-06-18", "capabilities": {},
-                   "clientInfo": {"name": "t", "version": "0"}}),
-        )
-        .await;
-    assert_eq!(init.status, 200, "{init:?}");
-    let owner = worker_of(&init);
-    c.session = Some(init.headers["mcp-session-id"].to_str().unwrap().to_owned());
+    let owner = initialize_only(&mut c).await;
     let (mut local, mut refused) = (0, 0);
     for i in 0..40 {
         let started = Instant::now();
@@ -523,16 +528,7 @@ async fn redis_down(mode: &str) {
     // A new session can still start (its owner records it once Redis is back).
     // (Its `notifications/initialized` may land on a worker that cannot tell.)
     let mut c2 = fresh_mcp(url.clone());
-    let init2 = c2
-        .request(
-            "initialize",
-            json!({"protocolVersion": "2025-06-18", "capabilities": {},
-                   "clientInfo": {"name": "t", "version": "0"}}),
-        )
-        .await;
-    assert_eq!(init2.status, 200, "{init2:?}");
-    let owner2 = worker_of(&init2);
-    c2.session = Some(init2.headers["mcp-session-id"].to_str().unwrap().to_owned());
+    let owner2 = initialize_only(&mut c2).await;
 
     // Redis comes back (empty): the owners claim their sessions again, by themselves.
     redis.restart();
