@@ -17,7 +17,7 @@
 use bytes::{Bytes, BytesMut};
 use redis::{ConnectionAddr, IntoConnectionInfo};
 use std::io;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -151,19 +151,25 @@ pub fn decode(buf: &mut BytesMut) -> Result<Option<Frame>, ProtocolError> {
 
 /// A command as RESP2: an array of bulk strings.
 pub fn encode(args: &[&[u8]]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(16 + args.iter().map(|a| a.len() + 16).sum::<usize>());
+    let mut out = Vec::new();
+    encode_into(&mut out, args);
+    out
+}
+
+/// [`encode`], appended to `out`.
+pub fn encode_into(out: &mut Vec<u8>, args: &[&[u8]]) {
+    out.reserve(16 + args.iter().map(|a| a.len() + 16).sum::<usize>());
     let head = |prefix: u8, n: usize, out: &mut Vec<u8>| {
         out.push(prefix);
         push_decimal(out, n);
         out.extend_from_slice(b"\r\n");
     };
-    head(b'*', args.len(), &mut out);
+    head(b'*', args.len(), out);
     for a in args {
-        head(b'$', a.len(), &mut out);
+        head(b'$', a.len(), out);
         out.extend_from_slice(a);
         out.extend_from_slice(b"\r\n");
     }
-    out
 }
 
 fn push_decimal(out: &mut Vec<u8>, mut n: usize) {
@@ -304,10 +310,19 @@ impl Drop for Open {
     }
 }
 
+/// Commands queued for one write, and that write's outcome once it is made
+/// (each caller whose command is in the batch gets it).
+#[derive(Default)]
+struct Batch {
+    bytes: Vec<u8>,
+    outcome: Arc<OnceLock<Result<(), PublishError>>>,
+}
+
 /// Why a `PUBLISH` was not written.
+#[derive(Clone)]
 pub enum PublishError {
     /// No connection to Redis.
-    Io(io::Error),
+    Io(Arc<io::Error>),
     /// Redis is up but refuses to turn replies off (its ACL denies `CLIENT`):
     /// a configuration to change, said once in the log and to each caller.
     Refused(Arc<str>),
@@ -325,6 +340,9 @@ const REFUSAL_RETRY: Duration = Duration::from_secs(10);
 pub struct Publisher {
     target: Target,
     conn: tokio::sync::Mutex<Option<Open>>,
+    /// Commands not yet written: each caller appends its own, and whoever
+    /// holds the connection next writes all there are in one write.
+    queued: Mutex<Batch>,
     refused: Mutex<Option<(Instant, Arc<str>)>>,
 }
 
@@ -333,6 +351,7 @@ impl Publisher {
         Publisher {
             target,
             conn: tokio::sync::Mutex::new(None),
+            queued: Mutex::default(),
             refused: Mutex::new(None),
         }
     }
@@ -358,7 +377,7 @@ impl Publisher {
     }
 
     async fn try_open(&self) -> Result<Open, PublishError> {
-        let io = PublishError::Io;
+        let io = |e| PublishError::Io(Arc::new(e));
         let (mut r, mut w) = self.target.connect().await.map_err(io)?;
         // `CLIENT REPLY OFF` has no reply when it works; `ON` answers +OK. An
         // error instead: this Redis does not let clients turn replies off.
@@ -399,23 +418,43 @@ impl Publisher {
     }
 
     /// `PUBLISH channel payload`, written (Redis does not say whether anyone
-    /// received it).
+    /// received it). Under load, the commands of the forwards that are ready
+    /// together go out in one write (one syscall here, one read in Redis):
+    /// the caller queues its command and yields once, so that the others
+    /// queue theirs, before it writes what is queued; a caller that finds
+    /// the queue already written is done.
     pub async fn publish(&self, channel: &str, payload: &[u8]) -> Result<(), PublishError> {
-        let cmd = encode(&[b"PUBLISH", channel.as_bytes(), payload]);
+        if let Some(why) = self.refusal() {
+            return Err(PublishError::Refused(why));
+        }
+        let outcome = {
+            let mut q = self.queued.lock().unwrap_or_else(PoisonError::into_inner);
+            encode_into(&mut q.bytes, &[b"PUBLISH", channel.as_bytes(), payload]);
+            q.outcome.clone()
+        };
+        tokio::task::yield_now().await;
         let mut conn = self.conn.lock().await;
+        if let Some(done) = outcome.get() {
+            return done.clone(); // written by another caller, with its own
+        }
+        // Not written yet: the batch being filled is the one this command is in.
+        let batch =
+            std::mem::take(&mut *self.queued.lock().unwrap_or_else(PoisonError::into_inner));
+        let done = self.write(&mut conn, &batch.bytes).await;
+        let _ = batch.outcome.set(done.clone());
+        done
+    }
+
+    /// Writes `bytes` on the connection, opened first if need be.
+    async fn write(&self, conn: &mut Option<Open>, bytes: &[u8]) -> Result<(), PublishError> {
         let open = match conn.take() {
             Some(open) if !open.watch.is_finished() => open,
-            _ => {
-                if let Some(why) = self.refusal() {
-                    return Err(PublishError::Refused(why));
-                }
-                self.open().await?
-            }
+            _ => self.open().await?,
         };
         let open = conn.insert(open);
-        if let Err(e) = open.w.write_all(&cmd).await {
+        if let Err(e) = open.w.write_all(bytes).await {
             *conn = None;
-            return Err(PublishError::Io(e));
+            return Err(PublishError::Io(Arc::new(e)));
         }
         Ok(())
     }
