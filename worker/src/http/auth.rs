@@ -154,13 +154,21 @@ impl<S: Send + Sync> FromRequestParts<S> for Principal {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        parts.extensions.get::<Principal>().cloned().ok_or_else(|| {
-            let err = ErrorObject::forbidden("not authenticated");
-            (
-                StatusCode::UNAUTHORIZED,
-                jsonrpc::encode_error(&Id::Null, &err),
-            )
-                .into_response()
-        })
+        parts
+            .extensions
+            .get::<Principal>()
+            .cloned()
+            .ok_or_else(not_authenticated)
     }
+}
+
+/// 401 for a route that needs a principal on a request the gate let through
+/// without one.
+pub fn not_authenticated() -> Response {
+    let err = ErrorObject::forbidden("not authenticated");
+    (
+        StatusCode::UNAUTHORIZED,
+        jsonrpc::encode_error(&Id::Null, &err),
+    )
+        .into_response()
 }

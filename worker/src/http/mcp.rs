@@ -21,15 +21,12 @@ use crate::gateway::redis_affinity::{short, Reclaim, RedisAffinity};
 use crate::gateway::scope::{Principal, Scope};
 use crate::gateway::session::{Relay, Session};
 use crate::http::forward::{forward, forward_to, ForwardError, OwnerUnreachable, Target};
-use crate::http::Posted;
 use crate::metrics::Metrics;
 use crate::state::AppState;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, State};
+use axum::extract::Request;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::Router;
 use fleetgate_mcp::jsonrpc::{self, ErrorObject, Id, Message, Parsed};
 use fleetgate_mcp::protocol::{
     self, meta, methods, LAST_EVENT_ID, MCP_PROTOCOL_VERSION, MCP_SESSION_ID, X_MCP_SESSION_ID,
@@ -48,74 +45,42 @@ use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 use tokio::sync::mpsc;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/mcp", post(post_all).get(get_all).delete(delete_all))
-        .route("/mcp/", post(post_all).get(get_all).delete(delete_all))
-        .route(
-            "/servers/{id}/mcp",
-            post(post_server).get(get_server).delete(delete_server),
-        )
-        .route(
-            "/servers/{id}/mcp/",
-            post(post_server).get(get_server).delete(delete_server),
-        )
+/// `/mcp` (`server: None`: everything the caller may see) and
+/// `/servers/{id}/mcp` (that virtual server only; an unknown id is 404 before
+/// anything else runs): the scope, then the method's handler.
+pub async fn serve(
+    st: &AppState,
+    server: Option<String>,
+    who: Principal,
+    req: Request,
+) -> Response {
+    let scope = match server {
+        None => scoped(&who, Scope::All),
+        Some(id) => server_scope(st, &who, id),
+    };
+    let scope = match scope {
+        Ok(scope) => scope,
+        Err(refused) => return refused,
+    };
+    let (parts, body) = req.into_parts();
+    let h = &parts.headers;
+    match parts.method {
+        Method::POST => match crate::http::read_body(st, body).await {
+            Ok(body) => handle_post(st, scope, who, h, body, false).await,
+            Err(refused) => refused,
+        },
+        Method::GET => handle_get(st, scope, who, h, false).await,
+        Method::DELETE => handle_delete(st, scope, who, h, false).await,
+        _ => method_not_allowed("GET, POST, DELETE"),
+    }
 }
 
-async fn post_all(
-    State(st): State<AppState>,
-    who: Principal,
-    Posted { headers, body }: Posted,
-) -> Response {
-    match scoped(&who, Scope::All) {
-        Ok(scope) => handle_post(&st, scope, who, &headers, body, false).await,
-        Err(r) => r,
-    }
-}
-async fn get_all(State(st): State<AppState>, who: Principal, headers: HeaderMap) -> Response {
-    match scoped(&who, Scope::All) {
-        Ok(scope) => handle_get(&st, scope, who, &headers, false).await,
-        Err(r) => r,
-    }
-}
-async fn delete_all(State(st): State<AppState>, who: Principal, headers: HeaderMap) -> Response {
-    match scoped(&who, Scope::All) {
-        Ok(scope) => handle_delete(&st, scope, who, &headers, false).await,
-        Err(r) => r,
-    }
-}
-async fn post_server(
-    State(st): State<AppState>,
-    who: Principal,
-    Path(id): Path<String>,
-    Posted { headers, body }: Posted,
-) -> Response {
-    match server_scope(&st, &who, id) {
-        Ok(scope) => handle_post(&st, scope, who, &headers, body, false).await,
-        Err(r) => r,
-    }
-}
-async fn get_server(
-    State(st): State<AppState>,
-    who: Principal,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    match server_scope(&st, &who, id) {
-        Ok(scope) => handle_get(&st, scope, who, &headers, false).await,
-        Err(r) => r,
-    }
-}
-async fn delete_server(
-    State(st): State<AppState>,
-    who: Principal,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    match server_scope(&st, &who, id) {
-        Ok(scope) => handle_delete(&st, scope, who, &headers, false).await,
-        Err(r) => r,
-    }
+/// 405, with the methods the path takes.
+pub fn method_not_allowed(allow: &'static str) -> Response {
+    let mut resp = detail(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");
+    resp.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    resp
 }
 
 /// The scope the caller gets on this path (a server-scoped token is confined

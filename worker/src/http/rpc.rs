@@ -10,21 +10,13 @@ use crate::gateway::session::Relay;
 use crate::http::mcp::rpc_error;
 use crate::state::AppState;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::Request;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::Router;
 use fleetgate_mcp::jsonrpc::{self, ErrorObject, Id, Message};
 use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
-
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/rpc", post(rpc))
-        .route("/rpc/", post(rpc))
-}
 
 /// ContextForge's older method names.
 fn canonical(method: &str) -> &str {
@@ -40,7 +32,18 @@ fn canonical(method: &str) -> &str {
     }
 }
 
-async fn rpc(State(st): State<AppState>, who: Principal, body: Bytes) -> Response {
+/// `POST /rpc` (routed in front of the router, `http::transport`).
+pub async fn serve(st: &AppState, who: Principal, req: Request) -> Response {
+    if req.method() != axum::http::Method::POST {
+        return crate::http::mcp::method_not_allowed("POST");
+    }
+    match crate::http::read_body(st, req.into_body()).await {
+        Ok(body) => rpc(st, who, body).await,
+        Err(refused) => refused,
+    }
+}
+
+async fn rpc(st: &AppState, who: Principal, body: Bytes) -> Response {
     let req = match jsonrpc::parse_message(&body) {
         Ok(Message::Request(r)) => r,
         Ok(Message::Notification(_)) => return StatusCode::ACCEPTED.into_response(),
@@ -56,7 +59,7 @@ async fn rpc(State(st): State<AppState>, who: Principal, body: Bytes) -> Respons
         Err(e) => return rpc_error(StatusCode::BAD_REQUEST, &Id::Null, &e.to_error_object()),
     };
     let id = req.id.clone();
-    match run(&st, who, req).await {
+    match run(st, who, req).await {
         Ok(result) => (
             StatusCode::OK,
             [(
