@@ -177,6 +177,14 @@ async fn virtual_servers_expose_short_names_and_prefix_only_collisions() {
 
     let gone = McpClient::new(fleet.url("/servers/no-such-server/mcp"));
     assert_eq!(gone.request("tools/list", json!({})).await.status, 404);
+
+    // The id in the path is percent-decoded, and one trailing slash is the
+    // same path: the same server, the same session.
+    let encoded: String = sid.bytes().map(|b| format!("%{b:02X}")).collect();
+    let mut same = McpClient::new(fleet.url(&format!("/servers/{encoded}/mcp/")));
+    same.session = c.session.clone();
+    let again = names(same.request("tools/list", json!({})).await.result());
+    assert_eq!(again, listed);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -267,8 +275,40 @@ async fn bad_input_gets_the_right_error() {
         "{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\",\"params\":{{\"x\":\"{}\"}}}}",
         "a".repeat(10_000)
     );
-    let too_big = c.post_raw(big, "application/json").await;
+    let too_big = c.post_raw(big.clone(), "application/json").await;
     assert_eq!(too_big.status, 413);
+    assert_eq!(too_big.error_code(), Some(-32600), "{too_big:?}");
+    let why = too_big.response()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        why.contains("MAX_REQUEST_BODY_BYTES"),
+        "names the setting: {why}"
+    );
+    let http = reqwest::Client::new();
+    let rpc_big = http
+        .post(fleet.url("/rpc/"))
+        .header("content-type", "application/json")
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rpc_big.status(), 413, "/rpc/ is /rpc");
+    // The transport paths take their own methods; the rest is 405 with Allow.
+    for (path, method, allow) in [
+        ("/mcp", reqwest::Method::PUT, "GET, POST, DELETE"),
+        ("/mcp/", reqwest::Method::PATCH, "GET, POST, DELETE"),
+        ("/rpc", reqwest::Method::GET, "POST"),
+    ] {
+        let r = http
+            .request(method.clone(), fleet.url(path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 405, "{method} {path}");
+        assert_eq!(r.headers()["allow"], allow, "{method} {path}");
+    }
     let rpc = reqwest::Client::new()
         .post(fleet.url("/rpc"))
         .header("content-type", "application/json")
