@@ -274,7 +274,13 @@ impl RequestBuilder {
     pub async fn send(self) -> Result<Response, Error> {
         let uri = self.uri?;
         let authority = uri.authority().map_or("", |a| a.as_str());
-        let key = format!("{}://{authority}", uri.scheme_str().unwrap_or("http"));
+        let scheme = uri.scheme_str().unwrap_or("http");
+        // The pool's key, `scheme://authority` (pushed, not `format!`ed: this
+        // runs on every upstream call).
+        let mut key = String::with_capacity(scheme.len() + 3 + authority.len());
+        for part in [scheme, "://", authority] {
+            key.push_str(part);
+        }
         // Origin-form on the wire, the authority (less any userinfo) as Host.
         let host = authority.rsplit('@').next().unwrap_or(authority);
         let host = HeaderValue::from_str(host).map_err(|e| Error::new(format!("bad host: {e}")))?;

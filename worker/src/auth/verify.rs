@@ -36,6 +36,10 @@ impl Window {
 
 type VerifiedCache = Mutex<foldhash::HashMap<Box<str>, (Arc<Claims>, Window)>>;
 
+fn has_ascii_whitespace(b: &[u8]) -> bool {
+    memchr::memchr3(b' ', b'\t', b'\n', b).is_some() || memchr::memchr2(b'\r', 0x0c, b).is_some()
+}
+
 /// The bearer token in an `Authorization` header value.
 ///
 /// - no header → `Ok(None)` (the caller decides whether anonymous is allowed);
@@ -58,10 +62,11 @@ pub fn bearer(header: Option<&str>) -> Result<Option<&str>, AuthError> {
     }
     match rest.trim_ascii() {
         "" => Err(AuthError::EmptyBearer),
-        // A fold, not `any`: no early exit, so the scan vectorizes.
-        t if t.bytes().fold(false, |ws, b| ws | b.is_ascii_whitespace()) => Err(
-            AuthError::Malformed("the bearer token contains whitespace".into()),
-        ),
+        // ASCII whitespace, found with memchr: a few instructions per 32
+        // bytes of a token hundreds of bytes long, on every request.
+        t if has_ascii_whitespace(t.as_bytes()) => Err(AuthError::Malformed(
+            "the bearer token contains whitespace".into(),
+        )),
         t => Ok(Some(t)),
     }
 }
@@ -289,6 +294,15 @@ mod tests {
         );
         assert_eq!(bearer(Some("")), Err(AuthError::BadScheme));
         assert_eq!(bearer(Some("Bearerabc")), Err(AuthError::BadScheme));
+        for ws in [" ", "\t", "\n", "\r", "\x0c"] {
+            assert!(
+                matches!(
+                    bearer(Some(&format!("Bearer ab{ws}cd"))),
+                    Err(AuthError::Malformed(_))
+                ),
+                "{ws:?}"
+            );
+        }
         assert!(matches!(
             bearer(Some("Bearer a b")),
             Err(AuthError::Malformed(_))

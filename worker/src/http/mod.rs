@@ -177,9 +177,8 @@ pub async fn read_body(
 /// Names this worker on `resp`, unless it names one already: a forwarded
 /// answer names the owner that produced it.
 pub fn name_worker(st: &AppState, resp: &mut Response) {
+    static NAME: http::HeaderName = http::HeaderName::from_static(WORKER_HEADER);
     if let Some(w) = &st.worker.id_header {
-        if !resp.headers().contains_key(WORKER_HEADER) {
-            resp.headers_mut().insert(WORKER_HEADER, w.clone());
-        }
+        resp.headers_mut().entry(&NAME).or_insert_with(|| w.clone());
     }
 }
