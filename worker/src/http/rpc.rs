@@ -7,11 +7,11 @@ use crate::gateway::dispatch::{dispatch, Context, Upstreams, METHODS};
 use crate::gateway::error::RpcError;
 use crate::gateway::scope::{Principal, Scope};
 use crate::gateway::session::Relay;
-use crate::http::mcp::rpc_error;
+use crate::http::mcp::{json_body, rpc_error};
 use crate::state::AppState;
 use axum::body::Bytes;
 use axum::extract::Request;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use fleetgate_mcp::jsonrpc::{self, ErrorObject, Id, Message};
 use serde_json::value::RawValue;
@@ -60,15 +60,7 @@ async fn rpc(st: &AppState, who: Principal, body: Bytes) -> Response {
     };
     let id = req.id.clone();
     match run(st, who, req).await {
-        Ok(result) => (
-            StatusCode::OK,
-            [(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            )],
-            jsonrpc::encode_response(&id, &result),
-        )
-            .into_response(),
+        Ok(result) => json_body(StatusCode::OK, jsonrpc::encode_response(&id, &result)),
         Err(e) => rpc_error(e.http_status(), &id, &e.to_error_object()),
     }
 }
