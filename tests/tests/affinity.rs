@@ -268,3 +268,34 @@ async fn forwarding_is_authenticated_not_trusted() {
     assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
     assert!(answer.contains("bad signature"), "{answer}");
 }
+
+/// A forwarded request may be as large as one the owner would take directly
+/// (`MAX_REQUEST_BODY_BYTES`, 4 MiB by default): the owner's internal route
+/// reads the sealed frame up to that limit plus room for the envelope. (It
+/// used to stop at axum's default of 2 MiB: a 3 MiB request that landed on a
+/// non-owner was refused with 413.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_request_is_forwarded_whole() {
+    let (fleet, _up, sid) = fleet_with_upstream("2").await;
+    let mut c = fresh_mcp(fleet.url(&format!("/servers/{sid}/mcp")));
+    let owner = c.initialize().await.headers["x-fleetgate-worker"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let big = "x".repeat(3 << 20);
+    // Fresh connections, until some have landed on the other worker.
+    eventually(Duration::from_secs(30), "large forwards", || async {
+        for _ in 0..8 {
+            let a = c.request("ping", json!({"padding": big})).await;
+            assert_eq!(a.status, 200, "{:?}", a.response());
+            assert_eq!(a.headers["x-fleetgate-worker"], owner.as_str());
+        }
+        let names = [
+            "fleetgate_forwards_unix_total",
+            "fleetgate_forwarded_served_total",
+        ];
+        let (forwards, served) = metric_sums(&fleet, 2, &names).await;
+        (forwards >= 2 && served >= 2).then_some(())
+    })
+    .await;
+}

@@ -245,16 +245,13 @@ async fn serve_until_stopped(
             if let Some(ps) = &state.pubsub {
                 crate::http::pubsub::spawn_subscriber(state.clone(), r.clone(), ps.clone());
             }
-            Some((
-                listener,
-                crate::http::forward::internal_routes(state.clone()),
-            ))
+            Some((listener, crate::http::forward::Internal(state.clone())))
         }
         None => None,
     };
     let internal = match affinity.socket_path(info.slot) {
         Some(path) => match bind_internal(&path) {
-            Ok(l) => Some((l, crate::http::forward::internal_routes(state.clone()))),
+            Ok(l) => Some((l, crate::http::forward::Internal(state.clone()))),
             Err(e) => {
                 return boot_error(
                     &control,
@@ -354,9 +351,12 @@ async fn serve_until_stopped(
             let stopped = async move {
                 let _ = stop.wait_for(|s| *s).await;
             };
-            let _ = axum::serve(listener, routes)
-                .with_graceful_shutdown(stopped)
-                .await;
+            let _ = axum::serve(
+                listener,
+                axum::ServiceExt::<axum::extract::Request>::into_make_service(routes),
+            )
+            .with_graceful_shutdown(stopped)
+            .await;
         });
     }
     if let Some((listener, routes)) = internal {
@@ -365,9 +365,12 @@ async fn serve_until_stopped(
             let stopped = async move {
                 let _ = stop.wait_for(|s| *s).await;
             };
-            let _ = axum::serve(listener, routes)
-                .with_graceful_shutdown(stopped)
-                .await;
+            let _ = axum::serve(
+                listener,
+                axum::ServiceExt::<axum::extract::Request>::into_make_service(routes),
+            )
+            .with_graceful_shutdown(stopped)
+            .await;
         });
     }
     let _ = control.send(&ControlMsg::Ready);

@@ -10,14 +10,11 @@ use crate::gateway::relay::{relay, OwnerAnswer};
 use crate::gateway::scope::{Principal, Scope};
 use crate::http::mcp::{self, detail};
 use crate::http::pubsub::PubSendError;
-use crate::http::{name_worker, Posted, WORKER_HEADER};
+use crate::http::{name_worker, WORKER_HEADER};
 use crate::state::AppState;
 use axum::body::{Body, Bytes};
-use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::any;
-use axum::Router;
 use fleetgate_mcp::net;
 use fleetgate_mcp::protocol;
 use http_body_util::{BodyExt, Full, Limited};
@@ -357,19 +354,51 @@ async fn connect_tcp(addr: &str) -> Option<TcpStream> {
     }
 }
 
-/// The owner's side: the internal router on the worker's Unix socket (and, with
-/// Redis, on its internal TCP listener: the envelope's signature is the only trust).
-pub fn internal_routes(state: AppState) -> Router {
-    Router::new()
-        .route(FORWARD_PATH, any(forwarded))
-        .with_state(state)
+/// The owner's side: the service on the worker's Unix socket (and, with
+/// Redis, on its internal TCP listener: the envelope's signature is the only
+/// trust). One route, `FORWARD_PATH`, served by a direct call: no router.
+#[derive(Clone)]
+pub struct Internal(pub AppState);
+
+impl tower::Service<axum::extract::Request> for Internal {
+    type Response = Response;
+    type Error = std::convert::Infallible;
+    type Future = std::pin::Pin<Box<dyn Future<Output = Result<Response, Self::Error>> + Send>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: axum::extract::Request) -> Self::Future {
+        let st = self.0.clone();
+        Box::pin(async move { Ok(forwarded(&st, req).await) })
+    }
 }
 
-async fn forwarded(State(st): State<AppState>, Posted { headers: h, body }: Posted) -> Response {
-    let Some(sig) = h.get(SIGNATURE_HEADER).and_then(|v| v.to_str().ok()) else {
+/// Room for the envelope (claims, carried headers) around a client body of
+/// the public limit.
+const ENVELOPE_ROOM: usize = 64 << 10;
+
+async fn forwarded(st: &AppState, req: axum::extract::Request) -> Response {
+    if req.uri().path() != FORWARD_PATH {
+        return detail(StatusCode::NOT_FOUND, "Not Found");
+    }
+    let (parts, body) = req.into_parts();
+    let Some(sig) = parts
+        .headers
+        .get(SIGNATURE_HEADER)
+        .and_then(|v| v.to_str().ok())
+    else {
         return detail(StatusCode::UNAUTHORIZED, "forward refused: not signed");
     };
-    serve_forwarded(&st, &body, sig).await
+    let limit = st.gateway_cfg.max_body_bytes + ENVELOPE_ROOM;
+    match crate::http::read_body(body, limit).await {
+        Ok(sealed) => serve_forwarded(st, &sealed, sig).await,
+        Err(refused) => refused,
+    }
 }
 
 /// Serves a sealed forward (whatever carried it: a Unix socket, the internal

@@ -65,7 +65,7 @@ pub async fn serve(
     let (parts, body) = req.into_parts();
     let h = &parts.headers;
     match parts.method {
-        Method::POST => match crate::http::read_body(st, body).await {
+        Method::POST => match crate::http::read_body(body, st.gateway_cfg.max_body_bytes).await {
             Ok(body) => handle_post(st, scope, who, h, body, false).await,
             Err(refused) => refused,
         },

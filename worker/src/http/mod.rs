@@ -19,29 +19,6 @@ use axum::Router;
 use std::sync::atomic::Ordering;
 use tower::{Layer, ServiceExt};
 
-/// A POST's headers and body. axum's `HeaderMap` extractor copies the whole
-/// map; this one takes it from the request.
-pub struct Posted {
-    pub headers: http::HeaderMap,
-    pub body: axum::body::Bytes,
-}
-
-impl<S: Send + Sync> axum::extract::FromRequest<S> for Posted {
-    type Rejection = axum::extract::rejection::BytesRejection;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let (mut parts, body) = req.into_parts();
-        // The extensions carry the body limit.
-        let mut rest = Request::new(body);
-        *rest.extensions_mut() = std::mem::take(&mut parts.extensions);
-        let body = axum::body::Bytes::from_request(rest, state).await?;
-        Ok(Posted {
-            headers: parts.headers,
-            body,
-        })
-    }
-}
-
 /// Names the worker on every response.
 pub const WORKER_HEADER: &str = "x-fleetgate-worker";
 
@@ -143,14 +120,13 @@ fn transport(path: &str) -> Option<Result<Transport, Response>> {
     )
 }
 
-/// A POST's body, up to the configured limit: 413 (as a JSON-RPC error,
-/// these being the JSON-RPC routes) beyond it.
+/// A POST's body, up to `limit` bytes: 413 (as a JSON-RPC error, these
+/// being the JSON-RPC routes) beyond it.
 pub async fn read_body(
-    st: &AppState,
     body: axum::body::Body,
+    limit: usize,
 ) -> Result<axum::body::Bytes, Response> {
     use http_body_util::BodyExt;
-    let limit = st.gateway_cfg.max_body_bytes;
     match http_body_util::Limited::new(body, limit).collect().await {
         Ok(b) => Ok(b.to_bytes()),
         Err(e) => {

@@ -37,7 +37,7 @@ pub async fn serve(st: &AppState, who: Principal, req: Request) -> Response {
     if req.method() != axum::http::Method::POST {
         return crate::http::mcp::method_not_allowed("POST");
     }
-    match crate::http::read_body(st, req.into_body()).await {
+    match crate::http::read_body(req.into_body(), st.gateway_cfg.max_body_bytes).await {
         Ok(body) => rpc(st, who, body).await,
         Err(refused) => refused,
     }
