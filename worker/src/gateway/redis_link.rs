@@ -437,26 +437,38 @@ impl Publisher {
         if let Some(done) = outcome.get() {
             return done.clone(); // written by another caller, with its own
         }
-        // Not written yet: the batch being filled is the one this command is in.
         let batch =
             std::mem::take(&mut *self.queued.lock().unwrap_or_else(PoisonError::into_inner));
+        if !Arc::ptr_eq(&batch.outcome, &outcome) {
+            // This command's batch was taken by a caller that was cancelled
+            // before it wrote it: it is lost. The batch taken here is others'.
+            let done = self.write(&mut conn, &batch.bytes).await;
+            let _ = batch.outcome.set(done);
+            let lost = io::Error::other("the write of this PUBLISH was abandoned");
+            return Err(PublishError::Io(Arc::new(lost)));
+        }
+        // Not written yet: the batch being filled is the one this command is in.
         let done = self.write(&mut conn, &batch.bytes).await;
         let _ = batch.outcome.set(done.clone());
         done
     }
 
     /// Writes `bytes` on the connection, opened first if need be.
+    /// The connection is out of `conn` while it is written to: a write
+    /// cancelled halfway (the caller's deadline) drops it, and with it the
+    /// half-written command, instead of leaving it to garble the next one.
     async fn write(&self, conn: &mut Option<Open>, bytes: &[u8]) -> Result<(), PublishError> {
-        let open = match conn.take() {
+        let mut open = match conn.take() {
             Some(open) if !open.watch.is_finished() => open,
             _ => self.open().await?,
         };
-        let open = conn.insert(open);
-        if let Err(e) = open.w.write_all(bytes).await {
-            *conn = None;
-            return Err(PublishError::Io(Arc::new(e)));
+        match open.w.write_all(bytes).await {
+            Ok(()) => {
+                *conn = Some(open);
+                Ok(())
+            }
+            Err(e) => Err(PublishError::Io(Arc::new(e))),
         }
-        Ok(())
     }
 }
 
