@@ -5,7 +5,7 @@
 
 use fleetgate_test_upstream::{RunningUpstream, Upstream};
 use fleetgate_tests::fleet::Fleet;
-use fleetgate_tests::mcp::McpClient;
+use fleetgate_tests::mcp::{Answer, McpClient};
 use fleetgate_tests::redis::RedisServer;
 use fleetgate_tests::{eventually, fresh_client, gateway, proc};
 use nix::sys::signal::Signal;
@@ -39,8 +39,45 @@ fn fresh_mcp(url: String) -> McpClient {
     c
 }
 
-fn worker_of(a: &fleetgate_tests::mcp::Answer) -> String {
+fn worker_of(a: &Answer) -> String {
     a.headers["x-fleetgate-worker"].to_str().unwrap().to_owned()
+}
+
+/// 40 echo calls through fresh connections, none of them hanging: the owner
+/// serves those it gets; every other worker refuses at once with -32001, as
+/// `refused` checks further. Some of each must happen.
+async fn owner_serves_others_refuse(
+    c: &McpClient,
+    owner: &str,
+    tag: &str,
+    refused: impl Fn(&Answer),
+) {
+    let (mut served, mut refusals) = (0, 0);
+    for i in 0..40 {
+        let text = format!("{tag}{i}");
+        let started = Instant::now();
+        let a = c
+            .request(
+                "tools/call",
+                json!({"name": "echo", "arguments": {"text": text}}),
+            )
+            .await;
+        let took = started.elapsed();
+        assert!(took < Duration::from_millis(1500), "no hang: {took:?}");
+        if worker_of(&a) == owner {
+            assert_eq!(a.status, 200, "{a:?}");
+            assert_eq!(a.result()["content"][0]["text"], text, "{a:?}");
+            served += 1;
+        } else {
+            assert_eq!(a.error_code(), Some(-32001), "{a:?}");
+            refused(&a);
+            refusals += 1;
+        }
+    }
+    assert!(
+        served > 0 && refusals > 0,
+        "served {served}, refused {refusals}"
+    );
 }
 
 /// Opens `c`'s session with `initialize` alone (no `notifications/initialized`,
@@ -229,33 +266,17 @@ async fn a_redis_that_refuses_client_reply_is_named_not_hung_on() {
     let (_up, sid) = with_upstream(&fleet, 2).await;
     let mut c = fresh_mcp(fleet.url(&format!("/servers/{sid}/mcp")));
     let owner = initialize_only(&mut c).await;
-    let (mut local, mut refused) = (0, 0);
-    for i in 0..40 {
-        let started = Instant::now();
-        let a = c
-            .request(
-                "tools/call",
-                json!({"name": "echo", "arguments": {"text": format!("c{i}")}}),
-            )
-            .await;
-        assert!(started.elapsed() < Duration::from_millis(1500), "no hang");
-        if worker_of(&a) == owner {
-            assert_eq!(a.result()["content"][0]["text"], format!("c{i}"), "{a:?}");
-            local += 1;
-        } else {
-            assert_eq!(a.error_code(), Some(-32001), "{a:?}");
-            let msg = a.response()["error"]["message"]
-                .as_str()
-                .unwrap()
-                .to_owned();
-            assert!(
-                msg.contains("AFFINITY_FORWARD=http"),
-                "says what to change: {msg}"
-            );
-            refused += 1;
-        }
-    }
-    assert!(local > 0 && refused > 0, "local {local}, refused {refused}");
+    owner_serves_others_refuse(&c, &owner, "c", |a| {
+        let msg = a.response()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            msg.contains("AFFINITY_FORWARD=http"),
+            "says what to change: {msg}"
+        );
+    })
+    .await;
     let log = eventually(Duration::from_secs(5), "the reason logged", || async {
         let log = fleet.stderr();
         log.contains("AFFINITY_FORWARD=http").then_some(log)
@@ -446,35 +467,17 @@ async fn redis_down(mode: &str) {
     c.call_tool("echo", json!({"text": "up"})).await;
 
     redis.kill();
-    let (mut local, mut refused) = (0, 0);
-    for i in 0..40 {
-        let started = Instant::now();
-        let a = c
-            .request(
-                "tools/call",
-                json!({"name": "echo", "arguments": {"text": format!("d{i}")}}),
-            )
-            .await;
-        let took = started.elapsed();
-        assert!(took < Duration::from_millis(1500), "no hang: {took:?}");
-        if worker_of(&a) == owner {
-            assert_eq!(a.status, 200, "{a:?}");
-            assert_eq!(a.result()["content"][0]["text"], format!("d{i}"));
-            local += 1;
-        } else {
-            assert_eq!(a.error_code(), Some(-32001), "{a:?}");
-            assert!(
-                a.response()["error"]["message"]
-                    .as_str()
-                    .unwrap()
-                    .contains("Redis unavailable"),
-                "{a:?}"
-            );
-            assert!(a.response()["id"].is_u64(), "the request's id: {a:?}");
-            refused += 1;
-        }
-    }
-    assert!(local > 0 && refused > 0, "local {local}, refused {refused}");
+    owner_serves_others_refuse(&c, &owner, "d", |a| {
+        assert!(
+            a.response()["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("Redis unavailable"),
+            "{a:?}"
+        );
+        assert!(a.response()["id"].is_u64(), "the request's id: {a:?}");
+    })
+    .await;
     // A call that streams (progress, then its result) still works at the owner;
     // the copies of its events that cannot reach Redis are counted as lost.
     let mut streamed = false;

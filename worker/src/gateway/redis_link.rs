@@ -521,17 +521,27 @@ impl Subscriber {
             let Frame::Array(items) = self.r.next().await? else {
                 continue;
             };
-            let mut it = items.into_iter();
-            let kind = it.next();
-            let rest: Vec<Frame> = match kind {
-                Some(Frame::Bulk(k)) if k.as_ref() == b"message" => it.collect(),
-                Some(Frame::Bulk(k)) if k.as_ref() == b"pmessage" => it.skip(1).collect(),
+            let rest = match items.split_first() {
+                Some((Frame::Bulk(k), rest)) if k.as_ref() == b"message" => rest,
+                Some((Frame::Bulk(k), rest)) if k.as_ref() == b"pmessage" => {
+                    rest.get(1..).unwrap_or_default() // after the pattern
+                }
                 _ => continue, // a later (un)subscribe confirmation, a pong
             };
-            if let [Frame::Bulk(channel), Frame::Bulk(payload)] = <[Frame; 2]>::try_from(rest)
-                .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "malformed message"))?
-            {
-                return Ok(Message { channel, payload });
+            match rest {
+                [Frame::Bulk(channel), Frame::Bulk(payload)] => {
+                    return Ok(Message {
+                        channel: channel.clone(),
+                        payload: payload.clone(),
+                    })
+                }
+                [_, _] => {}
+                _ => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "malformed message",
+                    ))
+                }
             }
         }
     }

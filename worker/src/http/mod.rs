@@ -12,6 +12,7 @@ mod rpc;
 mod test_hooks;
 mod tokens;
 
+use crate::gateway::scope::Principal;
 use crate::state::AppState;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::response::Response;
@@ -49,7 +50,7 @@ impl App {
     /// Serves one request: counts it toward `MAX_REQUESTS`, runs the auth
     /// gate, routes it with the configured body limit, and tags the response
     /// with the worker.
-    pub async fn call(self, mut req: Request) -> Response {
+    pub async fn call(self, req: Request) -> Response {
         let App { state, routes } = self;
         let info = &state.worker;
         let served = info.requests.fetch_add(1, Ordering::Relaxed) + 1;
@@ -59,26 +60,7 @@ impl App {
         }
         let mut resp = match auth::authenticate(&state, &req) {
             Err(refused) => refused,
-            Ok(principal) => match transport(req.uri().path()) {
-                Some(route) => match principal {
-                    Some(who) => match route {
-                        Ok(Transport::Mcp(server)) => mcp::serve(&state, server, who, req).await,
-                        Ok(Transport::Rpc) => rpc::serve(&state, who, req).await,
-                        Err(bad) => bad,
-                    },
-                    None => auth::not_authenticated(),
-                },
-                None => {
-                    if let Some(p) = principal {
-                        req.extensions_mut().insert(p);
-                    }
-                    let limit = DefaultBodyLimit::max(state.gateway_cfg.max_body_bytes);
-                    match limit.layer(routes).oneshot(req).await {
-                        Ok(resp) => resp,
-                        Err(never) => match never {},
-                    }
-                }
-            },
+            Ok(principal) => route(&state, routes, principal, req).await,
         };
         name_worker(&state, &mut resp);
         resp
@@ -146,6 +128,32 @@ pub async fn read_body(
                 &fleetgate_mcp::jsonrpc::Id::Null,
                 &fleetgate_mcp::jsonrpc::ErrorObject::invalid_request(msg),
             ))
+        }
+    }
+}
+
+/// An admitted request to its handler: a transport path here, the rest
+/// through the router (with the configured body limit).
+async fn route(
+    st: &AppState,
+    routes: Router,
+    principal: Option<Principal>,
+    mut req: Request,
+) -> Response {
+    match (transport(req.uri().path()), principal) {
+        (Some(_), None) => auth::not_authenticated(),
+        (Some(Err(bad)), Some(_)) => bad,
+        (Some(Ok(Transport::Mcp(server))), Some(who)) => mcp::serve(st, server, who, req).await,
+        (Some(Ok(Transport::Rpc)), Some(who)) => rpc::serve(st, who, req).await,
+        (None, principal) => {
+            if let Some(p) = principal {
+                req.extensions_mut().insert(p);
+            }
+            let limit = DefaultBodyLimit::max(st.gateway_cfg.max_body_bytes);
+            match limit.layer(routes).oneshot(req).await {
+                Ok(resp) => resp,
+                Err(never) => match never {},
+            }
         }
     }
 }
