@@ -1002,7 +1002,7 @@ impl UpstreamSession {
                 }
                 let asked = params.map(Cow::into_owned);
                 params = Some(Cow::Owned(
-                    self.inner.resolve_input(asked, &result, handler).await?,
+                    Box::pin(self.inner.resolve_input(asked, &result, handler)).await?,
                 ));
             }
         };
@@ -1348,8 +1348,7 @@ impl Inner {
         handler: &dyn ServerMessageHandler,
     ) -> Result<(Box<RawValue>, Option<HeaderValue>), UpstreamError> {
         if let Some(legacy) = &self.legacy {
-            return self
-                .legacy_call(legacy, id, method, params, handler)
+            return Box::pin(self.legacy_call(legacy, id, method, params, handler))
                 .await
                 .map(|v| (v, None));
         }
@@ -1370,7 +1369,7 @@ impl Inner {
         let status = resp.status();
         let session_header = resp.headers().get(MCP_SESSION_ID).cloned();
         if !status.is_success() {
-            return Err(self.non_2xx(status, resp, id).await);
+            return Err(Box::pin(self.non_2xx(status, resp, id)).await);
         }
         if status == StatusCode::ACCEPTED || status == StatusCode::NO_CONTENT {
             return Err(self.protocol(format!(
@@ -1387,7 +1386,7 @@ impl Inner {
             .unwrap_or_default();
         let result = match content_type.as_str() {
             protocol::CONTENT_TYPE_JSON => self.read_json_answer(resp, id).await,
-            protocol::CONTENT_TYPE_SSE => self.read_sse_answer(resp, id, handler).await,
+            protocol::CONTENT_TYPE_SSE => Box::pin(self.read_sse_answer(resp, id, handler)).await,
             other => Err(self.protocol(format!(
                 "it answered request {id} ({method}) with content type {other:?}; expected application/json or text/event-stream"
             ))),
@@ -1422,7 +1421,7 @@ impl Inner {
         let resp = self.send(rb).await?;
         let status = resp.status();
         if !status.is_success() {
-            return Err(self.non_2xx(status, resp, id).await);
+            return Err(Box::pin(self.non_2xx(status, resp, id)).await);
         }
         drop(resp);
         loop {

@@ -299,7 +299,10 @@ impl RequestBuilder {
             req
         };
         let client = &self.client;
-        match send(&client.pool, &key, || client.connect(uri.clone()), request).await {
+        // Boxed: connecting is a large future, needed only when no pooled
+        // connection is idle; inline, every request's future would carry it.
+        let open = || Box::pin(client.connect(uri.clone()));
+        match send(&client.pool, &key, open, request).await {
             Ok((resp, sender)) => Ok(Response {
                 inner: resp,
                 checkin: Some(Checkin {

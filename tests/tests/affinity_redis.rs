@@ -457,6 +457,55 @@ async fn a_killed_owner_is_reclaimed_over_pubsub() {
     killed_owner("pubsub").await;
 }
 
+/// How often Redis ran `command` (`INFO commandstats`; a subcommand as
+/// `pubsub|numsub`).
+fn command_calls(redis: &RedisServer, command: &str) -> u64 {
+    let info = redis.command(&["INFO", "commandstats"]).unwrap();
+    let prefix = format!("cmdstat_{command}:calls=");
+    info.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .map_or(0, |rest| rest.split(',').next().unwrap().parse().unwrap())
+}
+
+/// Pub/sub forwards waiting for one owner share its liveness check: 16 slow
+/// calls in flight for 1.2 s cost one `PUBSUB NUMSUB` per 200 ms, not one
+/// per forward per 200 ms (which would be dozens).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn waiting_pubsub_forwards_share_their_owner_check() {
+    let redis = RedisServer::start();
+    let fleet = fleet(&redis, 2, "pubsub");
+    let (_up, sid) = with_upstream(&fleet, 2).await;
+    let mut c = fresh_mcp(fleet.url(&format!("/servers/{sid}/mcp")));
+    let owner = initialize_only(&mut c).await;
+    let forwards = || async { sum(&scrape(&fleet, 2).await, "forwards_pubsub") };
+    let (checks_before, forwards_before) =
+        (command_calls(&redis, "pubsub|numsub"), forwards().await);
+    let started = Instant::now();
+    let calls = (0..16).map(|_| {
+        c.request(
+            "tools/call",
+            json!({"name": "slow", "arguments": {"ms": 1200}}),
+        )
+    });
+    for a in futures_util::future::join_all(calls).await {
+        assert_eq!(a.status, 200, "{a:?}");
+        assert_eq!(worker_of(&a), owner);
+    }
+    let took = started.elapsed();
+    let forwarded = forwards().await - forwards_before;
+    let checks = command_calls(&redis, "pubsub|numsub") - checks_before;
+    assert!(
+        forwarded >= 4,
+        "only {forwarded} of 16 calls were forwarded"
+    );
+    // One owner: at most one check per 200 ms tick while the calls waited.
+    let ticks = took.as_millis() as u64 / 200 + 1;
+    assert!(
+        (1..=ticks).contains(&checks),
+        "{checks} owner checks for {forwarded} forwards waiting {took:?}"
+    );
+}
+
 async fn redis_down(mode: &str) {
     let mut redis = RedisServer::start();
     let fleet = fleet(&redis, 2, mode);

@@ -152,7 +152,9 @@ impl Federation {
             let cell = set.cell(key);
             let opened = cell
                 .get_or_try_init(|| async {
-                    let session = self.open(gateway, extra).await?;
+                    // Boxed: opening is a large future, run once per session;
+                    // inline, every call's future would carry (and move) it.
+                    let session = Box::pin(self.open(gateway, extra)).await?;
                     Ok::<_, UpstreamError>(Opened {
                         session: Arc::new(session),
                         url: gateway.url.clone(),

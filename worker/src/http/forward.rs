@@ -239,7 +239,8 @@ where
         h.insert(SIGNATURE_HEADER, sig.clone());
         req
     };
-    let open = || async { open().await.ok_or(OwnerUnreachable) };
+    // Boxed: connecting is needed only when no pooled connection is idle.
+    let open = || Box::pin(async { open().await.ok_or(OwnerUnreachable) });
     let pool = &st.owner_connections;
     let timeout = st.affinity.forward_timeout;
     let (resp, sender) =

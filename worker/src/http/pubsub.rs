@@ -21,7 +21,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 /// Largest answer carried back.
@@ -73,10 +73,17 @@ fn split_line(payload: &Bytes) -> Option<(Bytes, Bytes)> {
 /// This worker's side of pub/sub: answers it waits for.
 #[derive(Default)]
 pub struct PubSub {
-    pending: Mutex<foldhash::HashMap<String, oneshot::Sender<Bytes>>>,
+    pending: Mutex<foldhash::HashMap<String, Waiting>>,
     subscribed: AtomicBool,
     /// Numbers this worker's answer channels.
     next_reply: AtomicU64,
+}
+
+/// A forward waiting for its answer.
+struct Waiting {
+    answer: oneshot::Sender<Result<Bytes, PubSendError>>,
+    owner: String,
+    since: Instant,
 }
 
 /// Why a pub/sub forward did not get to the owner.
@@ -94,7 +101,7 @@ impl PubSub {
         self.subscribed.load(Ordering::Acquire)
     }
 
-    fn take(&self, channel: &str) -> Option<oneshot::Sender<Bytes>> {
+    fn take(&self, channel: &str) -> Option<Waiting> {
         self.pending.lock().ok()?.remove(channel)
     }
 
@@ -119,12 +126,17 @@ impl PubSub {
         }
         let (tx, rx) = oneshot::channel();
         if let Ok(mut p) = self.pending.lock() {
-            p.insert(reply.clone(), tx);
+            let waiting = Waiting {
+                answer: tx,
+                owner: owner.to_owned(),
+                since: Instant::now(),
+            };
+            p.insert(reply.clone(), waiting);
         }
         let result = match redis.publish(&request_channel(owner), &payload).await {
             Err(_) => Err(PubSendError::RedisDown),
             Ok(Err(why)) => Err(PubSendError::Refused(why)),
-            Ok(Ok(())) => match wait_for_owner(redis, owner, rx, timeout).await {
+            Ok(Ok(())) => match wait_for_owner(rx, timeout).await {
                 // An answer that does not parse is no answer: the forward times out.
                 Ok(Some(answer)) => Ok(PubAnswer::decode(&answer)),
                 other => other.map(|_| None),
@@ -135,33 +147,57 @@ impl PubSub {
     }
 }
 
-/// How often a pub/sub forward checks that its owner is still alive.
+/// How often the owners of waiting pub/sub forwards are checked for life.
 const OWNER_CHECK: Duration = Duration::from_millis(200);
 
-/// Waits for the owner's answer. `PUBLISH` does not say whether the owner
-/// received the message (replies are off, see `redis_link::Publisher`), so a
-/// wait longer than [`OWNER_CHECK`] asks Redis whether the owner still listens
-/// (and again at each interval): once it does not, the owner is dead and the
-/// caller reclaims the session instead of waiting out the forward timeout.
+/// Waits for the owner's answer, or for [`check_owners`] to find the owner
+/// dead; `Ok(None)`: no answer before `timeout`.
 async fn wait_for_owner(
-    redis: &RedisAffinity,
-    owner: &str,
-    mut rx: oneshot::Receiver<Bytes>,
+    rx: oneshot::Receiver<Result<Bytes, PubSendError>>,
     timeout: Duration,
 ) -> Result<Option<Bytes>, PubSendError> {
-    let now = tokio::time::Instant::now();
-    let deadline = now + timeout;
-    // Not `interval(..)` + a first `tick().await`: that first tick completes
-    // only at the timer's next millisecond, which added about 1 ms to every
-    // pub/sub forward (seen in strace as a 1 ms `epoll_wait` after PUBLISH).
-    let mut check = tokio::time::interval_at(now + OWNER_CHECK, OWNER_CHECK);
+    match tokio::time::timeout(timeout, rx).await {
+        Ok(Ok(answer)) => answer.map(Some),
+        // Dropped unanswered: the subscription was lost.
+        Ok(Err(_)) => Err(PubSendError::RedisDown),
+        Err(_) => Ok(None),
+    }
+}
+
+/// `PUBLISH` does not say whether the owner received the message (replies
+/// are off, see `redis_link::Publisher`), so every [`OWNER_CHECK`] this
+/// worker asks Redis whether the owners of forwards waiting longer than that
+/// still listen, once per owner, however many forwards wait for it; the
+/// forwards of an owner that does not are failed at once (the caller
+/// reclaims the session instead of waiting out the forward timeout).
+///
+/// One clock for the worker, not a timer per forward: a timer that is due
+/// before every other one makes tokio wake its own driver (an `eventfd`
+/// write and an extra `epoll_wait` per forward); with this clock always
+/// pending, a forward's own deadline never is.
+async fn check_owners(redis: Arc<RedisAffinity>, ps: Arc<PubSub>) {
+    let mut tick = tokio::time::interval(OWNER_CHECK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tokio::select! {
-            answer = &mut rx => return answer.map(Some).map_err(|_| PubSendError::RedisDown),
-            () = tokio::time::sleep_until(deadline) => return Ok(None),
-            _ = check.tick() => {
-                if let Ok(false) = redis.listening(owner).await {
-                    return Err(PubSendError::NoSubscriber);
+        tick.tick().await;
+        let due = |w: &Waiting| w.since.elapsed() >= OWNER_CHECK;
+        let mut owners: Vec<String> = match ps.pending.lock() {
+            Ok(p) => p
+                .values()
+                .filter(|w| due(w))
+                .map(|w| w.owner.clone())
+                .collect(),
+            Err(_) => continue,
+        };
+        owners.sort_unstable();
+        owners.dedup();
+        for owner in owners {
+            if let Ok(false) = redis.listening(&owner).await {
+                let Ok(mut p) = ps.pending.lock() else {
+                    continue;
+                };
+                for (_, w) in p.extract_if(|_, w| w.owner == owner && due(w)) {
+                    let _ = w.answer.send(Err(PubSendError::NoSubscriber));
                 }
             }
         }
@@ -171,6 +207,7 @@ async fn wait_for_owner(
 /// Keeps this worker subscribed (reconnecting while Redis is away) and serves
 /// what arrives.
 pub fn spawn_subscriber(st: AppState, redis: Arc<RedisAffinity>, ps: Arc<PubSub>) {
+    tokio::spawn(check_owners(redis.clone(), ps.clone()));
     tokio::spawn(async move {
         let requests = request_channel(&redis.worker_id);
         let answers = format!("{RESPONSE_PREFIX}{}-*", redis.instance);
@@ -196,11 +233,11 @@ pub fn spawn_subscriber(st: AppState, redis: Arc<RedisAffinity>, ps: Arc<PubSub>
                 if msg.channel == requests.as_bytes() {
                     let (st, redis) = (st.clone(), redis.clone());
                     tokio::spawn(async move { serve(st, redis, msg.payload).await });
-                } else if let Some(tx) = std::str::from_utf8(&msg.channel)
+                } else if let Some(w) = std::str::from_utf8(&msg.channel)
                     .ok()
                     .and_then(|c| ps.take(c))
                 {
-                    let _ = tx.send(msg.payload);
+                    let _ = w.answer.send(Ok(msg.payload));
                 }
             }
             ps.subscribed.store(false, Ordering::Release);
