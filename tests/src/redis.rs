@@ -52,6 +52,11 @@ impl RedisServer {
         }
     }
 
+    /// Its PID (to stop and continue it: a Redis that hangs).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("redis-server running").id()
+    }
+
     /// Kills it (SIGKILL, by PID) and waits for it to be gone.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
