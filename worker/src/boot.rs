@@ -251,7 +251,10 @@ async fn serve_until_stopped(
     };
     let internal = match affinity.socket_path(info.slot) {
         Some(path) => match bind_internal(&path) {
-            Ok(l) => Some((l, crate::http::forward::Internal(state.clone()))),
+            Ok(l) => Some((
+                crate::http::quiet_unix::QuietUnixListener(l),
+                crate::http::forward::Internal(state.clone()),
+            )),
             Err(e) => {
                 return boot_error(
                     &control,

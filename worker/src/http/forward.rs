@@ -10,6 +10,7 @@ use crate::gateway::relay::{relay, OwnerAnswer};
 use crate::gateway::scope::{Principal, Scope};
 use crate::http::mcp::{self, detail};
 use crate::http::pubsub::PubSendError;
+use crate::http::quiet_unix::QuietUnix;
 use crate::http::{name_worker, WORKER_HEADER};
 use crate::state::AppState;
 use axum::body::{Body, Bytes};
@@ -317,14 +318,14 @@ fn build(
 }
 
 /// Connects to the owner's socket, waiting briefly for a replacement to bind it.
-async fn connect(path: &std::path::Path) -> Option<UnixStream> {
+async fn connect(path: &std::path::Path) -> Option<QuietUnix> {
     // No socket at all: no worker ever held that slot (a made-up id).
     if !path.exists() {
         return None;
     }
     let deadline = Instant::now() + OWNER_WAIT;
     loop {
-        match UnixStream::connect(path).await {
+        match UnixStream::connect(path).await.and_then(QuietUnix::new) {
             Ok(s) => return Some(s),
             Err(_) if Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(20)).await;

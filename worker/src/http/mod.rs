@@ -6,6 +6,7 @@ pub mod forward;
 mod health;
 pub mod mcp;
 pub mod pubsub;
+pub mod quiet_unix;
 mod rest;
 mod rpc;
 #[cfg(feature = "test-hooks")]
