@@ -35,6 +35,10 @@ impl Answer {
     pub fn error_code(&self) -> Option<i64> {
         self.response()["error"]["code"].as_i64()
     }
+    /// The JSON-RPC error's message ("" when there is none).
+    pub fn error_message(&self) -> &str {
+        self.response()["error"]["message"].as_str().unwrap_or("")
+    }
 }
 
 impl McpClient {

@@ -39,6 +39,15 @@ fn fresh_mcp(url: String) -> McpClient {
     c
 }
 
+/// `tools/call echo {text}` on `c`.
+async fn echo(c: &McpClient, text: &str) -> Answer {
+    c.request(
+        "tools/call",
+        json!({"name": "echo", "arguments": {"text": text}}),
+    )
+    .await
+}
+
 fn worker_of(a: &Answer) -> String {
     a.headers["x-fleetgate-worker"].to_str().unwrap().to_owned()
 }
@@ -56,12 +65,7 @@ async fn owner_serves_others_refuse(
     for i in 0..40 {
         let text = format!("{tag}{i}");
         let started = Instant::now();
-        let a = c
-            .request(
-                "tools/call",
-                json!({"name": "echo", "arguments": {"text": text}}),
-            )
-            .await;
+        let a = echo(c, &text).await;
         let took = started.elapsed();
         assert!(took < Duration::from_millis(1500), "no hang: {took:?}");
         if worker_of(&a) == owner {
@@ -163,12 +167,7 @@ async fn owner_serves_everything(mode: &str) {
 
     let mut answered = BTreeSet::new();
     for i in 0..40 {
-        let a = c
-            .request(
-                "tools/call",
-                json!({"name": "echo", "arguments": {"text": format!("m{i}")}}),
-            )
-            .await;
+        let a = echo(&c, &format!("m{i}")).await;
         assert_eq!(a.status, 200, "{a:?}");
         assert_eq!(a.result()["content"][0]["text"], format!("m{i}"), "{a:?}");
         answered.insert(worker_of(&a));
@@ -267,10 +266,7 @@ async fn a_redis_that_refuses_client_reply_is_named_not_hung_on() {
     let mut c = fresh_mcp(fleet.url(&format!("/servers/{sid}/mcp")));
     let owner = initialize_only(&mut c).await;
     owner_serves_others_refuse(&c, &owner, "c", |a| {
-        let msg = a.response()["error"]["message"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let msg = a.error_message();
         assert!(
             msg.contains("AFFINITY_FORWARD=http"),
             "says what to change: {msg}"
@@ -413,12 +409,7 @@ async fn killed_owner(mode: &str) {
     .await;
     // The very next request succeeds, quickly: reclaimed, adopted, no 30 s hang.
     let started = Instant::now();
-    let a = c
-        .request(
-            "tools/call",
-            json!({"name": "echo", "arguments": {"text": "after"}}),
-        )
-        .await;
+    let a = echo(&c, "after").await;
     let took = started.elapsed();
     assert_eq!(a.status, 200, "{a:?}");
     assert_eq!(a.result()["content"][0]["text"], "after", "{a:?}");
@@ -510,15 +501,6 @@ async fn waiting_pubsub_forwards_share_their_owner_check() {
     );
 }
 
-/// `tools/call echo {text}` on `c`.
-async fn echo(c: &McpClient, text: String) -> Answer {
-    c.request(
-        "tools/call",
-        json!({"name": "echo", "arguments": {"text": text}}),
-    )
-    .await
-}
-
 /// `n` clients of `c`'s session, each holding one keep-alive connection that
 /// worker `pid` accepted.
 async fn clients_on(fleet: &Fleet, c: &McpClient, pid: u32, n: usize) -> Vec<McpClient> {
@@ -559,7 +541,7 @@ async fn a_publish_cut_off_halfway_does_not_garble_the_next() {
     let other = *fleet.workers().iter().find(|p| **p != owner_pid).unwrap();
     let far = clients_on(&fleet, &c, other, 6).await;
     // The other worker learns the owner (remembered for a second) ...
-    let a = echo(&far[0], "warm".into()).await;
+    let a = echo(&far[0], "warm").await;
     assert_eq!((a.status, worker_of(&a)), (200, owner.clone()), "{a:?}");
     // ... then Redis hangs, and six 3 MiB forwards pile up in its publishing
     // connection: more than the socket buffers hold, so the write blocks
@@ -568,7 +550,7 @@ async fn a_publish_cut_off_halfway_does_not_garble_the_next() {
     proc::signal(pid, Signal::SIGSTOP);
     let big = "x".repeat(3 << 20);
     let mut pending: futures_util::stream::FuturesUnordered<_> =
-        far.iter().map(|f| echo(f, big.clone())).collect();
+        far.iter().map(|f| echo(f, &big)).collect();
     let first = futures_util::StreamExt::next(&mut pending).await.unwrap();
     // Redis goes on as soon as the first forward is cut off: well before
     // the owner's heartbeat (2 s) could expire.
@@ -586,7 +568,7 @@ async fn a_publish_cut_off_halfway_does_not_garble_the_next() {
         || async {
             for (i, f) in far.iter().enumerate() {
                 let started = Instant::now();
-                let a = echo(f, format!("after{i}")).await;
+                let a = echo(f, &format!("after{i}")).await;
                 if a.status != 200 || started.elapsed() > Duration::from_secs(2) {
                     return None;
                 }
@@ -611,13 +593,7 @@ async fn redis_down(mode: &str) {
 
     redis.kill();
     owner_serves_others_refuse(&c, &owner, "d", |a| {
-        assert!(
-            a.response()["error"]["message"]
-                .as_str()
-                .unwrap()
-                .contains("Redis unavailable"),
-            "{a:?}"
-        );
+        assert!(a.error_message().contains("Redis unavailable"), "{a:?}");
         assert!(a.response()["id"].is_u64(), "the request's id: {a:?}");
     })
     .await;
@@ -770,12 +746,7 @@ async fn two_hosts_share_one_redis_and_one_database() {
     // The same session, used through the other host.
     c.url = b.url(&path);
     for i in 0..12 {
-        let r = c
-            .request(
-                "tools/call",
-                json!({"name": "echo", "arguments": {"text": format!("h{i}")}}),
-            )
-            .await;
+        let r = echo(&c, &format!("h{i}")).await;
         assert_eq!(r.status, 200, "{r:?}");
         assert_eq!(r.result()["content"][0]["text"], format!("h{i}"));
         assert_eq!(worker_of(&r), owner, "served by its owner on host A");

@@ -278,10 +278,7 @@ async fn bad_input_gets_the_right_error() {
     let too_big = c.post_raw(big.clone(), "application/json").await;
     assert_eq!(too_big.status, 413);
     assert_eq!(too_big.error_code(), Some(-32600), "{too_big:?}");
-    let why = too_big.response()["error"]["message"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let why = too_big.error_message();
     assert!(
         why.contains("MAX_REQUEST_BODY_BYTES"),
         "names the setting: {why}"
@@ -397,13 +394,7 @@ async fn upstream_timeouts_and_outages_are_32001_naming_the_upstream() {
         )
         .await;
     assert_eq!(slow.error_code(), Some(-32001), "{slow:?}");
-    assert!(
-        slow.response()["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains(&url),
-        "{slow:?}"
-    );
+    assert!(slow.error_message().contains(&url), "{slow:?}");
     up.shutdown().await;
     let down = c
         .request(
@@ -412,13 +403,7 @@ async fn upstream_timeouts_and_outages_are_32001_naming_the_upstream() {
         )
         .await;
     assert_eq!(down.error_code(), Some(-32001), "{down:?}");
-    assert!(
-        down.response()["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains(&url),
-        "{down:?}"
-    );
+    assert!(down.error_message().contains(&url), "{down:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

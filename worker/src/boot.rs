@@ -245,16 +245,13 @@ async fn serve_until_stopped(
             if let Some(ps) = &state.pubsub {
                 crate::http::pubsub::spawn_subscriber(state.clone(), r.clone(), ps.clone());
             }
-            Some((listener, crate::http::forward::Internal(state.clone())))
+            Some(listener)
         }
         None => None,
     };
     let internal = match affinity.socket_path(info.slot) {
         Some(path) => match bind_internal(&path) {
-            Ok(l) => Some((
-                crate::http::quiet_unix::QuietUnixListener(l),
-                crate::http::forward::Internal(state.clone()),
-            )),
+            Ok(l) => Some(crate::http::quiet_unix::QuietUnixListener(l)),
             Err(e) => {
                 return boot_error(
                     &control,
@@ -264,6 +261,7 @@ async fn serve_until_stopped(
         },
         None => None,
     };
+    let forwards = crate::http::forward::Internal(state.clone());
     let app = crate::http::router(state);
 
     let (stop_tx, mut stop_rx) = watch::channel(false);
@@ -348,33 +346,11 @@ async fn serve_until_stopped(
             }
         });
     }
-    if let Some((listener, routes)) = internal_tcp {
-        let mut stop = stop_tx.subscribe();
-        tokio::spawn(async move {
-            let stopped = async move {
-                let _ = stop.wait_for(|s| *s).await;
-            };
-            let _ = axum::serve(
-                listener,
-                axum::ServiceExt::<axum::extract::Request>::into_make_service(routes),
-            )
-            .with_graceful_shutdown(stopped)
-            .await;
-        });
+    if let Some(listener) = internal_tcp {
+        spawn_internal(listener, forwards.clone(), stop_tx.subscribe());
     }
-    if let Some((listener, routes)) = internal {
-        let mut stop = stop_tx.subscribe();
-        tokio::spawn(async move {
-            let stopped = async move {
-                let _ = stop.wait_for(|s| *s).await;
-            };
-            let _ = axum::serve(
-                listener,
-                axum::ServiceExt::<axum::extract::Request>::into_make_service(routes),
-            )
-            .with_graceful_shutdown(stopped)
-            .await;
-        });
+    if let Some(listener) = internal {
+        spawn_internal(listener, forwards.clone(), stop_tx.subscribe());
     }
     let _ = control.send(&ControlMsg::Ready);
     tracing::info!(slot = info.slot, "worker ready");
@@ -432,6 +408,29 @@ fn spawn_registry_poll(registry: Arc<Registry>, gate: Arc<Gate>, every: Duration
                 Err(_) => {}
             }
         }
+    });
+}
+
+/// Serves forwards from sibling workers on `listener` (the Unix socket, or
+/// with Redis the internal TCP listener) until the worker stops.
+fn spawn_internal<L>(
+    listener: L,
+    service: crate::http::forward::Internal,
+    mut stop: watch::Receiver<bool>,
+) where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
+    tokio::spawn(async move {
+        let stopped = async move {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        let _ = axum::serve(
+            listener,
+            axum::ServiceExt::<axum::extract::Request>::into_make_service(service),
+        )
+        .with_graceful_shutdown(stopped)
+        .await;
     });
 }
 
