@@ -673,45 +673,53 @@ async fn run_request(
     );
     // `biased`, messages first: whatever the upstream sent before its result
     // must reach the client before the result does (and turns the answer into
-    // an SSE stream).
-    tokio::select! {
+    // an SSE stream). The call can send its last messages and finish in one
+    // poll (they came in one read from the upstream), so a finished call's
+    // messages are drained from the channel before its result is used.
+    let (first, finished) = tokio::select! {
         biased;
-        Some(first) = rx.recv(), if sse_ok => {
-            // From here on the call's own task writes the stream into the
-            // session's event store; the connection only follows it. A client
-            // that drops the connection does not cancel the call: it resumes
-            // with GET + Last-Event-ID.
-            let store = match &session {
-                Some(s) => s.events.clone(),
-                None => Arc::new(EventStore::default()),
-            };
-            let name = store.open_post_stream();
-            let (w, n) = (store.clone(), name.clone());
-            let mut call = call.detach();
-            tokio::spawn(async move {
-                w.append(&n, first);
-                loop {
-                    tokio::select! {
-                        biased;
-                        Some(m) = rx.recv() => {
-                            w.append(&n, m);
-                        }
-                        done = &mut call => {
-                            let body = done.unwrap_or_else(|_| internal(&id));
-                            w.append(&n, Bytes::from(body));
-                            break;
-                        }
-                    }
-                }
-                w.finish(&n);
-            });
-            sse_response(Body::from_stream(events::follow(store, name, 0)))
-        }
+        Some(first) = rx.recv(), if sse_ok => (first, None),
         done = &mut call => {
             let body = done.unwrap_or_else(|_| internal(&id));
-            json_body(StatusCode::OK, body)
+            match rx.try_recv() {
+                Ok(first) if sse_ok => (first, Some(body)),
+                _ => return json_body(StatusCode::OK, body),
+            }
         }
-    }
+    };
+    // From here on the call's own task writes the stream into the session's
+    // event store; the connection only follows it. A client that drops the
+    // connection does not cancel the call: it resumes with GET +
+    // Last-Event-ID.
+    let store = match &session {
+        Some(s) => s.events.clone(),
+        None => Arc::new(EventStore::default()),
+    };
+    let name = store.open_post_stream();
+    let (w, n) = (store.clone(), name.clone());
+    let call = finished.is_none().then(|| call.detach());
+    tokio::spawn(async move {
+        w.append(&n, first);
+        let body = match (finished, call) {
+            (Some(body), _) => body,
+            (None, Some(mut call)) => loop {
+                tokio::select! {
+                    biased;
+                    Some(m) = rx.recv() => {
+                        w.append(&n, m);
+                    }
+                    done = &mut call => break done.unwrap_or_else(|_| internal(&id)),
+                }
+            },
+            (None, None) => internal(&id),
+        };
+        while let Ok(m) = rx.try_recv() {
+            w.append(&n, m);
+        }
+        w.append(&n, Bytes::from(body));
+        w.finish(&n);
+    });
+    sse_response(Body::from_stream(events::follow(store, name, 0)))
 }
 
 fn answer_bytes(id: &Id, res: Result<Box<RawValue>, RpcError>) -> Vec<u8> {
