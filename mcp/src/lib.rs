@@ -27,8 +27,9 @@
 //!   ([`UpstreamClient::connect_with_transport`] with [`Transport::Sse`]).
 //! - [`legacy`]: that transport's stream reader and dispatch of messages to
 //!   the requests waiting for them.
-//! - [`net`]: the HTTP/1.1 client both transports use (hyper's pooled client:
-//!   no redirects, no proxies from the environment).
+//! - [`net`]: the HTTP/1.1 client both transports use (pooled keep-alive
+//!   connections, the exchange done by the calling task; no redirects, no
+//!   proxies from the environment).
 
 pub mod client;
 pub mod jsonrpc;

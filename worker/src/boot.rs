@@ -198,9 +198,9 @@ async fn serve_until_stopped(
         metrics,
         pubsub: redis.as_ref().map(|_| Arc::default()),
         redis: redis.clone(),
-        owner_connections: fleetgate_mcp::net::IdleConnections::new(
+        owner_connections: Arc::new(fleetgate_mcp::net::IdleConnections::new(
             crate::http::forward::MAX_IDLE_PER_OWNER,
-        ),
+        )),
     });
     if let Some(r) = &redis {
         let events = crate::gateway::redis_events::RedisEvents::start(r.clone());

@@ -73,9 +73,9 @@ fn app() -> App {
                 metrics: Arc::default(),
                 redis: None,
                 pubsub: None,
-                owner_connections: fleetgate_mcp::net::IdleConnections::new(
+                owner_connections: Arc::new(fleetgate_mcp::net::IdleConnections::new(
                     fleetgate_worker::http::forward::MAX_IDLE_PER_OWNER,
-                ),
+                )),
             }))
         })
     })

@@ -162,7 +162,7 @@ pub fn encode_into(out: &mut Vec<u8>, args: &[&[u8]]) {
     out.reserve(16 + args.iter().map(|a| a.len() + 16).sum::<usize>());
     let head = |prefix: u8, n: usize, out: &mut Vec<u8>| {
         out.push(prefix);
-        push_decimal(out, n);
+        fleetgate_mcp::net::push_decimal(out, n as u64);
         out.extend_from_slice(b"\r\n");
     };
     head(b'*', args.len(), out);
@@ -171,20 +171,6 @@ pub fn encode_into(out: &mut Vec<u8>, args: &[&[u8]]) {
         out.extend_from_slice(a);
         out.extend_from_slice(b"\r\n");
     }
-}
-
-fn push_decimal(out: &mut Vec<u8>, mut n: usize) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i..]);
 }
 
 /// A connection's reading half with its buffer.
@@ -646,15 +632,6 @@ mod tests {
         assert_eq!(int(b"123456789012345678"), Ok(123456789012345678));
         for bad in [&b""[..], b"-", b"+1", b"1 ", b"1234567890123456789", b"--1"] {
             assert!(int(bad).is_err(), "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn writes_lengths_in_decimal() {
-        for n in [0usize, 7, 10, 99, 100, 12345, usize::MAX] {
-            let mut out = vec![];
-            push_decimal(&mut out, n);
-            assert_eq!(out, n.to_string().as_bytes());
         }
     }
 

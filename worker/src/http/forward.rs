@@ -18,8 +18,6 @@ use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode}
 use axum::response::{IntoResponse, Response};
 use fleetgate_mcp::net;
 use fleetgate_mcp::protocol;
-use http_body_util::{BodyExt, Full, Limited};
-use hyper_util::rt::TokioIo;
 use std::future::Future;
 use std::time::{Duration, Instant};
 use tokio::net::{TcpStream, UnixStream};
@@ -124,13 +122,13 @@ pub async fn forward_to(
             // The socket's path only for a new connection (most forwards
             // reuse an idle one).
             let key = format!("unix:{slot}");
-            let open = || async { handshake(connect(&aff.socket_path(slot)?).await?).await };
-            exchange(st, &key, open, sealed, sig).await?
+            let open = || async { Some(net::Conn::new(connect(&aff.socket_path(slot)?).await?)) };
+            exchange(st, key, open, sealed, sig).await?
         }
         Target::Http(addr) => {
             let key = format!("tcp:{addr}");
-            let open = || async { handshake(connect_tcp(addr).await?).await };
-            exchange(st, &key, open, sealed, sig).await?
+            let open = || async { Some(net::Conn::new(connect_tcp(addr).await?)) };
+            exchange(st, key, open, sealed, sig).await?
         }
         Target::PubSub(owner) => {
             let (Some(redis), Some(ps)) = (&st.redis, &st.pubsub) else {
@@ -207,53 +205,44 @@ enum Sent {
 /// Idle keep-alive connections kept per owner (more are closed after use).
 pub const MAX_IDLE_PER_OWNER: usize = 64;
 
-/// HTTP/1.1 on a fresh connection to another worker's internal listener.
-async fn handshake<T>(io: T) -> Option<net::Sender>
-where
-    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    net::handshake(TokioIo::new(io)).await.ok()
-}
-
 /// One HTTP/1.1 exchange with the owner's internal router, on a pooled
 /// connection (keyed `unix:{slot}` or `tcp:{addr}`) when one is idle, else on
 /// a new one from `open`: `POST` of the sealed bytes, whatever the client's
 /// method (the envelope names it).
 async fn exchange<F, Fut>(
     st: &AppState,
-    key: &str,
+    key: String,
     open: F,
     sealed: Bytes,
     sig: String,
 ) -> Result<Sent, OwnerUnreachable>
 where
     F: FnOnce() -> Fut,
-    Fut: Future<Output = Option<net::Sender>>,
+    Fut: Future<Output = Option<net::Conn>>,
 {
     let sig = HeaderValue::try_from(sig).map_err(|_| OwnerUnreachable)?;
-    let request = || {
-        let mut req = hyper::Request::new(Full::new(sealed.clone()));
-        *req.method_mut() = Method::POST;
-        *req.uri_mut() = http::Uri::from_static(FORWARD_PATH);
-        let h = req.headers_mut();
-        h.insert(header::HOST, HeaderValue::from_static("fleetgate-owner"));
-        h.insert(SIGNATURE_HEADER, sig.clone());
-        req
+    let mut headers = HeaderMap::with_capacity(2);
+    headers.insert(header::HOST, HeaderValue::from_static("fleetgate-owner"));
+    headers.insert(SIGNATURE_HEADER, sig);
+    let request = net::Request {
+        method: &Method::POST,
+        target: FORWARD_PATH,
+        headers: &headers,
+        body: &sealed,
     };
     // Boxed: connecting is needed only when no pooled connection is idle.
     let open = || Box::pin(async { open().await.ok_or(OwnerUnreachable) });
     let pool = &st.owner_connections;
     let timeout = st.affinity.forward_timeout;
-    let (resp, sender) =
-        match tokio::time::timeout(timeout, net::send(pool, key, open, request)).await {
-            Ok(Ok(sent)) => sent,
-            Ok(Err(net::SendError::Connect(e))) => return Err(e),
-            Ok(Err(net::SendError::Http(e))) => {
-                tracing::warn!(error = %e, "forward to the session owner failed");
-                return Err(OwnerUnreachable);
-            }
-            Err(_) => return Ok(Sent::TimedOut),
-        };
+    let mut resp = match tokio::time::timeout(timeout, net::send(pool, key, open, &request)).await {
+        Ok(Ok(sent)) => sent,
+        Ok(Err(net::SendError::Connect(e))) => return Err(e),
+        Ok(Err(net::SendError::Http(e))) => {
+            tracing::warn!(error = %e, "forward to the session owner failed");
+            return Err(OwnerUnreachable);
+        }
+        Err(_) => return Ok(Sent::TimedOut),
+    };
     let status = resp.status();
     let session = resp.headers().get(protocol::MCP_SESSION_ID).cloned();
     let worker = resp.headers().get(WORKER_HEADER).cloned();
@@ -265,7 +254,7 @@ where
         .to_owned();
     if status.is_success() && content_type.starts_with("text/event-stream") {
         // A stream: relay it as it comes.
-        let body = Body::new(resp.into_body());
+        let body = Body::new(resp);
         return Ok(Sent::Stream(build(
             status.as_u16(),
             &content_type,
@@ -274,13 +263,7 @@ where
             worker,
         )));
     }
-    let bytes = match Limited::new(resp.into_body(), MAX_ANSWER).collect().await {
-        Ok(b) => {
-            pool.put(key, sender);
-            b.to_bytes()
-        }
-        Err(_) => Bytes::new(),
-    };
+    let bytes = resp.bytes(MAX_ANSWER).await.unwrap_or_default();
     Ok(Sent::Answer {
         status: status.as_u16(),
         content_type,

@@ -11,7 +11,7 @@
 //! (a large forward) registers a duplicate descriptor for writability and
 //! waits on that.
 
-use std::io::{self, IoSlice, Read, Write};
+use std::io::{self, IoSlice, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::pin::Pin;
@@ -60,6 +60,28 @@ impl QuietUnix {
     }
 }
 
+/// One `read(2)` into the unfilled part of `buf`, not zeroed first: a
+/// reader hands over its whole spare capacity (16 KiB and more), and zeroing
+/// it on every read cost more than the read (tokio's own streams do not
+/// zero it either).
+#[allow(unsafe_code)]
+fn read_into(s: &UnixStream, buf: &mut ReadBuf<'_>) -> io::Result<usize> {
+    // SAFETY: `read(2)` writes at most `len` bytes at `ptr`, which is the
+    // unfilled part of `buf` (never read here); `assume_init` then covers
+    // exactly the bytes it wrote.
+    unsafe {
+        let unfilled = buf.unfilled_mut();
+        let n = libc::read(s.as_raw_fd(), unfilled.as_mut_ptr().cast(), unfilled.len());
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let n = n as usize;
+        buf.assume_init(n);
+        buf.advance(n);
+        Ok(n)
+    }
+}
+
 /// Registers a descriptor this process owns with the runtime's reactor.
 #[allow(unsafe_code)]
 fn register<T: AsRawFd>(fd: T, interest: Interest) -> io::Result<AsyncFd<T>> {
@@ -77,9 +99,8 @@ impl AsyncRead for QuietUnix {
     ) -> Poll<io::Result<()>> {
         loop {
             let mut guard = ready!(self.read.poll_read_ready(cx))?;
-            let unfilled = buf.initialize_unfilled();
-            let wanted = unfilled.len();
-            match guard.try_io(|s| s.get_ref().read(unfilled)) {
+            let wanted = buf.remaining();
+            match guard.try_io(|s| read_into(s.get_ref(), buf)) {
                 Ok(Ok(n)) => {
                     // Less than asked for: the socket is drained (as tokio's
                     // own streams assume), so no read is tried just to
@@ -87,7 +108,6 @@ impl AsyncRead for QuietUnix {
                     if 0 < n && n < wanted {
                         guard.clear_ready();
                     }
-                    buf.advance(n);
                     return Poll::Ready(Ok(()));
                 }
                 Ok(Err(e)) => return Poll::Ready(Err(e)),
