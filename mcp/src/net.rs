@@ -1111,6 +1111,40 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_pooled_connection_closed_unanswered_is_retried_once_on_a_fresh_one() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            // One answer; the next request is read and the connection closed
+            // unanswered (a keep-alive timeout racing the request).
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf).await.unwrap();
+            s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nfirst")
+                .await
+                .unwrap();
+            let _ = s.read(&mut buf).await.unwrap();
+            drop(s);
+            answer_once(
+                &listener,
+                b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nfresh",
+            )
+            .await;
+            // A fresh connection that closes unanswered is an error, not retried.
+            let (mut s, _) = listener.accept().await.unwrap();
+            let _ = s.read(&mut buf).await.unwrap();
+        });
+        let client = Client::new();
+        let mut r = client.post(&url).send().await.unwrap();
+        assert_eq!(body_of(&mut r).await, b"first");
+        let mut r = client.post(&url).send().await.unwrap();
+        assert_eq!(body_of(&mut r).await, b"fresh");
+        drop(r); // not kept: the server closes it
+        let e = client.post(&url).send().await.unwrap_err();
+        assert!(e.to_string().contains("closed before an answer"), "{e}");
+    }
+
+    #[tokio::test]
     async fn broken_answers_are_errors_not_bodies() {
         for answer in [
             &b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nshort"[..],
