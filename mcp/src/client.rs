@@ -1522,20 +1522,16 @@ impl Inner {
         })
     }
 
-    async fn read_body(&self, mut resp: net::Response) -> Result<Vec<u8>, UpstreamError> {
-        let mut buf = Vec::new();
-        while let Some(chunk) = resp.chunk().await.map_err(|e| {
-            self.network_error(&e, "the connection broke while reading the response")
-        })? {
-            if buf.len() + chunk.len() > self.max_body_bytes {
-                return Err(self.protocol(format!(
-                    "its response body is larger than {} bytes",
-                    self.max_body_bytes
-                )));
+    async fn read_body(&self, mut resp: net::Response) -> Result<bytes::Bytes, UpstreamError> {
+        resp.bytes(self.max_body_bytes).await.map_err(|e| match e {
+            net::BodyError::TooLarge => self.protocol(format!(
+                "its response body is larger than {} bytes",
+                self.max_body_bytes
+            )),
+            net::BodyError::Broken(e) => {
+                self.network_error(&e, "the connection broke while reading the response")
             }
-            buf.extend_from_slice(&chunk);
-        }
-        Ok(buf)
+        })
     }
 
     async fn read_sse_answer(

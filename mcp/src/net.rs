@@ -101,9 +101,7 @@ impl Conn {
     async fn exchange(&mut self, req: &Encoded<'_>) -> Result<Head, Failure> {
         let written = async {
             self.io.write_all(&req.head).await?;
-            if !req.inlined {
-                self.io.write_all(req.body).await?;
-            }
+            self.io.write_all(req.rest).await?;
             self.io.flush().await
         }
         .await;
@@ -308,11 +306,11 @@ pub struct Request<'a> {
     pub body: &'a [u8],
 }
 
-/// A request's bytes: the head, with the body when it is small.
+/// A request's bytes: the head, with the body when it is small, and what of
+/// the body goes in a second write (empty when it is small).
 struct Encoded<'a> {
     head: Vec<u8>,
-    inlined: bool,
-    body: &'a [u8],
+    rest: &'a [u8],
 }
 
 /// Headers that describe a connection or a message's framing: set here.
@@ -358,8 +356,7 @@ impl<'a> Request<'a> {
         }
         Encoded {
             head,
-            inlined,
-            body: self.body,
+            rest: if inlined { &[] } else { self.body },
         }
     }
 }
@@ -713,14 +710,10 @@ impl Response {
 
     /// The `Content-Length` the answer announces.
     pub fn content_length(&self) -> Option<u64> {
-        match self.framing {
-            Framing::Length(n) => Some(n),
-            _ => self
-                .headers
-                .get(header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse().ok()),
-        }
+        self.headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse().ok())
     }
 
     /// The next piece of the body; `None` at its end.
@@ -728,33 +721,32 @@ impl Response {
         std::future::poll_fn(|cx| self.poll_chunk(cx)).await
     }
 
-    /// The whole body, at most `limit` bytes of it (more is an error).
-    pub async fn bytes(&mut self, limit: usize) -> Result<Bytes, Error> {
-        let first = match self.chunk().await? {
-            None => return Ok(Bytes::new()),
-            Some(c) => c,
+    /// The whole body, at most `limit` bytes of it.
+    pub async fn bytes(&mut self, limit: usize) -> Result<Bytes, BodyError> {
+        let Some(first) = self.chunk().await.map_err(BodyError::Broken)? else {
+            return Ok(Bytes::new());
         };
-        // Usually the whole body came in one read: no copy.
-        let Some(second) = self.chunk().await? else {
-            return if first.len() > limit {
-                Err(too_large(limit))
-            } else {
-                Ok(first)
-            };
-        };
-        let mut all = BytesMut::from(&first[..]);
-        let mut next = Some(second);
-        while let Some(c) = next {
-            if all.len() + c.len() > limit {
-                return Err(too_large(limit));
+        // Usually the whole body comes in one piece: kept, not copied.
+        let mut pieces = Vec::new();
+        let mut len = first.len();
+        loop {
+            if len > limit {
+                return Err(BodyError::TooLarge);
             }
-            all.extend_from_slice(&c);
-            next = self.chunk().await?;
+            let Some(c) = self.chunk().await.map_err(BodyError::Broken)? else {
+                break;
+            };
+            len += c.len();
+            if pieces.is_empty() {
+                pieces.extend_from_slice(&first);
+            }
+            pieces.extend_from_slice(&c);
         }
-        if all.len() > limit {
-            return Err(too_large(limit));
-        }
-        Ok(all.freeze())
+        Ok(if pieces.is_empty() {
+            first
+        } else {
+            Bytes::from(pieces)
+        })
     }
 
     /// The body read to its end: the connection goes home if it may.
@@ -817,6 +809,7 @@ impl Response {
                             "its chunked body has data past a chunk's size".to_owned(),
                         )),
                         Chunk::Trailers if line.is_empty() => Step::Next(Framing::Done),
+                        // A trailer line, skipped (data was taken above).
                         Chunk::Trailers | Chunk::Data(_) => Step::Next(self.framing),
                     },
                 },
@@ -896,8 +889,13 @@ fn chunk_size(line: &[u8]) -> Option<u64> {
     u64::from_str_radix(digits, 16).ok()
 }
 
-fn too_large(limit: usize) -> Error {
-    Error::new(format!("the answer's body is larger than {limit} bytes"))
+/// Why [`Response::bytes`] gave no body.
+#[derive(Debug)]
+pub enum BodyError {
+    /// More than the limit.
+    TooLarge,
+    /// The body broke off.
+    Broken(Error),
 }
 
 /// The answer as a body for a response of our own (a relayed stream).
@@ -1157,7 +1155,10 @@ mod tests {
             tokio::spawn(async move { answer_once(&listener, answer).await });
             let outcome = match Client::new().post(&url).send().await {
                 Err(e) => Err(e),
-                Ok(mut r) => r.bytes(1 << 20).await,
+                Ok(mut r) => r.bytes(1 << 20).await.map_err(|e| match e {
+                    BodyError::Broken(e) => e,
+                    BodyError::TooLarge => panic!("not too large"),
+                }),
             };
             assert!(
                 outcome.is_err(),

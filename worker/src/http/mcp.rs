@@ -596,13 +596,6 @@ where
     fn new(f: F) -> Self {
         Detached(Some(Box::pin(f)))
     }
-
-    /// The unfinished call, to be driven elsewhere from now on.
-    fn detach(mut self) -> Pin<Box<F>> {
-        self.0
-            .take()
-            .expect("a call is detached before it finishes")
-    }
 }
 
 impl<F: Future + Send + 'static> Future for Detached<F>
@@ -697,12 +690,11 @@ async fn run_request(
     };
     let name = store.open_post_stream();
     let (w, n) = (store.clone(), name.clone());
-    let call = finished.is_none().then(|| call.detach());
     tokio::spawn(async move {
         w.append(&n, first);
-        let body = match (finished, call) {
-            (Some(body), _) => body,
-            (None, Some(mut call)) => loop {
+        let body = match finished {
+            Some(body) => body,
+            None => loop {
                 tokio::select! {
                     biased;
                     Some(m) = rx.recv() => {
@@ -711,7 +703,6 @@ async fn run_request(
                     done = &mut call => break done.unwrap_or_else(|_| internal(&id)),
                 }
             },
-            (None, None) => internal(&id),
         };
         while let Ok(m) = rx.try_recv() {
             w.append(&n, m);
