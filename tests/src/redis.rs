@@ -1,5 +1,6 @@
-//! A throwaway redis-server per test: a free port, no persistence, killed by
-//! PID on drop (and restartable on the same port, to test outages).
+//! A throwaway redis-server per test: a free port and a Unix socket beside
+//! it, no persistence, killed by PID on drop (and restartable on the same
+//! port, to test outages).
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
@@ -33,12 +34,24 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}/", self.port)
     }
 
+    /// The same server's Unix socket (a Redis on the gateway's own host).
+    pub fn unix_url(&self) -> String {
+        format!("unix://{}", self.socket_path().display())
+    }
+
+    fn socket_path(&self) -> std::path::PathBuf {
+        std::env::temp_dir().join(format!("fleetgate-test-redis-{}.sock", self.port))
+    }
+
     /// Starts (again) on the same port; waits until it answers `PING`.
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "redis-server already running");
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string()])
             .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .arg("--unixsocket")
+            .arg(self.socket_path())
+            .args(["--unixsocketperm", "700"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -62,6 +75,7 @@ impl RedisServer {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
+            let _ = std::fs::remove_file(self.socket_path());
         }
     }
 

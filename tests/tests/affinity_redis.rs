@@ -16,9 +16,13 @@ use std::time::{Duration, Instant};
 const SECRET: &str = "a-shared-fleet-secret-for-tests";
 
 fn fleet(redis: &RedisServer, workers: usize, mode: &str) -> Fleet {
+    fleet_at(&redis.url(), workers, mode)
+}
+
+fn fleet_at(redis_url: &str, workers: usize, mode: &str) -> Fleet {
     Fleet::builder()
         .env("WORKERS", workers.to_string())
-        .env("REDIS_URL", redis.url())
+        .env("REDIS_URL", redis_url)
         .env("AFFINITY_FORWARD", mode)
         .env("FLEET_SECRET", SECRET)
         .env("MCPGATEWAY_POOL_RPC_FORWARD_TIMEOUT", "10")
@@ -139,7 +143,11 @@ fn sum(per_worker: &BTreeMap<String, String>, name: &str) -> u64 {
 
 async fn owner_serves_everything(mode: &str) {
     let redis = RedisServer::start();
-    let fleet = fleet(&redis, 4, mode);
+    owner_serves_everything_at(&redis, &redis.url(), mode).await;
+}
+
+async fn owner_serves_everything_at(redis: &RedisServer, redis_url: &str, mode: &str) {
+    let fleet = fleet_at(redis_url, 4, mode);
     let (up, sid) = with_upstream(&fleet, 4).await;
     let url = fleet.url(&format!("/servers/{sid}/mcp"));
     up.reset_stats();
@@ -246,6 +254,14 @@ async fn every_request_reaches_its_owner_over_http() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_request_reaches_its_owner_over_pubsub() {
     owner_serves_everything("pubsub").await;
+}
+
+/// `REDIS_URL=unix://…`, a Redis on the gateway's own host: ownership,
+/// heartbeats and pub/sub forwards all go over its Unix socket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_request_reaches_its_owner_through_a_unix_socket_redis() {
+    let redis = RedisServer::start();
+    owner_serves_everything_at(&redis, &redis.unix_url(), "pubsub").await;
 }
 
 /// Pub/sub forwards publish with replies off (`CLIENT REPLY OFF`). A Redis
