@@ -14,6 +14,7 @@
 //! Address and credentials come from the same `REDIS_URL`, parsed by the
 //! `redis` crate.
 
+use crate::http::quiet_unix::QuietUnix;
 use bytes::{Bytes, BytesMut};
 use redis::{ConnectionAddr, IntoConnectionInfo};
 use std::io;
@@ -251,8 +252,12 @@ impl Target {
                     s.set_nodelay(true)?;
                     Ok(Box::new(s) as Stream)
                 }
+                // Registered for readability only: a Unix socket raises
+                // `EPOLLOUT` each time Redis reads what was written, which
+                // would wake the worker once more after every `PUBLISH`.
                 ConnectionAddr::Unix(path) => {
-                    Ok(Box::new(tokio::net::UnixStream::connect(path).await?) as Stream)
+                    let s = tokio::net::UnixStream::connect(path).await?;
+                    Ok(Box::new(QuietUnix::new(s)?) as Stream)
                 }
                 _ => Err(io::Error::other("unsupported Redis address")),
             }
