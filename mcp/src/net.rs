@@ -106,11 +106,26 @@ impl Conn {
         }
         .await;
         if let Err(e) = written {
-            return Err(Failure::Unanswered(Error::io(
-                "sending the request failed",
-                e,
-            )));
+            // A server can answer before it has read the whole request and
+            // close the connection (413 for a body over its limit): the write
+            // fails, and that answer is the one to give. The connection is
+            // not used again.
+            return match self.read_head().await {
+                Ok(head) => Ok(Head {
+                    keep_alive: false,
+                    ..head
+                }),
+                Err(_) => Err(Failure::Unanswered(Error::io(
+                    "sending the request failed",
+                    e,
+                ))),
+            };
         }
+        self.read_head().await
+    }
+
+    /// Reads the answer's head (1xx heads skipped).
+    async fn read_head(&mut self) -> Result<Head, Failure> {
         let mut received = false;
         loop {
             if !self.buf.is_empty() {
@@ -1054,6 +1069,23 @@ mod tests {
         assert!(
             seen[2].starts_with("GET /mcp HTTP/1.1\r\n") && !seen[2].contains("content-length")
         );
+    }
+
+    #[tokio::test]
+    async fn an_answer_given_before_the_body_was_read_is_the_answer() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        // Reads the head, refuses the body and closes with most of it unread
+        // (which resets the connection while the client still writes).
+        tokio::spawn(async move {
+            let answer = b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 9\r\n\r\ntoo large";
+            answer_once(&listener, answer).await;
+        });
+        let client = Client::new();
+        let body = vec![b'x'; 64 << 20]; // more than loopback buffers take
+        let mut r = client.post(&url).body(body).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(body_of(&mut r).await, b"too large");
     }
 
     #[tokio::test]
