@@ -32,7 +32,8 @@
 #                               the latency forwarding adds, without queueing
 #   ... one core                the same two rows with every process of the
 #                               run (load generator, workers, upstream, Redis)
-#                               pinned to CPU 0 (taskset), then unpinned again
+#                               pinned to one CPU (the first the script may
+#                               use; taskset), then unpinned again
 # Columns: "fwd" is the share of requests sent to a worker that is not the
 # session's owner (fleetgate-load learns a connection's worker with one /health
 # probe on it; in a closed loop forwarded sessions run slower, so in the spread
