@@ -462,14 +462,14 @@ where
     let encoded = request.encode();
     if let Some(mut conn) = pool.take(&key) {
         match conn.exchange(&encoded).await {
-            Ok(head) => return Ok(Response::new(head, conn, Some((pool.clone(), key)))),
+            Ok(head) => return Ok(Response::new(head, conn, pool.clone(), key)),
             Err(Failure::Unanswered(_)) => {}
             Err(Failure::Broken(e)) => return Err(SendError::Http(e)),
         }
     }
     let mut conn = open().await.map_err(SendError::Connect)?;
     match conn.exchange(&encoded).await {
-        Ok(head) => Ok(Response::new(head, conn, Some((pool.clone(), key)))),
+        Ok(head) => Ok(Response::new(head, conn, pool.clone(), key)),
         Err(f) => Err(SendError::Http(f.into_error())),
     }
 }
@@ -687,7 +687,7 @@ pub struct Response {
     framing: Framing,
     keep_alive: bool,
     conn: Option<Conn>,
-    /// The pool and key the connection goes back to.
+    /// The pool and key the connection goes back to (taken when it does).
     home: Option<(Arc<IdleConnections>, String)>,
 }
 
@@ -700,14 +700,14 @@ impl fmt::Debug for Response {
 }
 
 impl Response {
-    fn new(head: Head, conn: Conn, home: Option<(Arc<IdleConnections>, String)>) -> Response {
+    fn new(head: Head, conn: Conn, pool: Arc<IdleConnections>, key: String) -> Response {
         let mut resp = Response {
             status: head.status,
             headers: head.headers,
             framing: head.framing,
             keep_alive: head.keep_alive,
             conn: Some(conn),
-            home,
+            home: Some((pool, key)),
         };
         if resp.framing == Framing::Done {
             resp.finished();

@@ -21,7 +21,7 @@ use std::io;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::task::Poll;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 /// Largest bulk string accepted (Redis's own limit is 512 MiB).
 const MAX_BULK: usize = 512 << 20;
@@ -216,10 +216,8 @@ pub struct Target {
     password: Option<String>,
 }
 
-/// A connected socket, TCP or Unix.
-pub trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
-impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
-pub type Stream = Box<dyn Io>;
+/// A connected socket, TCP or Unix (the HTTP client's notion of one).
+pub type Stream = Box<dyn fleetgate_mcp::net::Io>;
 
 impl Target {
     pub fn from_url(url: &str) -> Result<Target, String> {
