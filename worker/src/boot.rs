@@ -3,13 +3,17 @@
 //! The only `unsafe` in the worker lives here: adopting fds 3 and 4, which the
 //! supervisor opened for this process (see `fleetgate_shared::contract`).
 
+use crate::auth::Gate;
+use crate::cluster::listener::Owner;
+use crate::cluster::quiet_unix::QuietUnixListener;
+use crate::cluster::redis_owners::{Heartbeat, RedisAffinity, HEARTBEAT_TTL};
+use crate::cluster::seal::Seal;
+use crate::cluster::Cluster;
 use crate::control::{Control, SendError};
-use crate::gateway::affinity::Affinity;
 use crate::gateway::dispatch::Core;
 use crate::gateway::federation::Federation;
-use crate::gateway::redis_affinity::{Heartbeat, RedisAffinity, HEARTBEAT_TTL};
 use crate::gateway::registry::Registry;
-use crate::http::auth::Gate;
+use crate::gateway::session::Sessions;
 use crate::serve::{serve, Drain, ServeOptions};
 use crate::state::{AppState, WorkerInfo};
 use fleetgate_shared::config::Config;
@@ -161,7 +165,7 @@ async fn serve_until_stopped(
         registry,
         federation: Federation::new(cfg.gateway.upstream_timeout),
     });
-    let affinity = Arc::new(Affinity::new(
+    let seal = Seal::new(
         info.slot,
         cfg.affinity
             .fleet_secret
@@ -169,7 +173,7 @@ async fn serve_until_stopped(
             .unwrap_or("fleetgate-single-process"),
         cfg.affinity.socket_dir.clone(),
         cfg.affinity.forward_timeout,
-    ));
+    );
     let metrics: Arc<crate::metrics::Metrics> = Arc::default();
     let redis = match cfg.affinity.redis_url.as_deref() {
         Some(url) => match RedisAffinity::new(
@@ -184,26 +188,37 @@ async fn serve_until_stopped(
         },
         None => None,
     };
+    let sessions = Arc::new(Sessions::with_event_limits(
+        cfg.gateway.max_events_per_stream,
+        cfg.gateway.event_ttl,
+    ));
+    let passthrough = crate::state::passthrough_headers(&cfg.gateway.passthrough_headers);
+    let cluster = Arc::new(Cluster::new(
+        seal,
+        redis.clone(),
+        sessions.clone(),
+        metrics.clone(),
+        info.clone(),
+        passthrough.clone(),
+    ));
     let state = AppState::new(crate::state::Shared {
         worker: info.clone(),
         control: control.clone(),
         core,
-        sessions: Arc::new(crate::gateway::session::Sessions::with_event_limits(
-            cfg.gateway.max_events_per_stream,
-            cfg.gateway.event_ttl,
-        )),
+        sessions,
         gateway_cfg: Arc::new(cfg.gateway.clone()),
-        affinity: affinity.clone(),
         gate,
         metrics,
-        pubsub: redis.as_ref().map(|_| Arc::default()),
-        redis: redis.clone(),
-        owner_connections: Arc::new(fleetgate_mcp::net::IdleConnections::new(
-            crate::http::forward::MAX_IDLE_PER_OWNER,
-        )),
+        cluster: cluster.clone(),
+        passthrough,
     });
+    let owner = Owner::new(
+        cluster.clone(),
+        crate::http::mcp::Here(state.clone()),
+        cfg.gateway.max_body_bytes,
+    );
     if let Some(r) = &redis {
-        let events = crate::gateway::redis_events::RedisEvents::start(r.clone());
+        let events = crate::cluster::redis_events::RedisEvents::start(r.clone());
         state.sessions.mirror_events(events);
     }
     spawn_session_sweeper(state.sessions.clone(), cfg.gateway.session_idle_timeout);
@@ -242,16 +257,14 @@ async fn serve_until_stopped(
             if let Err(e) = r.beat().await {
                 tracing::warn!(error = %e, "Redis unavailable at boot; serving local sessions until it is back");
             }
-            if let Some(ps) = &state.pubsub {
-                crate::http::pubsub::spawn_subscriber(state.clone(), r.clone(), ps.clone());
-            }
+            cluster.spawn_subscriber(owner.clone());
             Some(listener)
         }
         None => None,
     };
-    let internal = match affinity.socket_path(info.slot) {
+    let internal = match cluster.seal.socket_path(info.slot) {
         Some(path) => match bind_internal(&path) {
-            Ok(l) => Some(crate::http::quiet_unix::QuietUnixListener(l)),
+            Ok(l) => Some(QuietUnixListener(l)),
             Err(e) => {
                 return boot_error(
                     &control,
@@ -261,7 +274,6 @@ async fn serve_until_stopped(
         },
         None => None,
     };
-    let forwards = crate::http::forward::Internal(state.clone());
     let app = crate::http::router(state);
 
     let (stop_tx, mut stop_rx) = watch::channel(false);
@@ -347,10 +359,10 @@ async fn serve_until_stopped(
         });
     }
     if let Some(listener) = internal_tcp {
-        spawn_internal(listener, forwards.clone(), stop_tx.subscribe());
+        spawn_internal(listener, owner.clone(), stop_tx.subscribe());
     }
     if let Some(listener) = internal {
-        spawn_internal(listener, forwards.clone(), stop_tx.subscribe());
+        spawn_internal(listener, owner.clone(), stop_tx.subscribe());
     }
     let _ = control.send(&ControlMsg::Ready);
     tracing::info!(slot = info.slot, "worker ready");
@@ -415,7 +427,7 @@ fn spawn_registry_poll(registry: Arc<Registry>, gate: Arc<Gate>, every: Duration
 /// with Redis the internal TCP listener) until the worker stops.
 fn spawn_internal<L>(
     listener: L,
-    service: crate::http::forward::Internal,
+    service: Owner<crate::http::mcp::Here>,
     mut stop: watch::Receiver<bool>,
 ) where
     L: axum::serve::Listener,
@@ -447,7 +459,7 @@ fn bind_internal(path: &std::path::Path) -> std::io::Result<tokio::net::UnixList
 /// Ends downstream sessions nobody used for `SESSION_IDLE_TIMEOUT`, so a
 /// long-running worker does not keep abandoned sessions (and their upstream
 /// sessions) forever.
-fn spawn_session_sweeper(sessions: Arc<crate::gateway::session::Sessions>, max_idle: Duration) {
+fn spawn_session_sweeper(sessions: Arc<Sessions>, max_idle: Duration) {
     let every = (max_idle / 4).clamp(Duration::from_millis(200), Duration::from_secs(30));
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);

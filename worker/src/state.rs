@@ -1,13 +1,11 @@
 //! `AppState`: what every route gets; one `Arc`, so a clone (axum makes
 //! several per request) is one atomic increment.
 
+use crate::auth::Gate;
+use crate::cluster::Cluster;
 use crate::control::Control;
-use crate::gateway::affinity::Affinity;
 use crate::gateway::dispatch::Core;
-use crate::gateway::redis_affinity::RedisAffinity;
 use crate::gateway::session::Sessions;
-use crate::http::auth::Gate;
-use crate::http::pubsub::PubSub;
 use crate::metrics::Metrics;
 use fleetgate_shared::config::GatewayConfig;
 use http::{HeaderName, HeaderValue};
@@ -19,28 +17,21 @@ pub struct AppState(Arc<Inner>);
 
 struct Inner {
     shared: Shared,
-    passthrough: Vec<HeaderName>,
 }
 
 impl AppState {
     pub fn new(shared: Shared) -> AppState {
-        let passthrough = shared
-            .gateway_cfg
-            .passthrough_headers
-            .iter()
-            .filter_map(|n| HeaderName::try_from(n.as_str()).ok())
-            .collect();
-        AppState(Arc::new(Inner {
-            shared,
-            passthrough,
-        }))
+        AppState(Arc::new(Inner { shared }))
     }
+}
 
-    /// The client headers passed on to upstreams (`PASSTHROUGH_HEADERS`),
-    /// parsed once.
-    pub fn passthrough(&self) -> &[HeaderName] {
-        &self.0.passthrough
-    }
+/// The client headers passed on to upstreams (`PASSTHROUGH_HEADERS`); a name
+/// that is not a header name is dropped.
+pub fn passthrough_headers(names: &[String]) -> Arc<[HeaderName]> {
+    names
+        .iter()
+        .filter_map(|n| HeaderName::try_from(n.as_str()).ok())
+        .collect()
 }
 
 impl std::ops::Deref for AppState {
@@ -58,16 +49,16 @@ pub struct Shared {
     pub core: Arc<Core>,
     pub sessions: Arc<Sessions>,
     pub gateway_cfg: Arc<GatewayConfig>,
-    pub affinity: Arc<Affinity>,
     pub gate: Arc<Gate>,
     pub metrics: Arc<Metrics>,
-    /// Session ownership in Redis (`REDIS_URL`); `None`: embedded mode.
-    pub redis: Option<Arc<RedisAffinity>>,
-    /// Pub/sub forwarding (with Redis).
-    pub pubsub: Option<Arc<PubSub>>,
-    /// Keep-alive connections to other workers, for forwarding.
-    pub owner_connections: std::sync::Arc<fleetgate_mcp::net::IdleConnections>,
+    /// Sessions across workers and hosts: ownership, forwarding, relay.
+    pub cluster: Arc<Cluster>,
+    /// The client headers passed on to upstreams (`PASSTHROUGH_HEADERS`).
+    pub passthrough: Arc<[HeaderName]>,
 }
+
+/// Names the worker that produced a response.
+pub const WORKER_HEADER: HeaderName = HeaderName::from_static("x-fleetgate-worker");
 
 /// Who this worker is and how it is doing.
 #[derive(Debug)]
@@ -102,5 +93,15 @@ impl WorkerInfo {
 
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Acquire)
+    }
+
+    /// Names this worker on `resp`, unless it names one already: a forwarded
+    /// answer names the owner that produced it.
+    pub fn name(&self, resp: &mut axum::response::Response) {
+        if let Some(w) = &self.id_header {
+            resp.headers_mut()
+                .entry(WORKER_HEADER)
+                .or_insert_with(|| w.clone());
+        }
     }
 }

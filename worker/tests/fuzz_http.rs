@@ -7,12 +7,14 @@
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use fleetgate_shared::config::Config;
+use fleetgate_worker::auth::Gate;
+use fleetgate_worker::cluster::seal::Seal;
+use fleetgate_worker::cluster::Cluster;
 use fleetgate_worker::control::Control;
-use fleetgate_worker::gateway::affinity::Affinity;
 use fleetgate_worker::gateway::dispatch::Core;
 use fleetgate_worker::gateway::federation::Federation;
 use fleetgate_worker::gateway::registry::Registry;
-use fleetgate_worker::http::auth::Gate;
+use fleetgate_worker::gateway::session::Sessions;
 use fleetgate_worker::http::App;
 use fleetgate_worker::state::{AppState, Shared, WorkerInfo};
 use proptest::prelude::*;
@@ -57,25 +59,28 @@ fn app() -> App {
                 registry: Arc::new(Registry::load(store).await.unwrap()),
                 federation: Federation::new(cfg.gateway.upstream_timeout),
             });
+            let worker = Arc::new(WorkerInfo::new(std::process::id(), 0, 0));
+            let sessions: Arc<Sessions> = Arc::default();
+            let metrics: Arc<fleetgate_worker::metrics::Metrics> = Arc::default();
+            let seal = Seal::new(0, "fuzz-fleet-secret-123", None, Duration::from_secs(1));
+            let cluster = Cluster::new(
+                seal,
+                None,
+                sessions.clone(),
+                metrics.clone(),
+                worker.clone(),
+                Arc::from([]),
+            );
             fleetgate_worker::http::router(AppState::new(Shared {
-                worker: Arc::new(WorkerInfo::new(std::process::id(), 0, 0)),
+                worker,
                 control: Arc::new(Control::detached()),
                 core,
-                sessions: Arc::default(),
+                sessions,
                 gateway_cfg: Arc::new(cfg.gateway),
-                affinity: Arc::new(Affinity::new(
-                    0,
-                    "fuzz-fleet-secret-123",
-                    None,
-                    Duration::from_secs(1),
-                )),
                 gate: Arc::new(Gate::new(cfg.auth.clone()).unwrap()),
-                metrics: Arc::default(),
-                redis: None,
-                pubsub: None,
-                owner_connections: Arc::new(fleetgate_mcp::net::IdleConnections::new(
-                    fleetgate_worker::http::forward::MAX_IDLE_PER_OWNER,
-                )),
+                metrics,
+                cluster: Arc::new(cluster),
+                passthrough: Arc::from([]),
             }))
         })
     })

@@ -14,6 +14,9 @@ pub struct RequestFacts<'a> {
     pub method: &'a str,
     /// The URL path, without the query string.
     pub path: &'a str,
+    /// An MCP or JSON-RPC path ([`crate::endpoint::Endpoint::speaks_jsonrpc`]):
+    /// every method is checked again by the dispatcher.
+    pub transport: bool,
     /// From [`super::client_ip`].
     pub client_ip: IpAddr,
     /// Unix seconds.
@@ -96,9 +99,7 @@ pub fn authorize_rest(
 /// Reads (GET/HEAD) and the MCP / JSON-RPC transports, whose every method is
 /// checked again by the dispatcher.
 fn read_or_transport(req: &RequestFacts<'_>) -> bool {
-    matches!(req.method, "GET" | "HEAD")
-        || super::is_mcp_path(req.path)
-        || req.path.trim_end_matches('/') == "/rpc"
+    matches!(req.method, "GET" | "HEAD") || req.transport
 }
 
 /// The token's `permissions` against one JSON-RPC method (after
@@ -129,6 +130,7 @@ mod tests {
         RequestFacts {
             method,
             path,
+            transport: crate::endpoint::Endpoint::of(path).speaks_jsonrpc(),
             client_ip: ip.parse().unwrap(),
             now,
         }

@@ -12,6 +12,7 @@
 //!   (MCP methods), [`rest_permission`] / [`rest_permits`] (REST routes), [`permits`].
 //! - [`net`]: [`client_ip`] (trusted proxies, `X-Forwarded-For`) and [`ip_allowed`].
 //! - [`time`]: [`time_allowed`] (business hours, weekdays, explicit windows).
+//! - [`gate`]: [`Gate`], the keys, settings and revoked ids the HTTP gate uses.
 //! - [`guard`]: [`authorize_rest`] / [`authorize_mcp`], every scope check in
 //!   ContextForge's order, as one call returning a [`Denied`] reason.
 //! - [`mint`](mod@mint): [`mint()`](fn@mint) tokens with ContextForge's claim layout;
@@ -19,7 +20,7 @@
 //!
 //! # Request flow (for the HTTP layer)
 //! 1. `bearer(headers.get(AUTHORIZATION))`: `Err` → 401 (never a silent downgrade);
-//!    `Ok(None)` → if `anonymous_allowed(&cfg, is_mcp_path(path))` then
+//!    `Ok(None)` → if `anonymous_allowed(&cfg, endpoint.is_mcp())` then
 //!    [`Claims::anonymous`] (public only) else 401 [`AuthError::Missing`].
 //! 2. `verifier.verify(token, unix_now())` → [`Claims`]; `Err(e)` → `e.status()`, with
 //!    `WWW-Authenticate: e.www_authenticate()`.
@@ -31,6 +32,7 @@
 //! 6. Visibility: `claims.teams` (`All` = admin bypass, `PublicOnly`, `Teams(ids)`).
 
 pub mod claims;
+pub mod gate;
 pub mod guard;
 pub mod mint;
 pub mod net;
@@ -44,6 +46,7 @@ mod config_tests;
 mod vector_tests;
 
 pub use claims::{Claims, Scopes, TeamScope, TimeRestrictions};
+pub use gate::Gate;
 pub use guard::{authorize_mcp, authorize_rest, Denied, RequestFacts};
 pub use mint::{mint, mint_at, token_cli, MintRequest};
 pub use net::{client_ip, ip_allowed};
@@ -125,16 +128,6 @@ pub fn anonymous_allowed(cfg: &AuthConfig, mcp_path: bool) -> bool {
     }
 }
 
-/// ContextForge's MCP transport paths: `/mcp`, `/mcp/sse`, `/mcp/message` and
-/// the same under `/servers/{id}` (trailing slashes ignored).
-pub fn is_mcp_path(path: &str) -> bool {
-    let p = path.trim_end_matches('/');
-    p.ends_with("/mcp")
-        || p.ends_with("/mcp/sse")
-        || p.ends_with("/mcp/message")
-        || path.starts_with("/mcp/")
-}
-
 /// Seconds since the Unix epoch (0 if the clock is before it).
 pub fn unix_now() -> u64 {
     std::time::SystemTime::now()
@@ -171,22 +164,5 @@ mod tests {
         assert!(anonymous_allowed(&cfg, true) && !anonymous_allowed(&cfg, false));
         let anon = Claims::anonymous();
         assert_eq!((anon.teams, anon.is_admin), (TeamScope::PublicOnly, false));
-    }
-
-    #[test]
-    fn mcp_paths() {
-        for p in [
-            "/mcp",
-            "/mcp/",
-            "/servers/a/mcp",
-            "/servers/a/mcp/",
-            "/mcp/sse",
-            "/mcp/message",
-        ] {
-            assert!(is_mcp_path(p), "{p}");
-        }
-        for p in ["/", "/rpc", "/tools", "/servers/a/tools", "/mcpx"] {
-            assert!(!is_mcp_path(p), "{p}");
-        }
     }
 }

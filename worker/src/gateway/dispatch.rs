@@ -1,4 +1,4 @@
-//! The one JSON-RPC dispatcher. `/rpc`, `/mcp`, `/servers/{id}/mcp` and (later)
+//! The one JSON-RPC dispatcher. `/rpc`, `/mcp`, `/servers/{id}/mcp` and
 //! requests forwarded from another worker all end here, with a typed [`Context`]:
 //! who asks, which scope they see, where their upstream sessions live, and where
 //! messages the upstream sends mid-call go.
@@ -7,6 +7,8 @@ use crate::gateway::error::RpcError;
 use crate::gateway::federation::{Federation, UpstreamSet};
 use crate::gateway::registry::{Registry, ScopeIndex, Snapshot};
 use crate::gateway::scope::{Principal, Scope};
+use crate::gateway::session::{ClientChannel, Session};
+use bytes::Bytes;
 use fleetgate_mcp::jsonrpc::raw;
 use fleetgate_mcp::protocol;
 use fleetgate_mcp::ServerMessageHandler;
@@ -15,6 +17,7 @@ use http::{HeaderName, HeaderValue};
 use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
+use tokio::sync::mpsc;
 
 /// Items per page of `*/list` results.
 pub const PAGE_SIZE: usize = 500;
@@ -43,6 +46,52 @@ pub struct Context {
     pub handler: Arc<dyn ServerMessageHandler>,
     /// Client headers allowed through to upstreams.
     pub passthrough: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl Context {
+    /// A request of a downstream session: its own upstream sessions; what
+    /// upstreams send mid-call goes to `to_client` (the POST's SSE stream or
+    /// the session's GET stream), and their requests are answered by the
+    /// session's client.
+    pub fn session(
+        principal: Principal,
+        scope: Scope,
+        session: Arc<Session>,
+        to_client: Option<mpsc::Sender<Bytes>>,
+        passthrough: Vec<(HeaderName, HeaderValue)>,
+    ) -> Context {
+        Context {
+            principal,
+            scope,
+            upstreams: Upstreams::Session(session.upstreams.clone()),
+            handler: Arc::new(ClientChannel {
+                tx: to_client,
+                session: Some(session),
+            }),
+            passthrough,
+        }
+    }
+
+    /// A request without a session (`/rpc`, `initialize`, stateless MCP):
+    /// pooled upstream sessions; mid-call notifications go to `to_client`
+    /// if there is one, and upstream requests cannot reach the client.
+    pub fn pooled(
+        principal: Principal,
+        scope: Scope,
+        to_client: Option<mpsc::Sender<Bytes>>,
+        passthrough: Vec<(HeaderName, HeaderValue)>,
+    ) -> Context {
+        Context {
+            principal,
+            scope,
+            upstreams: Upstreams::Pool,
+            handler: Arc::new(ClientChannel {
+                tx: to_client,
+                session: None,
+            }),
+            passthrough,
+        }
+    }
 }
 
 /// The methods [`dispatch`] answers.

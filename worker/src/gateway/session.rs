@@ -1,4 +1,4 @@
-//! Downstream MCP sessions owned by this worker, and the [`Relay`] that carries
+//! Downstream MCP sessions owned by this worker, and the [`ClientChannel`] that carries
 //! what an upstream sends mid-call to the client and the client's answers back.
 //!
 //! A session holds: the scope it was initialized on (a session opened on
@@ -6,9 +6,9 @@
 //! sessions (one per gateway, never shared), its GET stream, and the server→client
 //! requests waiting for the client's answer.
 
+use crate::cluster::redis_events::RedisEvents;
 use crate::gateway::events::{self, EventStore};
 use crate::gateway::federation::{close_all, UpstreamSet};
-use crate::gateway::redis_events::RedisEvents;
 use crate::gateway::scope::{Principal, Scope};
 use bytes::Bytes;
 use fleetgate_mcp::client::BoxFuture;
@@ -32,7 +32,7 @@ pub struct Session {
     pub events: Arc<EventStore>,
     pending: Mutex<foldhash::HashMap<String, oneshot::Sender<Answer>>>,
     get_stream: Mutex<Option<mpsc::Sender<Bytes>>>,
-    next_relay_id: AtomicU64,
+    next_client_request: AtomicU64,
     /// Unix seconds of the last request that used this session.
     last_used: AtomicU64,
 }
@@ -56,9 +56,9 @@ impl Session {
                 .is_empty()
     }
 
-    /// Delivers the client's answer to a relayed request; false if nobody waits.
+    /// Delivers the client's answer to a request sent to it; false if nobody waits.
     pub fn answer(&self, id: &Id, answer: Answer) -> bool {
-        let key = relay_key(id);
+        let key = pending_key(id);
         let waiter = self
             .pending
             .lock()
@@ -100,7 +100,7 @@ impl Session {
     }
 }
 
-fn relay_key(id: &Id) -> String {
+fn pending_key(id: &Id) -> String {
     match id {
         Id::String(s) => s.clone(),
         other => serde_json::to_string(other).unwrap_or_default(),
@@ -169,7 +169,7 @@ impl Sessions {
             events: Arc::new(store),
             pending: Mutex::default(),
             get_stream: Mutex::default(),
-            next_relay_id: AtomicU64::new(1),
+            next_client_request: AtomicU64::new(1),
             last_used: AtomicU64::new(unix_secs()),
         });
         self.map
@@ -256,12 +256,12 @@ impl Sessions {
 
 /// Carries an upstream's mid-call messages to the client as JSON-RPC messages
 /// on `tx` (the POST's SSE stream, or the session's GET stream).
-pub struct Relay {
+pub struct ClientChannel {
     pub tx: Option<mpsc::Sender<Bytes>>,
     pub session: Option<Arc<Session>>,
 }
 
-impl ServerMessageHandler for Relay {
+impl ServerMessageHandler for ClientChannel {
     fn on_notification(&self, n: Notification) -> BoxFuture<'_, ()> {
         Box::pin(async move {
             if let Some(tx) = &self.tx {
@@ -285,14 +285,14 @@ impl ServerMessageHandler for Relay {
                     ),
                 ));
             };
-            let n = session.next_relay_id.fetch_add(1, Ordering::Relaxed);
+            let n = session.next_client_request.fetch_add(1, Ordering::Relaxed);
             let id = Id::String(format!("fleetgate-{n}"));
             let (answer_tx, answer_rx) = oneshot::channel();
             session
                 .pending
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
-                .insert(relay_key(&id), answer_tx);
+                .insert(pending_key(&id), answer_tx);
             let msg = jsonrpc::encode_request(&id, &r.method, r.params.as_ref());
             if tx.send(Bytes::from(msg)).await.is_err() {
                 session.answer(&id, Err(ErrorObject::internal_error("")));

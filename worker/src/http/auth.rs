@@ -10,9 +10,9 @@
 //! JSON-RPC error -32003; both with 401 (and `WWW-Authenticate: Bearer`) or 403.
 
 use crate::auth::{
-    anonymous_allowed, authorize_rest, bearer, client_ip, is_mcp_path, unix_now, AuthError, Claims,
-    RequestFacts, Verifier,
+    anonymous_allowed, authorize_rest, bearer, client_ip, unix_now, AuthError, RequestFacts,
 };
+use crate::endpoint::Endpoint;
 use crate::gateway::scope::Principal;
 use crate::state::AppState;
 use axum::extract::{ConnectInfo, FromRequestParts, Request};
@@ -20,71 +20,23 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use fleetgate_mcp::jsonrpc::{self, ErrorObject, Id};
-use fleetgate_shared::config::AuthConfig;
-use std::collections::HashSet;
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::{Arc, PoisonError, RwLock};
-
-/// Verification keys, settings, and the revoked token ids this worker knows.
-pub struct Gate {
-    pub cfg: AuthConfig,
-    verifier: Verifier,
-    revoked: RwLock<HashSet<String>>,
-    /// The claims of every unauthenticated request: one `Arc`, so whatever
-    /// is remembered per principal (the forward's claims cache) is
-    /// remembered once for all of them.
-    anonymous: Arc<Claims>,
-}
-
-impl Gate {
-    pub fn new(cfg: AuthConfig) -> Result<Gate, AuthError> {
-        Ok(Gate {
-            verifier: Verifier::new(&cfg)?,
-            cfg,
-            revoked: RwLock::default(),
-            anonymous: Arc::new(Claims::anonymous()),
-        })
-    }
-
-    pub fn is_revoked(&self, jti: &str) -> bool {
-        self.revoked
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .contains(jti)
-    }
-
-    pub fn add_revoked(&self, jtis: impl IntoIterator<Item = String>) {
-        self.revoked
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .extend(jtis);
-    }
-}
-
-/// Open to everyone, token or not.
-fn open_path(path: &str) -> bool {
-    matches!(
-        path,
-        "/" | "/health" | "/ready" | "/metrics" | "/openapi.json" | "/docs"
-    )
-}
-
-/// Paths whose errors are JSON-RPC.
-fn speaks_jsonrpc(path: &str) -> bool {
-    is_mcp_path(path) || path == "/rpc" || path == "/rpc/"
-}
 
 /// The gate: `Ok(None)` for an open path, `Ok(Some(principal))` for a caller
 /// who may make this request, else the response refusing it.
 #[allow(clippy::result_large_err)] // refused: the Response to send, built once per refusal
-pub fn authenticate(st: &AppState, req: &Request) -> Result<Option<Principal>, Response> {
-    let path = req.uri().path();
-    if open_path(path) {
+pub fn authenticate(
+    st: &AppState,
+    endpoint: &Endpoint,
+    req: &Request,
+) -> Result<Option<Principal>, Response> {
+    if *endpoint == Endpoint::Open {
         return Ok(None);
     }
-    let jsonrpc = speaks_jsonrpc(path);
+    let path = req.uri().path();
+    let jsonrpc = endpoint.speaks_jsonrpc();
     let gate = &st.gate;
     let authz = req
         .headers()
@@ -92,7 +44,7 @@ pub fn authenticate(st: &AppState, req: &Request) -> Result<Option<Principal>, R
         .and_then(|v| v.to_str().ok());
     let claims = match bearer(authz) {
         Err(e) => return Err(refuse(jsonrpc, &e)),
-        Ok(None) if anonymous_allowed(&gate.cfg, is_mcp_path(path)) => gate.anonymous.clone(),
+        Ok(None) if anonymous_allowed(&gate.cfg, endpoint.is_mcp()) => gate.anonymous.clone(),
         Ok(None) => return Err(refuse(jsonrpc, &AuthError::Missing)),
         Ok(Some(token)) => match gate.verifier.verify_cached(token, unix_now()) {
             Err(e) => return Err(refuse(jsonrpc, &e)),
@@ -116,6 +68,7 @@ pub fn authenticate(st: &AppState, req: &Request) -> Result<Option<Principal>, R
     let facts = RequestFacts {
         method: req.method().as_str(),
         path,
+        transport: jsonrpc,
         client_ip: client_ip(
             peer,
             (!xff.is_empty()).then_some(xff.as_str()),
@@ -142,9 +95,9 @@ fn refuse(jsonrpc: bool, e: &AuthError) -> Response {
 
 fn deny(jsonrpc: bool, status: StatusCode, why: &str) -> Response {
     if jsonrpc {
-        crate::http::mcp::rpc_error(status, &Id::Null, &ErrorObject::forbidden(why))
+        crate::wire::rpc_error(status, &Id::Null, &ErrorObject::forbidden(why))
     } else {
-        crate::http::mcp::detail(status, why)
+        crate::wire::detail(status, why)
     }
 }
 

@@ -39,7 +39,7 @@ async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     };
     let mut checks = json!({ "database": database });
     let mut redis_ok = true;
-    if let Some(r) = &state.redis {
+    if let Some(r) = state.cluster.redis() {
         let redis = if r.identity_conflict() {
             format!(
                 "identity conflict: another live worker holds the heartbeat of {}",

@@ -3,20 +3,18 @@
 //! typed scope; the dispatcher never reads it from params). No session: upstream
 //! sessions come from the worker's pool, keyed by principal and gateway.
 
-use crate::gateway::dispatch::{dispatch, Context, Upstreams, METHODS};
+use crate::gateway::dispatch::{dispatch, Context, METHODS};
 use crate::gateway::error::RpcError;
 use crate::gateway::scope::{Principal, Scope};
-use crate::gateway::session::Relay;
-use crate::http::mcp::{json_body, rpc_error};
 use crate::state::AppState;
+use crate::wire::{detail, json_body, read_body, rpc_error};
 use axum::body::Bytes;
 use axum::extract::Request;
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use fleetgate_mcp::jsonrpc::{self, ErrorObject, Id, Message};
 use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
-use std::sync::Arc;
 
 /// ContextForge's older method names.
 fn canonical(method: &str) -> &str {
@@ -35,11 +33,14 @@ fn canonical(method: &str) -> &str {
 /// `POST /rpc` (routed in front of the router, `http::transport`).
 pub async fn serve(st: &AppState, who: Principal, req: Request) -> Response {
     if req.method() != axum::http::Method::POST {
-        return crate::http::mcp::method_not_allowed("POST");
+        let mut resp = detail(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");
+        resp.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("POST"));
+        return resp;
     }
-    match crate::http::read_body(req.into_body(), st.gateway_cfg.max_body_bytes).await {
+    match read_body(req.into_body(), st.gateway_cfg.max_body_bytes).await {
         Ok(body) => rpc(st, who, body).await,
-        Err(refused) => refused,
+        Err(e) => e.into_response(),
     }
 }
 
@@ -93,15 +94,6 @@ async fn run(
             method = "tools/call".into();
         }
     }
-    let ctx = Context {
-        principal: who,
-        scope,
-        upstreams: Upstreams::Pool,
-        handler: Arc::new(Relay {
-            tx: None,
-            session: None,
-        }),
-        passthrough: Vec::new(),
-    };
+    let ctx = Context::pooled(who, scope, None, Vec::new());
     dispatch(&st.core, &ctx, &method, Some(Value::Object(params))).await
 }

@@ -3,8 +3,8 @@
 //! the database's revocation counter).
 
 use crate::gateway::scope::Principal;
-use crate::http::mcp::detail;
 use crate::state::AppState;
+use crate::wire::detail;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};

@@ -1,9 +1,8 @@
 //! `/tools`, `/resources`, `/resources/templates`, `/prompts`: what the registered
 //! gateways offer (read, enable, disable; they are created by discovery only).
 
-use crate::gateway::dispatch::{dispatch, Context, Upstreams};
+use crate::gateway::dispatch::{dispatch, Context};
 use crate::gateway::scope::{Principal, Scope};
-use crate::gateway::session::Relay;
 use crate::http::rest::error::{ApiError, ApiResult, FieldError, JsonBody, QueryPairs};
 use crate::http::rest::openapi::{Reply, Route, Verb, LIST_QUERY};
 use crate::http::rest::shapes::{
@@ -17,7 +16,6 @@ use axum::routing::{get, post};
 use axum::Json;
 use fleetgate_store::{Store, StoreError};
 use serde_json::{json, Map, Value};
-use std::sync::Arc;
 
 pub fn routes() -> Vec<Route> {
     let mut v = vec![
@@ -271,16 +269,7 @@ async fn get_prompt(
 /// Runs one MCP request through the dispatcher, on everything this worker exposes,
 /// with the worker's pooled upstream sessions (as `/rpc` does).
 async fn call(st: &AppState, method: &str, params: Value) -> ApiResult<Value> {
-    let ctx = Context {
-        principal: Principal::anonymous(),
-        scope: Scope::All,
-        upstreams: Upstreams::Pool,
-        handler: Arc::new(Relay {
-            tx: None,
-            session: None,
-        }),
-        passthrough: Vec::new(),
-    };
+    let ctx = Context::pooled(Principal::anonymous(), Scope::All, None, Vec::new());
     let result = dispatch(&st.core, &ctx, method, Some(params)).await?;
     Ok(fleetgate_mcp::jsonrpc::value_of(&result))
 }

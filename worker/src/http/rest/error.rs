@@ -160,7 +160,7 @@ impl IntoResponse for ApiError {
                 if status.is_server_error() {
                     tracing::warn!(status = status.as_u16(), detail = %msg, "REST request failed");
                 }
-                crate::http::mcp::detail(status, &msg)
+                crate::wire::detail(status, &msg)
             }
         }
     }

@@ -36,7 +36,7 @@ pub const SIGNATURE_HEADER: &str = "x-fleetgate-signature";
 /// The internal route forwarded requests arrive on.
 pub const FORWARD_PATH: &str = "/__fleetgate/forward";
 
-pub struct Affinity {
+pub struct Seal {
     pub slot: u32,
     /// The fleet secret, already keyed into HMAC's state (cloned per use).
     keyed: HmacSha256,
@@ -224,17 +224,17 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-impl Affinity {
+impl Seal {
     pub fn new(
         slot: u32,
         secret: &str,
         socket_dir: Option<PathBuf>,
         forward_timeout: Duration,
-    ) -> Affinity {
+    ) -> Seal {
         // HMAC accepts keys of any length.
         let keyed = HmacSha256::new_from_slice(secret.as_bytes())
             .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
-        Affinity {
+        Seal {
             slot,
             keyed,
             socket_dir,
@@ -393,8 +393,8 @@ mod tests {
         assert_eq!(hex(&[]), "");
     }
 
-    fn aff(slot: u32) -> Affinity {
-        Affinity::new(
+    fn aff(slot: u32) -> Seal {
+        Seal::new(
             slot,
             "a-fleet-secret-of-some-length",
             None,
@@ -433,7 +433,7 @@ mod tests {
             None,
             "the slot is covered by the MAC"
         );
-        let wrong_key = Affinity::new(3, "another-secret-entirely", None, Duration::from_secs(1));
+        let wrong_key = Seal::new(3, "another-secret-entirely", None, Duration::from_secs(1));
         assert_eq!(wrong_key.owner(&id, &a, &p), None);
         assert_eq!(aff(0).owner("garbage", &a, &p), None);
     }
@@ -492,7 +492,7 @@ mod tests {
             Err("bad signature"),
             "no privilege escalation"
         );
-        let wrong_key = Affinity::new(0, "another-secret-entirely", None, Duration::from_secs(1));
+        let wrong_key = Seal::new(0, "another-secret-entirely", None, Duration::from_secs(1));
         let (foreign, fs) = wrong_key.seal(
             &Outgoing {
                 headers: vec![],
@@ -501,7 +501,7 @@ mod tests {
             b"",
         );
         assert_eq!(aff(1).open(&foreign, &fs), Err("bad signature"));
-        let hasty = Affinity::new(0, "a-fleet-secret-of-some-length", None, Duration::ZERO);
+        let hasty = Seal::new(0, "a-fleet-secret-of-some-length", None, Duration::ZERO);
         let (stale, ss) = hasty.seal(
             &Outgoing {
                 headers: vec![],

@@ -5,19 +5,20 @@
 //! `mcpgw:pool_http_response:{instance}-*` on one connection. A forwarded
 //! request is one message, `{answer channel}\n{signature}\n{sealed bytes}`
 //! (the same sealed bytes an HTTP forward carries); the owner serves each
-//! message in its own task (never one at a time) through the same handler as
-//! the HTTP forward route, and publishes the answer ([`PubAnswer`]: status,
+//! message in its own task (never one at a time) through the same
+//! [`Owner`] as the internal listeners, and publishes the answer ([`PubAnswer`]: status,
 //! content type, session id and worker as length-prefixed fields, then the
 //! body as it is) on the request's own answer channel. Nothing is hex-encoded
 //! or re-encoded: Redis payloads are bytes. Streams (SSE) are buffered: a GET stream goes over HTTP instead.
 
-use crate::gateway::affinity::{put, put_opt, Reader};
-use crate::gateway::redis_affinity::{request_channel, RedisAffinity, RESPONSE_PREFIX};
-use crate::gateway::redis_link::Subscriber;
-use crate::http::forward::serve_forwarded;
-use crate::state::AppState;
-use axum::http::header;
+use super::listener::{Handler, Owner};
+use super::redis_link::Subscriber;
+use super::redis_owners::{request_channel, RedisAffinity, RESPONSE_PREFIX};
+use super::seal::{put, put_opt, Reader};
+use crate::state::WORKER_HEADER;
 use bytes::Bytes;
+use fleetgate_mcp::protocol::MCP_SESSION_ID;
+use http::header;
 use http_body_util::{BodyExt, Limited};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -206,7 +207,7 @@ async fn check_owners(redis: Arc<RedisAffinity>, ps: Arc<PubSub>) {
 
 /// Keeps this worker subscribed (reconnecting while Redis is away) and serves
 /// what arrives.
-pub fn spawn_subscriber(st: AppState, redis: Arc<RedisAffinity>, ps: Arc<PubSub>) {
+pub fn spawn_subscriber<H: Handler>(owner: Owner<H>, redis: Arc<RedisAffinity>, ps: Arc<PubSub>) {
     tokio::spawn(check_owners(redis.clone(), ps.clone()));
     tokio::spawn(async move {
         let requests = request_channel(&redis.worker_id);
@@ -231,8 +232,8 @@ pub fn spawn_subscriber(st: AppState, redis: Arc<RedisAffinity>, ps: Arc<PubSub>
             ps.subscribed.store(true, Ordering::Release);
             while let Ok(msg) = sub.next().await {
                 if msg.channel == requests.as_bytes() {
-                    let (st, redis) = (st.clone(), redis.clone());
-                    tokio::spawn(async move { serve(st, redis, msg.payload).await });
+                    let (owner, redis) = (owner.clone(), redis.clone());
+                    tokio::spawn(async move { serve(owner, redis, msg.payload).await });
                 } else if let Some(w) = std::str::from_utf8(&msg.channel)
                     .ok()
                     .and_then(|c| ps.take(c))
@@ -252,7 +253,7 @@ pub fn spawn_subscriber(st: AppState, redis: Arc<RedisAffinity>, ps: Arc<PubSub>
 }
 
 /// The owner's side: one forwarded request, served like the HTTP forward route.
-async fn serve(st: AppState, redis: Arc<RedisAffinity>, payload: Bytes) {
+async fn serve<H: Handler>(owner: Owner<H>, redis: Arc<RedisAffinity>, payload: Bytes) {
     let parts = split_line(&payload).and_then(|(reply, rest)| {
         let (sig, sealed) = split_line(&rest)?;
         Some((String::from_utf8(reply.to_vec()).ok()?, sig, sealed))
@@ -265,9 +266,9 @@ async fn serve(st: AppState, redis: Arc<RedisAffinity>, payload: Bytes) {
         return;
     }
     let sig = std::str::from_utf8(&sig).unwrap_or("");
-    let resp = serve_forwarded(&st, &sealed, sig).await;
+    let resp = owner.serve(&sealed, sig).await;
     let (status, content_type, session, worker) = {
-        let get = |n: &str| {
+        let get = |n: http::HeaderName| {
             resp.headers()
                 .get(n)
                 .and_then(|v| v.to_str().ok())
@@ -275,12 +276,12 @@ async fn serve(st: AppState, redis: Arc<RedisAffinity>, payload: Bytes) {
         };
         (
             resp.status().as_u16(),
-            get(header::CONTENT_TYPE.as_str()).unwrap_or_default(),
-            get("mcp-session-id"),
-            get(crate::http::WORKER_HEADER),
+            get(header::CONTENT_TYPE).unwrap_or_default(),
+            get(MCP_SESSION_ID),
+            get(WORKER_HEADER),
         )
     };
-    let timeout = st.affinity.forward_timeout;
+    let timeout = owner.cluster().seal.forward_timeout;
     let body = match tokio::time::timeout(
         timeout,
         Limited::new(resp.into_body(), MAX_ANSWER).collect(),

@@ -27,8 +27,8 @@
 //! names when memory lacks it. Every command has the affinity's deadline:
 //! Redis down means memory only, never a hang.
 
+use super::redis_owners::{short, RedisAffinity, RedisDown};
 use crate::gateway::events::{self, EventSink, EventStore, Imported};
-use crate::gateway::redis_affinity::{short, RedisAffinity, RedisDown};
 use crate::metrics::Metrics;
 use bytes::Bytes;
 use redis::{AsyncCommands, Script, Value};

@@ -12,7 +12,7 @@
 //! an atomic script that succeeds only if the recorded owner is still the dead
 //! one. Every command has a short deadline, so a dead Redis never hangs a request.
 
-use crate::gateway::redis_link::{PublishError, Publisher, Target};
+use super::redis_link::{PublishError, Publisher, Target};
 use crate::metrics::Metrics;
 use fleetgate_shared::config::ForwardMode;
 use redis::aio::ConnectionManager;

@@ -14,7 +14,7 @@
 //! Address and credentials come from the same `REDIS_URL`, parsed by the
 //! `redis` crate.
 
-use crate::http::quiet_unix::QuietUnix;
+use super::quiet_unix::QuietUnix;
 use bytes::{Bytes, BytesMut};
 use redis::{ConnectionAddr, IntoConnectionInfo};
 use std::io;

@@ -1,0 +1,99 @@
+//! Every way the MCP transport refuses a request, and the one mapping from
+//! each to its HTTP status and body (a JSON-RPC error carrying the request's
+//! id, or ContextForge's `{"detail": …}` where the answer concerns the path
+//! or the HTTP exchange rather than a JSON-RPC message).
+
+use crate::cluster::ForwardError;
+use crate::wire::{detail, rpc_error, BodyError};
+use axum::response::Response;
+use fleetgate_mcp::jsonrpc::{ErrorObject, Id, ParseError};
+use fleetgate_mcp::protocol;
+use http::{header, HeaderValue, StatusCode};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    /// The caller's token does not reach this scope.
+    #[error("{}", .0.message)]
+    ScopeDenied(ErrorObject),
+    #[error("Server not found")]
+    ServerNotFound,
+    #[error("Origin {0} is not allowed (MCP_ALLOWED_ORIGINS)")]
+    OriginNotAllowed(String),
+    #[error("Host {0} is not allowed (MCP_ALLOWED_HOSTS)")]
+    HostNotAllowed(String),
+    #[error("Method Not Allowed")]
+    MethodNotAllowed,
+    #[error(transparent)]
+    Body(#[from] BodyError),
+    #[error("Unsupported Media Type: Content-Type must be application/json")]
+    UnsupportedMediaType,
+    #[error("{}", .0.to_error_object().message)]
+    Parse(#[from] ParseError),
+    #[error("Bad Request: unsupported MCP-Protocol-Version {version}; supported: {}", protocol::SUPPORTED_PROTOCOL_VERSIONS.join(", "))]
+    UnsupportedVersion { id: Id, version: String },
+    #[error("Bad Request: Mcp-Session-Id header is required")]
+    SessionIdRequired { id: Id },
+    #[error("Session access denied")]
+    SessionForbidden { id: Id },
+    #[error("Session not found")]
+    SessionNotFound { id: Id },
+    #[error("Not Acceptable: GET needs Accept: text/event-stream")]
+    NotAcceptable,
+    #[error("Conflict: this session already has a GET stream open")]
+    StreamConflict,
+    /// The session's owner cannot serve it now (Redis down, or refusing
+    /// what the forward needs).
+    #[error("{why}")]
+    Owner { id: Id, why: ForwardError },
+}
+
+impl TransportError {
+    /// The answer: status and body, per variant (no catch-all: a new
+    /// variant needs its own decision).
+    pub fn into_response(self) -> Response {
+        let msg = self.to_string();
+        match self {
+            TransportError::ScopeDenied(e) => rpc_error(StatusCode::FORBIDDEN, &Id::Null, &e),
+            TransportError::ServerNotFound => detail(StatusCode::NOT_FOUND, &msg),
+            TransportError::OriginNotAllowed(_) | TransportError::HostNotAllowed(_) => {
+                detail(StatusCode::FORBIDDEN, &msg)
+            }
+            TransportError::MethodNotAllowed => {
+                let mut resp = detail(StatusCode::METHOD_NOT_ALLOWED, &msg);
+                resp.headers_mut()
+                    .insert(header::ALLOW, HeaderValue::from_static("GET, POST, DELETE"));
+                resp
+            }
+            TransportError::Body(e) => e.into_response(),
+            TransportError::UnsupportedMediaType => rpc_error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                &Id::Null,
+                &ErrorObject::invalid_request(msg),
+            ),
+            TransportError::Parse(e) => {
+                rpc_error(StatusCode::BAD_REQUEST, &Id::Null, &e.to_error_object())
+            }
+            TransportError::UnsupportedVersion { id, .. }
+            | TransportError::SessionIdRequired { id } => rpc_error(
+                StatusCode::BAD_REQUEST,
+                &id,
+                &ErrorObject::invalid_request(msg),
+            ),
+            TransportError::SessionForbidden { id } => {
+                rpc_error(StatusCode::FORBIDDEN, &id, &ErrorObject::forbidden(msg))
+            }
+            TransportError::SessionNotFound { id } => rpc_error(
+                StatusCode::NOT_FOUND,
+                &id,
+                &ErrorObject::session_not_found(msg),
+            ),
+            TransportError::NotAcceptable => detail(StatusCode::NOT_ACCEPTABLE, &msg),
+            TransportError::StreamConflict => detail(StatusCode::CONFLICT, &msg),
+            TransportError::Owner { id, .. } => rpc_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &id,
+                &ErrorObject::upstream_unavailable(msg),
+            ),
+        }
+    }
+}

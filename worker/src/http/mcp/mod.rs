@@ -1,0 +1,211 @@
+//! MCP Streamable HTTP at `/mcp` (scope: everything the caller may see) and
+//! `/servers/{id}/mcp` (scope: that virtual server; an unknown id is 404
+//! before anything else runs).
+//!
+//! A request's way: [`serve`] settles its scope, checks its origin, asks the
+//! cluster where it is served ([`crate::cluster::Cluster::route`]) and, when
+//! that is here, hands it to [`here`] — where a request another worker
+//! forwarded to this one (the session's owner) also enters, through
+//! [`Here`]. Nothing is forwarded twice.
+//!
+//! # Layout
+//! - [`post`]: POST: one JSON-RPC message or a batch.
+//! - [`run`]: the request runner: JSON answer, or an SSE stream once the
+//!   upstream speaks before its result.
+//! - [`stream`]: GET: the session's standalone stream, and resuming streams
+//!   (`Last-Event-ID`).
+//! - [`session`]: `initialize`, finding (or adopting) the request's session,
+//!   DELETE.
+//! - [`error`]: [`TransportError`], every refusal, mapped to the wire in one
+//!   place.
+
+mod error;
+mod post;
+mod run;
+mod session;
+mod stream;
+
+pub use error::TransportError;
+
+use crate::cluster::{Forwarded, Handler, Route};
+use crate::gateway::scope::{Principal, Scope};
+use crate::state::AppState;
+use crate::wire::read_body;
+use axum::body::Bytes;
+use axum::extract::Request;
+use axum::response::Response;
+use fleetgate_mcp::jsonrpc::Id;
+use http::{header, HeaderMap, HeaderName, HeaderValue, Method};
+use std::future::Future;
+
+/// A request admitted to be served in this worker.
+pub(crate) struct Admitted {
+    pub method: Method,
+    pub scope: Scope,
+    pub principal: Principal,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    /// A genuine session id this worker does not hold may be adopted (its
+    /// owner is gone, or Redis names this worker its owner).
+    pub adopt: bool,
+}
+
+/// `/mcp` and `/servers/{id}/mcp`: scope → origin → route → here.
+pub async fn serve(
+    st: &AppState,
+    server: Option<String>,
+    who: Principal,
+    req: Request,
+) -> Response {
+    admit(st, server, who, req)
+        .await
+        .unwrap_or_else(TransportError::into_response)
+}
+
+async fn admit(
+    st: &AppState,
+    server: Option<String>,
+    who: Principal,
+    req: Request,
+) -> Result<Response, TransportError> {
+    let scope = match server {
+        None => scoped(&who, Scope::All)?,
+        Some(id) => server_scope(st, &who, id)?,
+    };
+    let (parts, body) = req.into_parts();
+    if !matches!(parts.method, Method::POST | Method::GET | Method::DELETE) {
+        return Err(TransportError::MethodNotAllowed);
+    }
+    check_origin(st, &parts.headers)?;
+    let body = match parts.method {
+        Method::POST => read_body(body, st.gateway_cfg.max_body_bytes).await?,
+        _ => Bytes::new(),
+    };
+    let inbound = crate::cluster::forward::Inbound {
+        method: &parts.method,
+        scope: &scope,
+        principal: &who,
+        headers: &parts.headers,
+        body: &body,
+    };
+    let adopt = match st.cluster.route(&inbound).await {
+        Ok(Route::Here { adopt }) => adopt,
+        Ok(Route::Answered(resp)) => return Ok(resp),
+        Err(why) => {
+            let id = request_id(&body);
+            return Err(TransportError::Owner { id, why });
+        }
+    };
+    let req = Admitted {
+        method: parts.method,
+        scope,
+        principal: who,
+        headers: parts.headers,
+        body,
+        adopt,
+    };
+    Ok(here(st, req).await)
+}
+
+/// Serves a request in this worker, whoever routed it here.
+pub(crate) async fn here(st: &AppState, req: Admitted) -> Response {
+    let served = match req.method {
+        Method::POST => post::handle(st, req).await,
+        // Boxed: the common POST's future stays small.
+        Method::GET => Box::pin(stream::open(st, req)).await,
+        Method::DELETE => Box::pin(session::delete(st, req)).await,
+        _ => Err(TransportError::MethodNotAllowed),
+    };
+    served.unwrap_or_else(TransportError::into_response)
+}
+
+/// The transport's side of a forward: a request another worker sent to
+/// this one, its session's owner, is served here (and may adopt).
+#[derive(Clone)]
+pub struct Here(pub AppState);
+
+impl Handler for Here {
+    fn handle(&self, f: Forwarded) -> impl Future<Output = Response> + Send {
+        let st = self.0.clone();
+        async move {
+            let req = Admitted {
+                method: f.method,
+                scope: f.scope,
+                principal: f.principal,
+                headers: f.headers,
+                body: f.body,
+                adopt: true,
+            };
+            here(&st, req).await
+        }
+    }
+}
+
+/// The id of the JSON-RPC request in `body`, if it is one (for errors about
+/// a request that was not parsed yet).
+fn request_id(body: &[u8]) -> Id {
+    match fleetgate_mcp::jsonrpc::parse_message(body) {
+        Ok(fleetgate_mcp::jsonrpc::Message::Request(r)) => r.id,
+        _ => Id::Null,
+    }
+}
+
+/// The scope the caller gets on this path (a server-scoped token is confined
+/// to its server), or 403.
+fn scoped(who: &Principal, asked: Scope) -> Result<Scope, TransportError> {
+    who.effective_scope(asked)
+        .map_err(|e| TransportError::ScopeDenied(e.to_error_object()))
+}
+
+/// The scope of `/servers/{id}/…`, or 404.
+fn server_scope(st: &AppState, who: &Principal, id: String) -> Result<Scope, TransportError> {
+    let scope = scoped(who, Scope::Server(id.into()))?;
+    match st.core.registry.snapshot().scope(&scope) {
+        Some(_) => Ok(scope),
+        None => Err(TransportError::ServerNotFound),
+    }
+}
+
+/// A header's value as text. Named by a [`HeaderName`] constant: a `&str`
+/// name would be parsed on every lookup.
+fn header_str(h: &HeaderMap, name: HeaderName) -> Option<&str> {
+    h.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn accepts(h: &HeaderMap, mime: &str) -> bool {
+    header_str(h, header::ACCEPT).is_some_and(|a| a.contains(mime) || a.contains("*/*"))
+}
+
+/// DNS-rebinding protection: `Origin`, when present, and `Host`, when
+/// `MCP_ALLOWED_HOSTS` is set, must be allowed.
+fn check_origin(st: &AppState, h: &HeaderMap) -> Result<(), TransportError> {
+    let cfg = &st.gateway_cfg;
+    if let Some(origin) = header_str(h, header::ORIGIN) {
+        let ok = cfg.allowed_origins.iter().any(|o| {
+            o == "*"
+                || origin == o
+                || origin
+                    .strip_prefix(o.as_str())
+                    .is_some_and(|r| r.starts_with(':'))
+        });
+        if !ok {
+            return Err(TransportError::OriginNotAllowed(origin.to_owned()));
+        }
+    }
+    if !cfg.allowed_hosts.is_empty() {
+        let host = header_str(h, header::HOST).unwrap_or("");
+        let bare = host.rsplit_once(':').map_or(host, |(h, _)| h);
+        if !cfg.allowed_hosts.iter().any(|a| a == host || a == bare) {
+            return Err(TransportError::HostNotAllowed(host.to_owned()));
+        }
+    }
+    Ok(())
+}
+
+/// The client headers passed on to upstreams.
+fn passthrough(st: &AppState, h: &HeaderMap) -> Vec<(HeaderName, HeaderValue)> {
+    st.passthrough
+        .iter()
+        .filter_map(|name| Some((name.clone(), h.get(name)?.clone())))
+        .collect()
+}
