@@ -16,7 +16,7 @@ use std::process::ExitCode;
 
 /// The request path allocates small, short-lived buffers all the time (JSON,
 /// headers, futures); mimalloc serves those markedly faster than glibc's malloc
-/// (measured: see the closing notes of the benchmark run).
+/// (measured: docs/perf.md).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -1,8 +1,10 @@
 //! Fork + exec of one worker: the supervisor's own executable as `fleetgate worker`,
 //! with the listening socket on fd 3 and its control pipe's write end on fd 4.
 //!
-//! The only `unsafe` in the supervisor is the `pre_exec` hook below. It runs in the
-//! forked child before `exec` and only calls async-signal-safe functions.
+//! `unsafe` in this file: the `pre_exec` hook below, which runs in the forked
+//! child before `exec` and only calls async-signal-safe functions, and taking
+//! ownership of a freshly created descriptor. The supervisor's only other
+//! `unsafe` is the signal handler in `signals.rs`.
 
 use fleetgate_shared::contract::{CONTROL_FD, ENV_CONFIG, ENV_SLOT, LISTEN_FD, WORKER_SUBCOMMAND};
 use nix::fcntl::{fcntl, FcntlArg, OFlag};

@@ -1,7 +1,8 @@
 //! From inherited file descriptors and env to a serving worker.
 //!
-//! The only `unsafe` in the worker lives here: adopting fds 3 and 4, which the
-//! supervisor opened for this process (see `fleetgate_shared::contract`).
+//! `unsafe` in this file: adopting fds 3 and 4, which the supervisor opened
+//! for this process (see `fleetgate_shared::contract`). The worker's only
+//! other `unsafe` is in [`crate::cluster::quiet_unix`].
 
 use crate::auth::Gate;
 use crate::cluster::listener::Owner;

@@ -1,16 +1,13 @@
-//! Unix stream connections between workers (embedded mode's forwards), and
-//! to a Redis on a Unix socket (the pub/sub link), that wake their worker
-//! only for what it waits for.
+//! Unix stream connections between workers (embedded mode's forwards) that
+//! wake their worker only for what it waits for.
 //!
 //! tokio registers a `UnixStream` for readability and writability at once.
 //! On a Unix stream socket every read by the peer makes room in the sender's
-//! buffer and raises `EPOLLOUT` for it, so each forwarded request and each
-//! answer woke the worker that wrote it once more, for nothing (seen in
-//! strace: three `epoll_wait`s per forward on each side, one of them
-//! `EPOLLOUT` alone). Here the socket is registered for readability only;
-//! writes go straight to the socket, and a write that finds the buffer full
-//! (a large forward) registers a duplicate descriptor for writability and
-//! waits on that.
+//! buffer and raises `EPOLLOUT` for it, which would wake the writer once more
+//! per message, for nothing (docs/perf.md). Here the socket is registered for
+//! readability only; writes go straight to the socket, and a write that finds
+//! the buffer full (a large forward) registers a duplicate descriptor for
+//! writability and waits on that.
 
 use std::io::{self, IoSlice, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
