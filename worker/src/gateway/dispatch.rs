@@ -149,7 +149,7 @@ pub async fn dispatch(
                 .ok_or_else(|| RpcError::ToolNotFound(name.to_owned()))?;
             let mut up = params; // moved, not copied: arguments can be large
             up.insert("name".into(), tool.item.original_name.clone().into());
-            forward(core, ctx, &snap, &tool.item.gateway_id, method, up).await
+            call_upstream(core, ctx, &snap, &tool.item.gateway_id, method, up).await
         }
         "prompts/list" => list(
             &params,
@@ -163,7 +163,7 @@ pub async fn dispatch(
                 .ok_or_else(|| RpcError::PromptNotFound(name.to_owned()))?;
             let mut up = params;
             up.insert("name".into(), prompt.item.original_name.clone().into());
-            forward(core, ctx, &snap, &prompt.item.gateway_id, method, up).await
+            call_upstream(core, ctx, &snap, &prompt.item.gateway_id, method, up).await
         }
         "resources/list" => list(
             &params,
@@ -178,7 +178,7 @@ pub async fn dispatch(
         "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
             let uri = str_param(&params, "uri", method)?;
             let gw = resource_gateway(idx, uri)?;
-            forward(core, ctx, &snap, &gw, method, params).await
+            call_upstream(core, ctx, &snap, &gw, method, params).await
         }
         "completion/complete" => {
             let r = params
@@ -208,7 +208,7 @@ pub async fn dispatch(
                     ))
                 }
             };
-            forward(core, ctx, &snap, &gw, method, up).await
+            call_upstream(core, ctx, &snap, &gw, method, up).await
         }
         "logging/setLevel" => {
             str_param(&params, "level", method)?;
@@ -274,7 +274,7 @@ pub fn template_matches(template: &str, uri: &str) -> bool {
     false
 }
 
-async fn forward(
+async fn call_upstream(
     core: &Core,
     ctx: &Context,
     snap: &Snapshot,
