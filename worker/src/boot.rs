@@ -198,7 +198,7 @@ async fn serve_until_stopped(
         metrics,
         pubsub: redis.as_ref().map(|_| Arc::default()),
         redis: redis.clone(),
-        owner_connections: Arc::new(fleetgate_mcp::net::IdleConnections::new(
+        owner_connections: Arc::new(fleetgate_http1::IdleConnections::new(
             crate::http::forward::MAX_IDLE_PER_OWNER,
         )),
     });

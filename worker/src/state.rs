@@ -66,7 +66,7 @@ pub struct Shared {
     /// Pub/sub forwarding (with Redis).
     pub pubsub: Option<Arc<PubSub>>,
     /// Keep-alive connections to other workers, for forwarding.
-    pub owner_connections: std::sync::Arc<fleetgate_mcp::net::IdleConnections>,
+    pub owner_connections: std::sync::Arc<fleetgate_http1::IdleConnections>,
 }
 
 /// Who this worker is and how it is doing.

@@ -73,7 +73,7 @@ fn app() -> App {
                 metrics: Arc::default(),
                 redis: None,
                 pubsub: None,
-                owner_connections: Arc::new(fleetgate_mcp::net::IdleConnections::new(
+                owner_connections: Arc::new(fleetgate_http1::IdleConnections::new(
                     fleetgate_worker::http::forward::MAX_IDLE_PER_OWNER,
                 )),
             }))

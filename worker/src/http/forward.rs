@@ -16,7 +16,7 @@ use crate::state::AppState;
 use axum::body::{Body, Bytes};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use fleetgate_mcp::net;
+use fleetgate_http1 as net;
 use fleetgate_mcp::protocol;
 use std::future::Future;
 use std::time::{Duration, Instant};
