@@ -27,16 +27,17 @@
 //!   ([`UpstreamClient::connect_with_transport`] with [`Transport::Sse`]).
 //! - [`legacy`]: that transport's stream reader and dispatch of messages to
 //!   the requests waiting for them.
-//! - [`net`]: the HTTP/1.1 client both transports use (pooled keep-alive
-//!   connections, the exchange done by the calling task; no redirects, no
-//!   proxies from the environment).
+//!
+//! The HTTP/1.1 client both transports use is the `fleetgate-http1` crate,
+//! known inside this crate as `net` (`crate::net::Client`, …).
 
 pub mod client;
 pub mod jsonrpc;
 pub mod legacy;
-pub mod net;
 pub mod protocol;
 pub mod sse;
+
+pub(crate) use fleetgate_http1 as net;
 
 pub use client::{
     channel_handler, discover, ChannelHandler, Discovered, NoopHandler, RequestOptions,

@@ -14,7 +14,7 @@ use crate::metrics::Metrics;
 use crate::state::WORKER_HEADER;
 use axum::body::{Body, Bytes};
 use axum::response::Response;
-use fleetgate_mcp::net;
+use fleetgate_http1 as net;
 use fleetgate_mcp::protocol;
 use http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use std::future::Future;

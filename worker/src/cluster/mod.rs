@@ -49,7 +49,7 @@ use crate::gateway::scope::{Principal, Scope};
 use crate::gateway::session::{Session, Sessions};
 use crate::metrics::Metrics;
 use crate::state::WorkerInfo;
-use fleetgate_mcp::net::IdleConnections;
+use fleetgate_http1::IdleConnections;
 use http::HeaderName;
 use pubsub::PubSub;
 use redis_owners::{short, RedisAffinity};

@@ -163,7 +163,7 @@ pub fn encode_into(out: &mut Vec<u8>, args: &[&[u8]]) {
     out.reserve(16 + args.iter().map(|a| a.len() + 16).sum::<usize>());
     let head = |prefix: u8, n: usize, out: &mut Vec<u8>| {
         out.push(prefix);
-        fleetgate_mcp::net::push_decimal(out, n as u64);
+        fleetgate_http1::push_decimal(out, n as u64);
         out.extend_from_slice(b"\r\n");
     };
     head(b'*', args.len(), out);
@@ -217,7 +217,7 @@ pub struct Target {
 }
 
 /// A connected socket, TCP or Unix (the HTTP client's notion of one).
-pub type Stream = Box<dyn fleetgate_mcp::net::Io>;
+pub type Stream = Box<dyn fleetgate_http1::Io>;
 
 impl Target {
     pub fn from_url(url: &str) -> Result<Target, String> {

@@ -1,12 +1,12 @@
-//! The keep-alive pool under the upstream client (`net`): a connection is
-//! reused once its answer has been read, an answer dropped unread closes its
-//! connection, and a connection the peer closed while idle costs nothing but
-//! a fresh one. The peer is a real HTTP/1.1 server on loopback that counts the
-//! connections it accepts.
+//! The keep-alive pool under [`Client`]: a connection is reused once its
+//! answer has been read, an answer dropped unread closes its connection, and
+//! a connection the peer closed while idle costs nothing but a fresh one. The
+//! peer is a real HTTP/1.1 server on loopback that counts the connections it
+//! accepts.
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
-use fleetgate_mcp::net::Client;
+use fleetgate_http1::Client;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
