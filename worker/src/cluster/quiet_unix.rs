@@ -1,6 +1,5 @@
-//! Unix stream connections between workers (embedded mode's forwards), and
-//! to a Redis on a Unix socket (the pub/sub link), that wake their worker
-//! only for what it waits for.
+//! Unix stream connections between workers (embedded mode's forwards) that
+//! wake their worker only for what it waits for.
 //!
 //! tokio registers a `UnixStream` for readability and writability at once.
 //! On a Unix stream socket every read by the peer makes room in the sender's
