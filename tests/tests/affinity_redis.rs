@@ -264,16 +264,16 @@ async fn every_request_reaches_its_owner_through_a_unix_socket_redis() {
     owner_serves_everything_at(&redis, &redis.unix_url(), "pubsub").await;
 }
 
-/// Pub/sub forwards publish with replies off (`CLIENT REPLY OFF`). A Redis
-/// whose ACL denies `CLIENT` (as some managed services do) cannot carry them:
-/// a forward fails at once with -32001, the log says what to change, and
-/// requests the owner gets are served as ever.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_redis_that_refuses_client_reply_is_named_not_hung_on() {
+/// A Redis whose ACL denies a command pub/sub forwarding needs (as some
+/// managed services do) cannot carry the forwards: a forward fails at once
+/// with -32001 naming the refusal and what to change, the log says it once
+/// per worker that met it (not once per forward), and requests the owner
+/// gets are served as ever.
+async fn a_refused_command_is_named(denied: &str, logged_by: usize) {
     let redis = RedisServer::start();
     assert_eq!(
         redis
-            .command(&["ACL", "SETUSER", "default", "-client"])
+            .command(&["ACL", "SETUSER", "default", &format!("-{denied}")])
             .as_deref(),
         Some("+OK\r\n")
     );
@@ -284,21 +284,36 @@ async fn a_redis_that_refuses_client_reply_is_named_not_hung_on() {
     owner_serves_others_refuse(&c, &owner, "c", |a| {
         let msg = a.error_message();
         assert!(
-            msg.contains("AFFINITY_FORWARD=http"),
-            "says what to change: {msg}"
+            msg.contains(&denied.to_uppercase()) && msg.contains("AFFINITY_FORWARD=http"),
+            "names the refusal and what to change: {msg}"
         );
     })
     .await;
     let log = eventually(Duration::from_secs(5), "the reason logged", || async {
         let log = fleet.stderr();
-        log.contains("AFFINITY_FORWARD=http").then_some(log)
+        (log.matches("AFFINITY_FORWARD=http").count() >= logged_by).then_some(log)
     })
     .await;
-    assert!(log.contains("CLIENT REPLY"), "{log}");
-    // Said once (a refusal is believed for 10 s), not once per forward; and
+    assert!(log.contains("NOPERM"), "{log}");
+    assert_eq!(
+        log.matches("AFFINITY_FORWARD=http").count(),
+        logged_by,
+        "{log}"
+    );
     // Redis is not reported down: it answers.
-    assert_eq!(log.matches("AFFINITY_FORWARD=http").count(), 1, "{log}");
     assert!(!log.contains("Redis unavailable"), "{log}");
+}
+
+/// Only the worker that forwards meets the refusal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_redis_that_refuses_publish_is_named_not_hung_on() {
+    a_refused_command_is_named("publish", 1).await;
+}
+
+/// Every worker subscribes, and each meets the refusal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_redis_that_refuses_subscribe_is_named_not_hung_on() {
+    a_refused_command_is_named("subscribe", 2).await;
 }
 
 /// Seeds 001 and 002 through both transports: a forwarded request keeps its
@@ -429,8 +444,8 @@ async fn killed_owner(mode: &str) {
     let took = started.elapsed();
     assert_eq!(a.status, 200, "{a:?}");
     assert_eq!(a.result()["content"][0]["text"], "after", "{a:?}");
-    // Noticed at once (HTTP: refused; pub/sub: the first owner check, 200 ms,
-    // finds nobody subscribed), not when its heartbeat expires (2 s).
+    // Noticed at once (HTTP: refused; pub/sub: the request reaches no
+    // subscriber), not when its heartbeat expires (2 s).
     assert!(took < Duration::from_millis(1000), "took {took:?}");
     let new_owner = worker_of(&a);
     assert_ne!(new_owner, owner);
@@ -541,10 +556,9 @@ async fn clients_on(fleet: &Fleet, c: &McpClient, pid: u32, n: usize) -> Vec<Mcp
 }
 
 /// A Redis that hangs (SIGSTOP) while forwards are being published: the
-/// write of a batch of large `PUBLISH`es blocks until the command deadline
-/// cuts it off halfway. Once Redis goes on (SIGCONT), forwards work again at
-/// once: the publishing connection that carried a half-written command was
-/// dropped with it, so no later command is swallowed as the rest of its
+/// write of large `PUBLISH`es blocks until the command deadline cuts the
+/// forward off halfway. Once Redis goes on (SIGCONT), forwards work again at
+/// once: no later command is swallowed as the rest of a cut-off one's
 /// payload (which would leave its forward waiting out the 10 s timeout).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_publish_cut_off_halfway_does_not_garble_the_next() {
@@ -712,8 +726,8 @@ async fn redis_down_serves_what_is_local_and_recovers_over_http() {
     redis_down("http").await;
 }
 
-// Pub/sub forwards run on their own connections (`redis_link`): they too must
-// notice Redis going away and come back with it.
+// The pub/sub subscription is a connection of its own: it too must notice
+// Redis going away and come back with it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_down_serves_what_is_local_and_recovers_over_pubsub() {
     redis_down("pubsub").await;
@@ -895,4 +909,60 @@ async fn forwards_are_concurrent_and_time_out_over_http() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn forwards_are_concurrent_and_time_out_over_pubsub() {
     concurrent_and_timed_out("pubsub").await;
+}
+
+/// Pub/sub forwarding asks nothing of Redis beyond `PUBLISH` and
+/// `(P)SUBSCRIBE`: on a Redis whose ACL denies `CLIENT` (as some managed
+/// services do), every request still reaches its session's owner over pub/sub.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pubsub_forwards_need_no_client_command() {
+    let redis = RedisServer::start();
+    assert_eq!(
+        redis
+            .command(&["ACL", "SETUSER", "default", "on", "nopass", "~*", "&*", "+@all", "-client"])
+            .as_deref(),
+        Some("+OK\r\n")
+    );
+    let refused = redis.command(&["CLIENT", "ID"]).unwrap();
+    assert!(
+        refused.starts_with("-NOPERM"),
+        "CLIENT is denied: {refused}"
+    );
+    owner_serves_everything_at(&redis, &redis.url(), "pubsub").await;
+}
+
+/// An owner killed while a pub/sub forward waits for its answer: the forward
+/// does not wait out its timeout (10 s). The owner check finds nobody
+/// listening within a tick or two (200 ms each), the session is taken over,
+/// and the call runs again at its new owner.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_owner_killed_during_a_pubsub_forward_is_noticed_at_once() {
+    let redis = RedisServer::start();
+    let fleet = fleet(&redis, 2, "pubsub");
+    let (_up, sid) = with_upstream(&fleet, 2).await;
+    let mut c = fresh_mcp(fleet.url(&format!("/servers/{sid}/mcp")));
+    let owner = initialize_only(&mut c).await;
+    let owner_pid = fleetgate_tests::security::worker_pid(&owner).unwrap();
+    let other = *fleet.workers().iter().find(|p| **p != owner_pid).unwrap();
+    let far = clients_on(&fleet, &c, other, 1).await.pop().unwrap();
+    let call = tokio::spawn(async move {
+        far.request(
+            "tools/call",
+            json!({"name": "slow", "arguments": {"ms": 1000}}),
+        )
+        .await
+    });
+    // The call is with the owner when it dies.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    proc::signal(owner_pid, Signal::SIGKILL);
+    let killed = Instant::now();
+    let a = call.await.unwrap();
+    let took = killed.elapsed();
+    assert_eq!(a.status, 200, "{a:?}");
+    assert_ne!(worker_of(&a), owner, "served by the new owner: {a:?}");
+    // Noticed (at most two ticks), taken over, then the 1 s call again.
+    assert!(
+        took < Duration::from_millis(2000),
+        "took {took:?} after the kill"
+    );
 }

@@ -21,11 +21,15 @@
 //! - [`listener`]: the owner's side: opens a sealed frame, whatever carried it,
 //!   and hands the request to the transport's [`Handler`] ("handle here").
 //! - [`relay`]: the owner's answer to the client, faithfully (seed 002).
-//! - [`redis_owners`]: session ownership and worker heartbeats in Redis.
-//! - [`pubsub`]: forwarding over Redis pub/sub, both sides.
+//! - [`redis_owners`]: session ownership and worker heartbeats in Redis, on
+//!   the worker's one multiplexed Redis connection (the `redis` crate's).
+//! - [`pubsub`]: forwarding over Redis pub/sub, both sides: `PUBLISH` on that
+//!   connection, a subscription of its own (`redis::aio::PubSub`), and the
+//!   clock that watches the owners of waiting forwards.
 //! - [`redis_events`]: the sessions' SSE events copied to Redis, so an adopter
 //!   can replay them.
-//! - [`quiet_unix`]: Unix streams registered for readability only.
+//! - [`quiet_unix`]: Unix streams registered for readability only (the
+//!   worker-to-worker Unix forward).
 //!
 //! The transport calls in through [`Cluster`] alone; nothing here imports the
 //! HTTP layer (the owner-side listener reaches it through [`Handler`]).
@@ -35,7 +39,6 @@ pub mod listener;
 pub mod pubsub;
 pub mod quiet_unix;
 pub mod redis_events;
-pub mod redis_link;
 pub mod redis_owners;
 pub mod relay;
 pub mod route;

@@ -11,8 +11,12 @@
 //! (or that refuses the connection) is dead, and its session is taken over with
 //! an atomic script that succeeds only if the recorded owner is still the dead
 //! one. Every command has a short deadline, so a dead Redis never hangs a request.
+//!
+//! Every command of the worker, pub/sub forwarding's included, goes through
+//! one multiplexed connection (the `redis` crate's [`ConnectionManager`],
+//! lent out by `RedisAffinity::connection`); only the forwarding
+//! subscription has a connection of its own (`super::pubsub`).
 
-use super::redis_link::{PublishError, Publisher, Target};
 use crate::metrics::Metrics;
 use fleetgate_shared::config::ForwardMode;
 use redis::aio::ConnectionManager;
@@ -152,10 +156,12 @@ struct Owned {
 }
 
 pub struct RedisAffinity {
+    /// Opens the pub/sub forward's subscription (a connection of its own).
+    client: redis::Client,
+    /// Every other command, `PUBLISH` included: one multiplexed connection,
+    /// reconnected when it drops. `PUBLISH` needs no connection of its own:
+    /// commands are pipelined, so a forward waits on no other's answer.
     conn: ConnectionManager,
-    /// Where the pub/sub forward's own connections go (`redis_link`).
-    pub link: Target,
-    publisher: Publisher,
     pub worker_id: String,
     pub mode: ForwardMode,
     ttl: Duration,
@@ -190,13 +196,11 @@ impl RedisAffinity {
             .set_number_of_retries(1)
             .set_min_delay(Duration::from_millis(50))
             .set_max_delay(Duration::from_millis(500));
-        let conn = ConnectionManager::new_lazy_with_config(client, cfg)
+        let conn = ConnectionManager::new_lazy_with_config(client.clone(), cfg)
             .map_err(|e| format!("REDIS_URL: {e}"))?;
-        let link = Target::from_url(url)?;
         Ok(RedisAffinity {
+            client,
             conn,
-            publisher: Publisher::new(link.clone()),
-            link,
             worker_id,
             mode,
             ttl,
@@ -229,8 +233,14 @@ impl RedisAffinity {
         &self.metrics
     }
 
+    /// The client, for connections of their own (the pub/sub subscription).
+    pub(crate) fn client(&self) -> &redis::Client {
+        &self.client
+    }
+
     /// A handle on the shared (multiplexed) connection, for commands of
-    /// other Redis-backed parts (`redis_events`), run through [`Self::run`].
+    /// other Redis-backed parts (`redis_events`, `pubsub`), run through
+    /// [`Self::run`].
     pub(crate) fn connection(&self) -> ConnectionManager {
         self.conn.clone()
     }
@@ -425,38 +435,6 @@ impl RedisAffinity {
         if let Ok(mut m) = self.owned.lock() {
             m.remove(sid);
         }
-    }
-
-    /// Does `worker` still listen for forwards: its heartbeat is there and
-    /// its request channel has a subscriber (gone the moment its connection
-    /// closes, where the heartbeat lasts until it expires)?
-    pub async fn listening(&self, worker: &str) -> Result<bool, RedisDown> {
-        let mut c = self.conn.clone();
-        let mut p = redis::pipe();
-        p.exists(heartbeat_key(worker))
-            .cmd("PUBSUB")
-            .arg("NUMSUB")
-            .arg(request_channel(worker));
-        let (beating, (_, subscribers)): (bool, (String, i64)) =
-            self.run("listening", p.query_async(&mut c)).await?;
-        Ok(beating && subscribers > 0)
-    }
-
-    /// Publishes `payload` on `channel` (without learning who received it).
-    /// `Ok(Err(why))`: Redis is up but refuses the publishing connection.
-    pub async fn publish(
-        &self,
-        channel: &str,
-        payload: &[u8],
-    ) -> Result<Result<(), Arc<str>>, RedisDown> {
-        self.run("publish", async {
-            match self.publisher.publish(channel, payload).await {
-                Ok(()) => Ok(Ok(())),
-                Err(PublishError::Refused(why)) => Ok(Err(why)),
-                Err(PublishError::Io(e)) => Err(e),
-            }
-        })
-        .await
     }
 
     /// Redis answers (for `/ready`).
