@@ -20,6 +20,7 @@
 //! says how many subscribers got the request (none: the owner is gone), and
 //! `check_owners` watches the owners of forwards still waiting.
 
+use super::forward::ForwardError;
 use super::listener::{Handler, Owner};
 use super::redis_owners::{
     heartbeat_key, request_channel, RedisAffinity, RedisDown, RESPONSE_PREFIX,
@@ -182,19 +183,9 @@ pub struct PubSub {
 
 /// A forward waiting for its answer.
 struct Waiting {
-    answer: oneshot::Sender<Result<Bytes, PubSendError>>,
+    answer: oneshot::Sender<Result<Bytes, ForwardError>>,
     owner: String,
     since: Instant,
-}
-
-/// Why a pub/sub forward did not get to the owner.
-pub enum PubSendError {
-    /// Nobody listens on the owner's channel: it is dead.
-    NoSubscriber,
-    /// Redis (or this worker's subscription) is down.
-    RedisDown,
-    /// Redis refuses what pub/sub forwarding needs (a configuration to change).
-    Refused(Arc<str>),
 }
 
 /// Why this worker could not subscribe.
@@ -223,10 +214,10 @@ impl PubSub {
     }
 
     /// Why a forward cannot be sent while this worker is not subscribed.
-    fn not_subscribed(&self) -> PubSendError {
+    fn not_subscribed(&self) -> ForwardError {
         match self.subscribe_refused.lock().ok().and_then(|r| r.clone()) {
-            Some(why) => PubSendError::Refused(why),
-            None => PubSendError::RedisDown,
+            Some(why) => ForwardError::Refused(why),
+            None => ForwardError::OwnerUnknown,
         }
     }
 
@@ -239,7 +230,7 @@ impl PubSub {
         sealed: &[u8],
         signature: &str,
         timeout: Duration,
-    ) -> Result<Option<(PubAnswer, Bytes)>, PubSendError> {
+    ) -> Result<Option<(PubAnswer, Bytes)>, ForwardError> {
         if !self.is_subscribed() {
             return Err(self.not_subscribed());
         }
@@ -256,14 +247,14 @@ impl PubSub {
         }
         let payload = [reply.as_bytes(), b"\n", signature.as_bytes(), b"\n", sealed];
         let result = match publish(redis, &request_channel(owner), &payload).await {
-            Err(_) => Err(PubSendError::RedisDown),
+            Err(_) => Err(ForwardError::OwnerUnknown),
             Ok(Err(why)) => {
                 if !self.publish_refusal_said.swap(true, Ordering::AcqRel) {
                     tracing::error!(error = %why, "cannot forward over Redis pub/sub");
                 }
-                Err(PubSendError::Refused(why))
+                Err(ForwardError::Refused(why))
             }
-            Ok(Ok(0)) => Err(PubSendError::NoSubscriber),
+            Ok(Ok(0)) => Err(ForwardError::Unreachable),
             Ok(Ok(_)) => {
                 if self.publish_refusal_said.load(Ordering::Relaxed) {
                     self.publish_refusal_said.store(false, Ordering::Release);
@@ -286,13 +277,13 @@ const OWNER_CHECK: Duration = Duration::from_millis(200);
 /// Waits for the owner's answer, or for [`check_owners`] to find the owner
 /// dead; `Ok(None)`: no answer before `timeout`.
 async fn wait_for_owner(
-    rx: oneshot::Receiver<Result<Bytes, PubSendError>>,
+    rx: oneshot::Receiver<Result<Bytes, ForwardError>>,
     timeout: Duration,
-) -> Result<Option<Bytes>, PubSendError> {
+) -> Result<Option<Bytes>, ForwardError> {
     match tokio::time::timeout(timeout, rx).await {
         Ok(Ok(answer)) => answer.map(Some),
         // Dropped unanswered: the subscription was lost.
-        Ok(Err(_)) => Err(PubSendError::RedisDown),
+        Ok(Err(_)) => Err(ForwardError::OwnerUnknown),
         Err(_) => Ok(None),
     }
 }
@@ -331,7 +322,7 @@ async fn check_owners(redis: Arc<RedisAffinity>, ps: Arc<PubSub>) {
                     continue;
                 };
                 for (_, w) in p.extract_if(|_, w| w.owner == owner && due(w)) {
-                    let _ = w.answer.send(Err(PubSendError::NoSubscriber));
+                    let _ = w.answer.send(Err(ForwardError::Unreachable));
                 }
             }
         }
