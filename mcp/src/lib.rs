@@ -1,6 +1,5 @@
 //! fleetgate's MCP wire layer: JSON-RPC 2.0 messages, MCP protocol constants,
-//! SSE framing, and the client that talks to upstream MCP servers over
-//! Streamable HTTP or the legacy HTTP+SSE transport.
+//! SSE framing, and the client that talks to upstream MCP servers.
 //!
 //! # Module map
 //! - [`jsonrpc`]: typed JSON-RPC 2.0 messages ([`jsonrpc::Message`],
@@ -17,30 +16,34 @@
 //! - [`sse`]: SSE encoding (`id:` / `event: message` / `data:`) and an
 //!   incremental decoder that accepts bytes cut anywhere; used by both the
 //!   server side (encoding) and the upstream client (decoding).
-//! - [`client`]: [`UpstreamClient`] / [`UpstreamSession`]: `initialize` (or
+//! - [`upstream`]: [`UpstreamClient`] / [`UpstreamSession`], the client of
+//!   upstream MCP servers: one session type over every transport, each
+//!   transport one module beside the others (Streamable HTTP; the legacy
+//!   HTTP+SSE transport of 2024-11-05, [`Transport::Sse`]). `initialize` (or
 //!   `server/discover` for stateless upstreams), requests answered with JSON
 //!   or SSE, server → client requests relayed through a
-//!   [`ServerMessageHandler`] and answered on the same session, notifications,
-//!   `DELETE` on close, paginated discovery of tools/resources/templates/prompts,
-//!   and typed [`UpstreamError`]s naming the upstream URL. The same session
-//!   type speaks the legacy HTTP+SSE transport of 2024-11-05
-//!   ([`UpstreamClient::connect_with_transport`] with [`Transport::Sse`]).
-//! - [`legacy`]: that transport's stream reader and dispatch of messages to
-//!   the requests waiting for them.
+//!   [`ServerMessageHandler`] and answered on the same session,
+//!   notifications, close, paginated discovery of
+//!   tools/resources/templates/prompts, and typed [`UpstreamError`]s naming
+//!   the upstream URL.
+//! - [`http_error`]: the one policy turning a non-2xx HTTP answer into a
+//!   JSON-RPC error, for an upstream's answer and for a session owner's
+//!   answer relayed by another worker: one table, one excerpt, one limit on
+//!   the body read.
 //!
 //! The HTTP/1.1 client both transports use is the `fleetgate-http1` crate,
 //! known inside this crate as `net` (`crate::net::Client`, …).
 
-pub mod client;
+pub mod http_error;
 pub mod jsonrpc;
-pub mod legacy;
 pub mod protocol;
 pub mod sse;
+pub mod upstream;
 
 pub(crate) use fleetgate_http1 as net;
 
-pub use client::{
+pub use jsonrpc::{ErrorObject, Id, Message, Notification, Request};
+pub use upstream::{
     channel_handler, discover, ChannelHandler, Discovered, NoopHandler, RequestOptions,
     ServerMessage, ServerMessageHandler, Transport, UpstreamClient, UpstreamError, UpstreamSession,
 };
-pub use jsonrpc::{ErrorObject, Id, Message, Notification, Request};

@@ -80,13 +80,6 @@ pub const MCP_METHOD: HeaderName = HeaderName::from_static("mcp-method");
 /// `Mcp-Name` (2026-07-28).
 pub const MCP_NAME: HeaderName = HeaderName::from_static("mcp-name");
 
-/// The header names as the specification spells them (for logs and docs).
-pub const HEADER_MCP_SESSION_ID: &str = "Mcp-Session-Id";
-/// See [`HEADER_MCP_SESSION_ID`].
-pub const HEADER_MCP_PROTOCOL_VERSION: &str = "MCP-Protocol-Version";
-/// See [`HEADER_MCP_SESSION_ID`].
-pub const HEADER_LAST_EVENT_ID: &str = "Last-Event-ID";
-
 /// `text/event-stream`.
 pub const CONTENT_TYPE_SSE: &str = "text/event-stream";
 /// `application/json`.

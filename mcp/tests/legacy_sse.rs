@@ -8,8 +8,8 @@ use std::time::Duration;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
-use fleetgate_mcp::client::BoxFuture;
 use fleetgate_mcp::jsonrpc::{ErrorObject, Notification, Request};
+use fleetgate_mcp::upstream::BoxFuture;
 use fleetgate_mcp::{
     channel_handler, NoopHandler, RequestOptions, ServerMessage, ServerMessageHandler, Transport,
     UpstreamClient, UpstreamError, UpstreamSession,

@@ -13,8 +13,8 @@ use axum::http::{HeaderMap as AxumHeaders, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::post;
 use axum::Router;
-use fleetgate_mcp::client::BoxFuture;
 use fleetgate_mcp::jsonrpc::{ErrorObject, Notification, Request, METHOD_NOT_FOUND};
+use fleetgate_mcp::upstream::BoxFuture;
 use fleetgate_mcp::{
     channel_handler, discover, NoopHandler, RequestOptions, ServerMessage, ServerMessageHandler,
     UpstreamClient, UpstreamError,

@@ -3,11 +3,14 @@
 //! A 2xx JSON-RPC response or an SSE stream passes through. Anything else becomes
 //! a JSON-RPC error carrying the request's id and the owner's HTTP status; a 2xx
 //! that is not a JSON-RPC response is *not* a success (ContextForge turned some
-//! into `{"result": {}}`). Contract: `tests/vectors/forward-answers.json`.
+//! into `{"result": {}}`). Contract: `tests/vectors/forward-answers.json`; a
+//! non-2xx answer is read by `fleetgate_mcp::http_error`, the one policy for
+//! them (its owner rows).
 
 use bytes::Bytes;
+use fleetgate_mcp::http_error::{self, Peer};
 use fleetgate_mcp::jsonrpc::{self, ErrorObject, Id};
-use serde_json::{json, Value};
+use serde_json::json;
 
 /// What the owner did.
 #[derive(Debug)]
@@ -28,8 +31,6 @@ pub struct ClientAnswer {
     pub content_type: String,
     pub body: Bytes,
 }
-
-const EXCERPT: usize = 200;
 
 /// `request` is the forwarded request's body: its id (none for a notification
 /// or a response) is read from it only when the answer needs one, which a
@@ -70,37 +71,15 @@ pub fn relay(answer: OwnerAnswer, request: &[u8]) -> ClientAnswer {
             Some(&id),
             ErrorObject::internal_error(format!(
                 "Forwarded request got an invalid answer (HTTP {status}): {}",
-                excerpt(&body)
+                http_error::excerpt(&body)
             ))
             .with_data(json!({ "httpStatus": status })),
         );
     }
-    let parsed: Option<Value> = serde_json::from_slice(&body).ok();
-    let id = id();
-    let id = id.as_ref();
     // Non-2xx: never a success.
-    if let Some(err) = parsed
-        .as_ref()
-        .and_then(|v| v.get("error"))
-        .and_then(|e| serde_json::from_value::<ErrorObject>(e.clone()).ok())
-    {
-        return error(status, id, err);
-    }
-    let detail = match parsed.as_ref().and_then(|v| v.get("detail")) {
-        Some(Value::String(s)) => s.clone(),
-        Some(other) => other.to_string(),
-        None => excerpt(&body),
-    };
-    let message = if detail.is_empty() {
-        format!("Forwarded request failed (HTTP {status})")
-    } else {
-        format!("Forwarded request failed (HTTP {status}): {detail}")
-    };
-    error(
-        status,
-        id,
-        ErrorObject::new(code_for(status), message).with_data(json!({ "httpStatus": status })),
-    )
+    let id = id();
+    let err = http_error::to_error_object(Peer::Owner, status, &body, id.as_ref());
+    error(status, id.as_ref(), err)
 }
 
 /// The id of the request a forward carried, if it is a request.
@@ -135,24 +114,6 @@ fn is_jsonrpc_answer(body: &[u8]) -> bool {
     serde_json::from_slice::<Shape>(body).is_ok_and(|s| s.jsonrpc && (s.result ^ s.error))
 }
 
-/// The JSON-RPC code for an owner's HTTP status.
-fn code_for(status: u16) -> i64 {
-    match status {
-        401 | 403 => jsonrpc::FORBIDDEN,
-        404 => jsonrpc::SESSION_NOT_FOUND,
-        408 | 502..=504 => jsonrpc::UPSTREAM_UNAVAILABLE,
-        400..=499 => jsonrpc::INVALID_REQUEST,
-        _ => jsonrpc::INTERNAL_ERROR,
-    }
-}
-
-fn excerpt(body: &[u8]) -> String {
-    String::from_utf8_lossy(body)
-        .chars()
-        .take(EXCERPT)
-        .collect()
-}
-
 fn error(status: u16, id: Option<&Id>, err: ErrorObject) -> ClientAnswer {
     ClientAnswer {
         status,
@@ -164,6 +125,7 @@ fn error(status: u16, id: Option<&Id>, err: ErrorObject) -> ClientAnswer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     /// Every case of the contract, as data.
     #[test]

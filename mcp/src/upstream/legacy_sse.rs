@@ -1,6 +1,6 @@
-//! The client side of the legacy HTTP+SSE transport (MCP 2024-11-05), used by
-//! [`UpstreamClient::connect_with_transport`](crate::UpstreamClient::connect_with_transport)
-//! with [`Transport::Sse`](crate::Transport::Sse).
+//! The legacy HTTP+SSE transport (MCP 2024-11-05), used by
+//! [`UpstreamClient::connect_with_transport`] with
+//! [`Transport::Sse`](super::Transport::Sse).
 //!
 //! The session keeps one `GET` stream open. Its first event, `endpoint`, names
 //! the URI every client message is POSTed to (the upstream answers 202);
@@ -20,15 +20,22 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
-use http::HeaderMap;
+use http::header::{ACCEPT, CONTENT_TYPE};
+use http::{HeaderMap, HeaderValue};
 use serde_json::value::RawValue;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-use crate::client::default_answer;
+use super::session::initialized;
+use super::{
+    default_answer, error, Inner, Link, ServerMessageHandler, UpstreamClient, UpstreamError,
+    UpstreamSession,
+};
 use crate::jsonrpc::{self, ErrorObject, Id, Message, Notification, Parsed, Request};
-use crate::protocol::methods;
+use crate::net;
+use crate::protocol::{self, methods, LATEST_STATEFUL_PROTOCOL_VERSION};
 use crate::sse::{SseDecoder, SseEvent};
 
 /// The `event` type of the first event of a legacy stream.
@@ -37,9 +44,247 @@ pub const ENDPOINT_EVENT: &str = "endpoint";
 /// `initialize` with it whatever was asked.
 pub const LEGACY_PROTOCOL_VERSION: &str = "2024-11-05";
 
+/// A session's legacy SSE connection: where to POST, and the stream reader.
+#[derive(Debug)]
+pub(super) struct LegacySse {
+    http: net::Client,
+    /// The absolute URI of the `endpoint` event.
+    endpoint: String,
+    /// Caller headers + Accept + Content-Type.
+    base_headers: HeaderMap,
+    dispatch: Arc<Dispatch>,
+    reader: tokio::task::AbortHandle,
+}
+
+impl Drop for LegacySse {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+/// The handshake: GET the stream, read `endpoint`, start the reader,
+/// `initialize`, `notifications/initialized`. The stateless version is asked
+/// for as the latest stateful one; `2024-11-05` may be asked for and answered.
+pub(super) async fn connect(
+    client: &UpstreamClient,
+    url: &str,
+    headers: &HeaderMap,
+    protocol_version: &str,
+    timeout: Duration,
+) -> Result<UpstreamSession, UpstreamError> {
+    let protocol_version = if protocol::is_stateless_version(protocol_version) {
+        LATEST_STATEFUL_PROTOCOL_VERSION
+    } else {
+        protocol_version
+    };
+    let refused = |reason: String| UpstreamError::Protocol {
+        url: url.to_owned(),
+        reason,
+    };
+    if !(protocol::is_supported_version(protocol_version)
+        || protocol_version == LEGACY_PROTOCOL_VERSION)
+    {
+        return Err(refused(format!(
+            "fleetgate does not speak MCP protocol version {protocol_version:?} on the SSE transport"
+        )));
+    }
+    let mut get_headers = headers.clone();
+    get_headers.insert(ACCEPT, HeaderValue::from_static(protocol::CONTENT_TYPE_SSE));
+    let mut resp = client
+        .http
+        .get(url)
+        .headers(get_headers)
+        .send()
+        .await
+        .map_err(|e| error::unreachable(url, &e, "sending the request failed"))?;
+    let status = resp.status();
+    if !status.is_success() {
+        return Err(error::non_2xx(url, None, status, resp, None).await);
+    }
+    let content_type = resp
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    if content_type != protocol::CONTENT_TYPE_SSE {
+        return Err(refused(format!(
+            "its SSE endpoint answered GET with content type {content_type:?}; expected text/event-stream (is this the server's SSE URL, e.g. http://host/sse?)"
+        )));
+    }
+    let mut decoder = SseDecoder::with_max_event_size(client.max_event_bytes);
+    let mut events = Vec::new();
+    let (endpoint, rest) = 'found: loop {
+        let chunk = resp.chunk().await.map_err(|e| {
+            error::unreachable(url, &e, "the SSE stream broke before its endpoint event")
+        })?;
+        let Some(chunk) = chunk else {
+            return Err(refused(
+                "its SSE stream ended before the endpoint event".to_owned(),
+            ));
+        };
+        decoder
+            .feed(&chunk, &mut events)
+            .map_err(|e| refused(format!("its SSE stream: {e}")))?;
+        if let Some(i) = events
+            .iter()
+            .position(|ev| ev.event.as_deref() == Some(ENDPOINT_EVENT))
+        {
+            let rest = events.split_off(i + 1);
+            let endpoint = events.pop().map(|ev| ev.data).unwrap_or_default();
+            if i > 0 {
+                tracing::warn!(
+                    upstream = url,
+                    skipped = i,
+                    "skipping SSE events sent before the endpoint event"
+                );
+            }
+            break 'found (endpoint, rest);
+        }
+        if !events.is_empty() {
+            tracing::warn!(
+                upstream = url,
+                skipped = events.len(),
+                "skipping SSE events sent before the endpoint event"
+            );
+            events.clear();
+        }
+    };
+    let base = url::Url::parse(url).map_err(|e| refused(format!("not a valid URL: {e}")))?;
+    let endpoint_url = base
+        .join(endpoint.trim())
+        .map_err(|e| refused(format!("its endpoint event {endpoint:?} is not a URI: {e}")))?;
+    if endpoint_url.origin() != base.origin() {
+        return Err(refused(format!(
+            "its endpoint event names {endpoint_url}, on another origin; fleetgate only posts to the SSE endpoint's origin"
+        )));
+    }
+    let session_id = session_id_of(&endpoint_url);
+    let endpoint = endpoint_url.to_string();
+    let mut base_headers = headers.clone();
+    base_headers.insert(ACCEPT, HeaderValue::from_static(protocol::ACCEPT_POST));
+    base_headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static(protocol::CONTENT_TYPE_JSON),
+    );
+    let dispatch = Arc::new(Dispatch::default());
+    let orphans = Orphans {
+        http: client.http.clone(),
+        endpoint: endpoint.clone(),
+        headers: base_headers.clone(),
+        url: url.to_owned(),
+    };
+    let reader =
+        tokio::spawn(read(resp, decoder, rest, Arc::clone(&dispatch), orphans)).abort_handle();
+    let mut inner = Inner {
+        url: url.to_owned(),
+        session_id: Some(session_id),
+        protocol_version: protocol_version.to_owned(),
+        stateless: false,
+        transport: Link::LegacySse(LegacySse {
+            http: client.http.clone(),
+            endpoint,
+            base_headers,
+            dispatch,
+            reader,
+        }),
+    };
+    let (result, negotiated, _) = client
+        .send_initialize(&inner, protocol_version, Some(LEGACY_PROTOCOL_VERSION))
+        .await?;
+    inner.protocol_version = negotiated;
+    initialized(result, inner, timeout).await
+}
+
+impl LegacySse {
+    /// One exchange: wait for `id` on the stream, POST the request, relay
+    /// what the stream hands over.
+    pub(super) async fn call(
+        &self,
+        s: &Inner,
+        id: &Id,
+        method: &str,
+        params: Option<&Value>,
+        handler: &dyn ServerMessageHandler,
+    ) -> Result<Box<RawValue>, UpstreamError> {
+        let token = params
+            .and_then(|p| p.get("_meta"))
+            .and_then(|m| m.get("progressToken"))
+            .filter(|t| !t.is_null())
+            .cloned();
+        let Some((mut rx, _guard)) = self.dispatch.register(id, token) else {
+            return Err(s.expired());
+        };
+        let body = jsonrpc::encode_request(id, method, params);
+        let rb = self
+            .http
+            .post(&self.endpoint)
+            .headers(self.base_headers.clone())
+            .body(body);
+        let resp = s.send(rb).await?;
+        let status = resp.status();
+        if !status.is_success() {
+            return Err(Box::pin(s.non_2xx(status, resp, Some(id))).await);
+        }
+        drop(resp);
+        loop {
+            match rx.recv().await {
+                Some(Delivery::Notification(n)) => handler.on_notification(n).await,
+                Some(Delivery::Request(r)) => s.answer_server_request(r, handler).await?,
+                Some(Delivery::Answer(Ok(result))) => return Ok(result),
+                Some(Delivery::Answer(Err(error))) => {
+                    return Err(UpstreamError::Rpc {
+                        url: s.url.clone(),
+                        error,
+                    })
+                }
+                None => {
+                    let why = self
+                        .dispatch
+                        .closed()
+                        .unwrap_or_else(|| "its SSE stream ended".to_owned());
+                    return Err(UpstreamError::Unreachable {
+                        url: s.url.clone(),
+                        reason: format!("{why} before the response to request {id} ({method})"),
+                    });
+                }
+            }
+        }
+    }
+
+    /// POSTs a notification or a response to the endpoint (the upstream
+    /// answers 202); once the stream is closed the session is gone.
+    pub(super) async fn post_message(&self, s: &Inner, body: &[u8]) -> Result<(), UpstreamError> {
+        if self.dispatch.closed().is_some() {
+            return Err(s.expired());
+        }
+        let rb = self
+            .http
+            .post(&self.endpoint)
+            .headers(self.base_headers.clone())
+            .body(body.to_vec());
+        let resp = s.send(rb).await?;
+        let status = resp.status();
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(s.non_2xx(status, resp, None).await)
+        }
+    }
+
+    /// Ends the stream (the upstream sees the connection close), which ends
+    /// the session.
+    pub(super) fn close(&self, s: &Inner) {
+        self.reader.abort();
+        self.dispatch.close("the session was closed".to_owned());
+        tracing::debug!(upstream = %s.url, "legacy SSE session closed");
+    }
+}
+
 /// What the stream reader hands to a waiting request.
 #[derive(Debug)]
-pub(crate) enum Delivery {
+enum Delivery {
     Notification(Notification),
     Request(Request),
     Answer(Result<Box<RawValue>, ErrorObject>),
@@ -61,7 +306,7 @@ struct State {
 
 /// The requests waiting for the stream, shared with its reader.
 #[derive(Debug, Default)]
-pub(crate) struct Dispatch {
+struct Dispatch {
     state: Mutex<State>,
 }
 
@@ -71,7 +316,7 @@ impl Dispatch {
     }
 
     /// Waits for `id`; `None` if the stream is already closed.
-    pub(crate) fn register(
+    fn register(
         self: &Arc<Self>,
         id: &Id,
         progress_token: Option<Value>,
@@ -102,12 +347,12 @@ impl Dispatch {
     }
 
     /// Why the stream is closed, if it is.
-    pub(crate) fn closed(&self) -> Option<String> {
+    fn closed(&self) -> Option<String> {
         self.lock().closed.clone()
     }
 
     /// Marks the stream closed; waiting requests see their channel end.
-    pub(crate) fn close(&self, reason: String) {
+    fn close(&self, reason: String) {
         let mut st = self.lock();
         if st.closed.is_none() {
             st.closed = Some(reason);
@@ -140,7 +385,7 @@ impl Dispatch {
 
 /// Stops waiting for a request when its caller goes away.
 #[derive(Debug)]
-pub(crate) struct WaiterGuard {
+struct WaiterGuard {
     dispatch: Arc<Dispatch>,
     id: Id,
     seq: u64,
@@ -155,40 +400,17 @@ impl Drop for WaiterGuard {
     }
 }
 
-/// A live legacy connection: where to POST, and the stream reader.
-#[derive(Debug)]
-pub(crate) struct Legacy {
-    /// The absolute URI of the `endpoint` event.
-    pub(crate) endpoint: String,
-    pub(crate) dispatch: Arc<Dispatch>,
-    pub(crate) reader: tokio::task::AbortHandle,
-}
-
-impl Legacy {
-    /// Ends the stream (the upstream sees the connection close).
-    pub(crate) fn shut(&self, reason: &str) {
-        self.reader.abort();
-        self.dispatch.close(reason.to_owned());
-    }
-}
-
-impl Drop for Legacy {
-    fn drop(&mut self) {
-        self.reader.abort();
-    }
-}
-
 /// What the reader needs to answer a server request nobody waits for.
-pub(crate) struct Orphans {
-    pub(crate) http: crate::net::Client,
-    pub(crate) endpoint: String,
-    pub(crate) headers: HeaderMap,
-    pub(crate) url: String,
+struct Orphans {
+    http: net::Client,
+    endpoint: String,
+    headers: HeaderMap,
+    url: String,
 }
 
 /// The session id in an endpoint URI (`session_id`/`sessionId` query
 /// parameter), else the endpoint's path and query.
-pub(crate) fn session_id_of(endpoint: &url::Url) -> String {
+fn session_id_of(endpoint: &url::Url) -> String {
     endpoint
         .query_pairs()
         .find(|(k, _)| k == "session_id" || k == "sessionId" || k == "sessionid")
@@ -202,8 +424,8 @@ pub(crate) fn session_id_of(endpoint: &url::Url) -> String {
 
 /// Reads the stream to its end, dispatching every message; then closes
 /// `dispatch`.
-pub(crate) async fn read(
-    mut resp: crate::net::Response,
+async fn read(
+    mut resp: net::Response,
     mut decoder: SseDecoder,
     first: Vec<SseEvent>,
     dispatch: Arc<Dispatch>,
