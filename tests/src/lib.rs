@@ -1,5 +1,7 @@
 //! Test support: start the real `fleetgate` binary (and later redis-server,
 //! Postgres and upstreams), wait on facts with deadlines, never on sleeps.
+//! The tests themselves are one test binary, `tests/integration/` (its
+//! `main.rs` maps the modules and says how to run one).
 //!
 //! # Layout
 //! - [`fleet`]: the supervisor as a subprocess in its own process group, its

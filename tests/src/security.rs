@@ -1,6 +1,6 @@
-//! Support for the authentication suite (`tests/tests/security.rs`): the set-up
-//! calls of [`crate::gateway`] with an `Authorization` header, and connections
-//! whose worker is known.
+//! Support for the authentication suite (`tests/tests/integration/security.rs`):
+//! the set-up calls of [`crate::gateway`] with an `Authorization` header, and
+//! connections whose worker is known.
 //!
 //! Which worker answered is not always what `x-fleetgate-worker` says: a request
 //! forwarded to its session's owner comes back naming the owner. [`pinned`]

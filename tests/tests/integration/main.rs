@@ -1,0 +1,43 @@
+//! The integration tests: the real `fleetgate` binary (built with `test-hooks`),
+//! real redis-server and PostgreSQL, real upstreams. One test binary, so the
+//! world (tokio, reqwest, hyper, the worker crate) is linked once, not once per
+//! file.
+//!
+//! # Layout
+//! - [`affinity`]: session affinity without Redis; forwards between workers.
+//! - [`affinity_redis`]: affinity with `REDIS_URL`: ownership keys, HTTP and
+//!   pub/sub forwards, dead-owner reclaim, Redis outages, two hosts.
+//! - [`external`]: the official MCP conformance suite and TypeScript SDK client
+//!   (needs Node: `cd tests/node && npm ci`; the suite installs itself).
+//! - [`fleet`]: the supervisor: workers on one socket, signals, respawns, exits.
+//! - [`legacy_sse`]: upstreams on the legacy HTTP+SSE transport.
+//! - [`mcp`]: MCP Streamable HTTP and `/rpc`, federated to upstreams.
+//! - [`rest`]: the REST API on SQLite and PostgreSQL, and its OpenAPI document.
+//! - [`resume`]: resuming SSE streams with `Last-Event-ID`.
+//! - [`resume_redis`]: resuming after the owner's death, events kept in Redis.
+//! - [`security`]: the token × request table (and `docs/security.md` from it).
+//! - [`token_cli`]: `fleetgate token` mints tokens the gateway accepts.
+//!
+//! # Running
+//! ```sh
+//! cargo build -p fleetgate --features test-hooks
+//! FLEETGATE_SKIP_BUILD=1 cargo test -p fleetgate-tests --test integration            # all
+//! FLEETGATE_SKIP_BUILD=1 cargo test -p fleetgate-tests --test integration fleet::    # one module
+//! ```
+//!
+//! Tests of every module share this process and run side by side, so none may
+//! touch process-wide state (environment, current directory, signal
+//! dispositions, limits): each starts its own processes, on port 0 and in its
+//! own temporary directory, and signals only the PIDs it started.
+
+mod affinity;
+mod affinity_redis;
+mod external;
+mod fleet;
+mod legacy_sse;
+mod mcp;
+mod rest;
+mod resume;
+mod resume_redis;
+mod security;
+mod token_cli;
