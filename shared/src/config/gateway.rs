@@ -38,6 +38,11 @@ pub struct GatewayConfig {
     pub max_events_per_stream: usize,
     /// `STREAMABLE_HTTP_EVENT_TTL` (s, default 3600): how long they are kept.
     pub event_ttl: Duration,
+    /// `USE_STATEFUL_SESSIONS` (default true; ContextForge's name, whose
+    /// default is false): `false` serves MCP sessionless: `initialize` issues
+    /// no `Mcp-Session-Id`, every request stands alone on pooled upstream
+    /// sessions (as `/rpc` does), and there is no GET stream or DELETE.
+    pub stateful_sessions: bool,
 }
 
 impl GatewayConfig {
@@ -90,6 +95,7 @@ impl GatewayConfig {
                 "a number of events",
             ),
             event_ttl: l.secs("STREAMABLE_HTTP_EVENT_TTL", 3600.0),
+            stateful_sessions: l.bool("USE_STATEFUL_SESSIONS", true),
         }
     }
 }

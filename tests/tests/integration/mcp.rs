@@ -639,3 +639,91 @@ async fn a_tool_result_reaches_the_client_as_the_upstream_wrote_it() {
         "{from_upstream}"
     );
 }
+
+/// `USE_STATEFUL_SESSIONS=false` (ContextForge's default): `initialize`
+/// issues no session id, and every later request stands alone on any worker,
+/// served on pooled upstream sessions (one per principal and gateway per
+/// worker, not one per request); there is no GET stream or DELETE.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessionless_serving_needs_no_session_id() {
+    let fleet = Fleet::builder()
+        .env("WORKERS", "2")
+        .env("USE_STATEFUL_SESSIONS", "false")
+        .start();
+    let up = upstream("loose").await;
+    register(&fleet, "loose", &up).await;
+    up.reset_stats();
+    let mut c = McpClient::fresh(fleet.url("/mcp"));
+    let init = c.initialize().await;
+    assert_eq!(init.status, 200, "{init:?}");
+    assert!(init.result()["serverInfo"].is_object(), "{init:?}");
+    assert!(
+        init.headers.get("mcp-session-id").is_none(),
+        "sessionless: no session id is issued: {init:?}"
+    );
+    assert_eq!(c.session, None);
+    // Every worker learns of the registration at its next registry poll.
+    let listed_everywhere = || async {
+        for _ in 0..8 {
+            let listed = c.request("tools/list", json!({})).await;
+            if !names(listed.result()).contains(&"loose-echo".to_owned()) {
+                return None;
+            }
+        }
+        Some(())
+    };
+    fleetgate_tests::eventually(
+        std::time::Duration::from_secs(10),
+        "every worker lists the new gateway's tools",
+        listed_everywhere,
+    )
+    .await;
+    // Fresh connections spread the requests over both workers.
+    let mut workers = std::collections::BTreeSet::new();
+    for i in 0..12 {
+        let listed = c.request("tools/list", json!({})).await;
+        assert_eq!(listed.status, 200, "{listed:?}");
+        assert!(
+            names(listed.result()).contains(&"loose-echo".to_owned()),
+            "{listed:?}"
+        );
+        let r = c
+            .call_tool("loose-echo", json!({"text": format!("call {i}")}))
+            .await;
+        assert_eq!(r["content"][0]["text"], format!("call {i}"));
+        if let Some(w) = listed.headers.get("x-fleetgate-worker") {
+            workers.insert(w.to_str().unwrap().to_owned());
+        }
+    }
+    let batch = c
+        .post(json!([
+            {"jsonrpc": "2.0", "id": "a", "method": "tools/list"},
+            {"jsonrpc": "2.0", "id": "b", "method": "tools/call",
+             "params": {"name": "loose-echo", "arguments": {"text": "in a batch"}}},
+        ]))
+        .await;
+    assert_eq!(batch.status, 200, "{batch:?}");
+    let answers = batch.messages[0].as_array().unwrap();
+    assert_eq!(answers.len(), 2, "{batch:?}");
+    let b = answers.iter().find(|a| a["id"] == "b").unwrap();
+    assert_eq!(b["result"]["content"][0]["text"], "in a batch", "{batch:?}");
+    // Pooled upstream sessions: at most one per worker, whatever the count
+    // of requests.
+    let opened = up.stats().sessions_initialized;
+    assert!(
+        (1..=2).contains(&opened),
+        "{opened} upstream sessions for 25 requests on {} workers",
+        workers.len()
+    );
+    // No session: nothing to stream on or to end.
+    for method in [reqwest::Method::GET, reqwest::Method::DELETE] {
+        let r = reqwest::Client::new()
+            .request(method.clone(), fleet.url("/mcp"))
+            .header("accept", "text/event-stream")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 405, "{method}");
+        assert_eq!(r.headers()["allow"], "POST", "{method}");
+    }
+}

@@ -21,8 +21,9 @@ pub enum TransportError {
     OriginNotAllowed(String),
     #[error("Host {0} is not allowed (MCP_ALLOWED_HOSTS)")]
     HostNotAllowed(String),
+    /// The method is not served on this path; `allow`: the ones that are.
     #[error("Method Not Allowed")]
-    MethodNotAllowed,
+    MethodNotAllowed { allow: &'static str },
     #[error(transparent)]
     Body(#[from] BodyError),
     #[error("Unsupported Media Type: Content-Type must be application/json")]
@@ -58,10 +59,10 @@ impl TransportError {
             TransportError::OriginNotAllowed(_) | TransportError::HostNotAllowed(_) => {
                 detail(StatusCode::FORBIDDEN, &msg)
             }
-            TransportError::MethodNotAllowed => {
+            TransportError::MethodNotAllowed { allow } => {
                 let mut resp = detail(StatusCode::METHOD_NOT_ALLOWED, &msg);
                 resp.headers_mut()
-                    .insert(header::ALLOW, HeaderValue::from_static("GET, POST, DELETE"));
+                    .insert(header::ALLOW, HeaderValue::from_static(allow));
                 resp
             }
             TransportError::Body(e) => e.into_response(),

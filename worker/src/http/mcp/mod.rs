@@ -73,8 +73,15 @@ async fn admit(
         Some(id) => server_scope(st, &who, id)?,
     };
     let (parts, body) = req.into_parts();
-    if !matches!(parts.method, Method::POST | Method::GET | Method::DELETE) {
-        return Err(TransportError::MethodNotAllowed);
+    let stateful = st.gateway_cfg.stateful_sessions;
+    match parts.method {
+        Method::POST => {}
+        Method::GET | Method::DELETE if stateful => {}
+        _ => {
+            return Err(TransportError::MethodNotAllowed {
+                allow: allowed(stateful),
+            })
+        }
     }
     check_origin(st, &parts.headers)?;
     let body = match parts.method {
@@ -88,7 +95,12 @@ async fn admit(
         headers: &parts.headers,
         body: &body,
     };
-    let adopt = match st.cluster.route(&inbound).await {
+    // Sessionless, every request stands alone: served where it landed.
+    let routed = match stateful {
+        true => st.cluster.route(&inbound).await,
+        false => Ok(Route::Here { adopt: false }),
+    };
+    let adopt = match routed {
         Ok(Route::Here { adopt }) => adopt,
         Ok(Route::Answered(resp)) => return Ok(resp),
         Err(why) => {
@@ -114,9 +126,20 @@ pub(crate) async fn here(st: &AppState, req: Admitted) -> Response {
         // Boxed: the common POST's future stays small.
         Method::GET => Box::pin(stream::open(st, req)).await,
         Method::DELETE => Box::pin(session::delete(st, req)).await,
-        _ => Err(TransportError::MethodNotAllowed),
+        _ => Err(TransportError::MethodNotAllowed {
+            allow: allowed(st.gateway_cfg.stateful_sessions),
+        }),
     };
     served.unwrap_or_else(TransportError::into_response)
+}
+
+/// The methods the MCP paths take: sessionless, there is no session to
+/// stream on or to end.
+fn allowed(stateful: bool) -> &'static str {
+    match stateful {
+        true => "GET, POST, DELETE",
+        false => "POST",
+    }
 }
 
 /// The transport's side of a forward: a request another worker sent to

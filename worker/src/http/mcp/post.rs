@@ -46,7 +46,9 @@ pub(super) async fn handle(st: &AppState, req: Admitted) -> Result<Response, Tra
             });
         }
     }
-    let session = match version.is_some_and(protocol::is_stateless_version) {
+    let standalone =
+        version.is_some_and(protocol::is_stateless_version) || !st.gateway_cfg.stateful_sessions;
+    let session = match standalone {
         true => None,
         false => Some(resolve(st, &req, msg.id())?),
     };
@@ -78,26 +80,32 @@ async fn batch(
     req: &Admitted,
     items: Vec<Result<Message, jsonrpc::ParseError>>,
 ) -> Result<Response, TransportError> {
-    let session = resolve(st, req, None)?;
+    let session = match st.gateway_cfg.stateful_sessions {
+        true => Some(resolve(st, req, None)?),
+        false => None,
+    };
     let mut answers: Vec<Vec<u8>> = Vec::new();
     for item in items {
         match item {
             Err(e) => answers.push(jsonrpc::encode_error(&Id::Null, &e.to_error_object())),
             Ok(Message::Request(r)) => {
-                let ctx = Context::session(
-                    req.principal.clone(),
-                    req.scope.clone(),
-                    session.clone(),
-                    session.stream(),
-                    super::passthrough(st, &req.headers),
-                );
+                let (who, scope) = (req.principal.clone(), req.scope.clone());
+                let passthrough = super::passthrough(st, &req.headers);
+                let ctx = match &session {
+                    Some(s) => Context::session(who, scope, s.clone(), s.stream(), passthrough),
+                    None => Context::pooled(who, scope, None, passthrough),
+                };
                 answers.push(Call::new(st, ctx, r).await);
             }
             Ok(Message::Response(r)) => {
-                session.answer(&r.id, Ok(jsonrpc::value_of(&r.result)));
+                if let Some(s) = &session {
+                    s.answer(&r.id, Ok(jsonrpc::value_of(&r.result)));
+                }
             }
             Ok(Message::Error(e)) => {
-                session.answer(&e.id, Err(e.error));
+                if let Some(s) = &session {
+                    s.answer(&e.id, Err(e.error));
+                }
             }
             Ok(Message::Notification(_)) => {}
         }

@@ -74,6 +74,9 @@ pub(super) async fn initialize(
     let version = protocol::negotiate_version(asked);
     let ctx = Context::pooled(principal.clone(), scope.clone(), None, Vec::new());
     match dispatch(&st.core, &ctx, methods::INITIALIZE, params).await {
+        Ok(result) if !st.gateway_cfg.stateful_sessions => {
+            json_body(StatusCode::OK, jsonrpc::encode_response(&id, &result))
+        }
         Ok(result) => {
             let sid = st.cluster.mint(&scope, &principal);
             st.cluster.claim(&sid, &principal).await;
