@@ -7,7 +7,7 @@
 use crate::auth::Gate;
 use crate::cluster::listener::Owner;
 use crate::cluster::quiet_unix::QuietUnixListener;
-use crate::cluster::redis_owners::{Heartbeat, RedisAffinity, HEARTBEAT_TTL};
+use crate::cluster::redis_owners::{Heartbeat, RedisOwners, HEARTBEAT_TTL};
 use crate::cluster::seal::Seal;
 use crate::cluster::Cluster;
 use crate::control::{Control, SendError};
@@ -177,7 +177,7 @@ async fn serve_until_stopped(
     );
     let metrics: Arc<crate::metrics::Metrics> = Arc::default();
     let redis = match cfg.affinity.redis_url.as_deref() {
-        Some(url) => match RedisAffinity::new(
+        Some(url) => match RedisOwners::new(
             url,
             info.id.clone(),
             cfg.affinity.forward,

@@ -727,3 +727,23 @@ async fn sessionless_serving_needs_no_session_id() {
         assert_eq!(r.headers()["allow"], "POST", "{method}");
     }
 }
+
+/// DELETE carries no JSON-RPC message: its refusals are `{"detail": …}`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_refusals_are_detail_answers() {
+    let fleet = one_worker();
+    let http = reqwest::Client::new();
+    for (sid, status, detail) in [
+        (None, 400, "Bad Request: Mcp-Session-Id header is required"),
+        (Some("0_nosuch_session"), 404, "Session not found"),
+    ] {
+        let mut req = http.delete(fleet.url("/mcp"));
+        if let Some(s) = sid {
+            req = req.header("mcp-session-id", s);
+        }
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status(), status, "{sid:?}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body, json!({ "detail": detail }), "{sid:?}");
+    }
+}

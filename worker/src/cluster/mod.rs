@@ -55,7 +55,7 @@ use crate::state::WorkerInfo;
 use fleetgate_http1::IdleConnections;
 use http::HeaderName;
 use pubsub::PubSub;
-use redis_owners::{short, RedisAffinity};
+use redis_owners::{short, RedisOwners};
 use seal::Seal;
 use std::sync::Arc;
 
@@ -78,14 +78,14 @@ pub struct Cluster {
 
 /// Ownership in Redis and the pub/sub forward (`REDIS_URL`).
 struct RedisLink {
-    ownership: Arc<RedisAffinity>,
+    ownership: Arc<RedisOwners>,
     pubsub: Arc<PubSub>,
 }
 
 impl Cluster {
     pub fn new(
         seal: Seal,
-        redis: Option<Arc<RedisAffinity>>,
+        redis: Option<Arc<RedisOwners>>,
         sessions: Arc<Sessions>,
         metrics: Arc<Metrics>,
         worker: Arc<WorkerInfo>,
@@ -106,7 +106,7 @@ impl Cluster {
     }
 
     /// Session ownership in Redis; `None`: embedded mode.
-    pub fn redis(&self) -> Option<&Arc<RedisAffinity>> {
+    pub fn redis(&self) -> Option<&Arc<RedisOwners>> {
         self.redis.as_ref().map(|r| &r.ownership)
     }
 

@@ -23,7 +23,7 @@
 use super::forward::ForwardError;
 use super::listener::{Handler, Owner};
 use super::redis_owners::{
-    heartbeat_key, request_channel, RedisAffinity, RedisDown, RESPONSE_PREFIX,
+    heartbeat_key, request_channel, RedisDown, RedisOwners, RESPONSE_PREFIX,
 };
 use super::seal::{put, put_opt, Reader};
 use crate::state::WORKER_HEADER;
@@ -84,19 +84,19 @@ impl PubAnswer {
     }
 }
 
-/// `PUBLISH channel payload` on the worker's shared connection, the payload
+/// `PUBLISH channel payload` on the worker's publishing connection, the payload
 /// being `parts` joined (written straight into the command): how many
 /// subscribers received it. `Ok(Err(why))`: Redis answers but refuses the
 /// command ([`refusal`]).
 async fn publish(
-    redis: &RedisAffinity,
+    redis: &RedisOwners,
     channel: &str,
     parts: &[&[u8]],
 ) -> Result<Result<u64, Arc<str>>, RedisDown> {
     let len: usize = parts.iter().map(|p| p.len()).sum();
     let mut cmd = redis::Cmd::with_capacity(3, "PUBLISH".len() + channel.len() + len);
     cmd.arg("PUBLISH").arg(channel).arg(Joined(parts));
-    let mut c = redis.connection();
+    let mut c = redis.publisher();
     redis
         .run("publish", async {
             match cmd.query_async::<u64>(&mut c).await {
@@ -113,7 +113,7 @@ async fn publish(
 /// Does `worker` still listen for forwards: its heartbeat is there and its
 /// request channel has a subscriber (gone the moment its connection closes,
 /// where the heartbeat lasts until it expires)?
-async fn listening(redis: &RedisAffinity, worker: &str) -> Result<bool, RedisDown> {
+async fn listening(redis: &RedisOwners, worker: &str) -> Result<bool, RedisDown> {
     let mut c = redis.connection();
     let mut p = redis::pipe();
     p.exists(heartbeat_key(worker))
@@ -225,7 +225,7 @@ impl PubSub {
     /// and body); `Ok(None)`: no answer before `timeout`.
     pub async fn request(
         &self,
-        redis: &RedisAffinity,
+        redis: &RedisOwners,
         owner: &str,
         sealed: &[u8],
         signature: &str,
@@ -300,7 +300,7 @@ async fn wait_for_owner(
 /// before every other one makes tokio wake its own driver (an `eventfd`
 /// write and an extra `epoll_wait` per forward); with this clock always
 /// pending, a forward's own deadline never is.
-async fn check_owners(redis: Arc<RedisAffinity>, ps: Arc<PubSub>) {
+async fn check_owners(redis: Arc<RedisOwners>, ps: Arc<PubSub>) {
     let mut tick = tokio::time::interval(OWNER_CHECK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -364,7 +364,7 @@ async fn subscribe(
 
 /// Keeps this worker subscribed (reconnecting while Redis is away) and serves
 /// what arrives.
-pub fn spawn_subscriber<H: Handler>(owner: Owner<H>, redis: Arc<RedisAffinity>, ps: Arc<PubSub>) {
+pub fn spawn_subscriber<H: Handler>(owner: Owner<H>, redis: Arc<RedisOwners>, ps: Arc<PubSub>) {
     tokio::spawn(check_owners(redis.clone(), ps.clone()));
     tokio::spawn(async move {
         let requests = request_channel(&redis.worker_id);
@@ -427,7 +427,7 @@ pub fn spawn_subscriber<H: Handler>(owner: Owner<H>, redis: Arc<RedisAffinity>, 
 }
 
 /// The owner's side: one forwarded request, served like the HTTP forward route.
-async fn serve<H: Handler>(owner: Owner<H>, redis: Arc<RedisAffinity>, payload: Bytes) {
+async fn serve<H: Handler>(owner: Owner<H>, redis: Arc<RedisOwners>, payload: Bytes) {
     let parts = split_line(&payload).and_then(|(reply, rest)| {
         let (sig, sealed) = split_line(&rest)?;
         Some((String::from_utf8(reply.to_vec()).ok()?, sig, sealed))

@@ -27,7 +27,7 @@
 //! names when memory lacks it. Every command has the affinity's deadline:
 //! Redis down means memory only, never a hang.
 
-use super::redis_owners::{short, RedisAffinity, RedisDown};
+use super::redis_owners::{short, RedisDown, RedisOwners};
 use crate::gateway::events::{self, EventSink, EventStore, Imported};
 use crate::metrics::Metrics;
 use bytes::Bytes;
@@ -107,7 +107,7 @@ enum Op {
 
 /// The worker's Redis event store: the write-behind queue and the readers.
 pub struct RedisEvents {
-    redis: Arc<RedisAffinity>,
+    redis: Arc<RedisOwners>,
     queue: mpsc::Sender<Op>,
     /// Sessions loaded for an adoption, until `Sessions::create` takes them.
     staged: Mutex<HashMap<String, (Instant, Vec<Imported>)>>,
@@ -117,7 +117,7 @@ pub struct RedisEvents {
 
 impl RedisEvents {
     /// The worker's store, its writer task started (call it in the runtime).
-    pub fn start(redis: Arc<RedisAffinity>) -> Arc<RedisEvents> {
+    pub fn start(redis: Arc<RedisOwners>) -> Arc<RedisEvents> {
         let (queue, rx) = mpsc::channel(QUEUE);
         tokio::spawn(write_behind(redis.clone(), rx));
         Arc::new(RedisEvents {
@@ -329,7 +329,7 @@ impl EventSink for Sink {
 /// The writer: drains the queue in order, a pipeline per batch. A failed
 /// batch is retried once after loading the scripts again (Redis may have
 /// restarted and forgotten them; every write is idempotent), then dropped.
-async fn write_behind(redis: Arc<RedisAffinity>, mut rx: mpsc::Receiver<Op>) {
+async fn write_behind(redis: Arc<RedisOwners>, mut rx: mpsc::Receiver<Op>) {
     let (append, drop_all) = (Script::new(APPEND), Script::new(DROP));
     let mut loaded = false;
     let mut batch = Vec::with_capacity(BATCH);

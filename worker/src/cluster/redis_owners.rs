@@ -14,7 +14,7 @@
 //!
 //! Every command of the worker, pub/sub forwarding's included, goes through
 //! one multiplexed connection (the `redis` crate's [`ConnectionManager`],
-//! lent out by `RedisAffinity::connection`); only the forwarding
+//! lent out by `RedisOwners::connection`); only the forwarding
 //! subscription has a connection of its own (`super::pubsub`).
 
 use crate::metrics::Metrics;
@@ -155,13 +155,15 @@ struct Owned {
     refreshed: Instant,
 }
 
-pub struct RedisAffinity {
+pub struct RedisOwners {
     /// Opens the pub/sub forward's subscription (a connection of its own).
     client: redis::Client,
     /// Every other command, `PUBLISH` included: one multiplexed connection,
     /// reconnected when it drops. `PUBLISH` needs no connection of its own:
     /// commands are pipelined, so a forward waits on no other's answer.
     conn: ConnectionManager,
+    /// Forwards are published here (see [`Self::publisher`]).
+    publisher: ConnectionManager,
     pub worker_id: String,
     pub mode: ForwardMode,
     ttl: Duration,
@@ -181,14 +183,14 @@ pub struct RedisAffinity {
     metrics: Arc<Metrics>,
 }
 
-impl RedisAffinity {
+impl RedisOwners {
     pub fn new(
         url: &str,
         worker_id: String,
         mode: ForwardMode,
         ttl: Duration,
         metrics: Arc<Metrics>,
-    ) -> Result<RedisAffinity, String> {
+    ) -> Result<RedisOwners, String> {
         let client = redis::Client::open(url).map_err(|e| format!("REDIS_URL: {e}"))?;
         let cfg = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_millis(500)))
@@ -196,11 +198,14 @@ impl RedisAffinity {
             .set_number_of_retries(1)
             .set_min_delay(Duration::from_millis(50))
             .set_max_delay(Duration::from_millis(500));
-        let conn = ConnectionManager::new_lazy_with_config(client.clone(), cfg)
+        let conn = ConnectionManager::new_lazy_with_config(client.clone(), cfg.clone())
             .map_err(|e| format!("REDIS_URL: {e}"))?;
-        Ok(RedisAffinity {
+        let publisher = ConnectionManager::new_lazy_with_config(client.clone(), cfg)
+            .map_err(|e| format!("REDIS_URL: {e}"))?;
+        Ok(RedisOwners {
             client,
             conn,
+            publisher,
             worker_id,
             mode,
             ttl,
@@ -243,6 +248,13 @@ impl RedisAffinity {
     /// [`Self::run`].
     pub(crate) fn connection(&self) -> ConnectionManager {
         self.conn.clone()
+    }
+
+    /// A handle on the connection forwards are published on: a request or
+    /// an answer may be megabytes, and must not hold up the ownership
+    /// lookups and heartbeats queued on [`Self::connection`].
+    pub(crate) fn publisher(&self) -> ConnectionManager {
+        self.publisher.clone()
     }
 
     /// Runs one command with the deadline; failures are counted and logged once

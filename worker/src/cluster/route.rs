@@ -10,7 +10,7 @@
 //! worker adopts it. An id Redis does not know is not adopted (404).
 
 use super::forward::{ForwardError, Inbound, Target};
-use super::redis_owners::{short, Reclaim, RedisAffinity};
+use super::redis_owners::{short, Reclaim, RedisOwners};
 use super::Cluster;
 use crate::metrics::Metrics;
 use axum::response::Response;
@@ -29,9 +29,11 @@ pub enum Route {
 
 /// The session a request names, if any.
 pub fn session_id(h: &HeaderMap) -> Option<&str> {
-    h.get(MCP_SESSION_ID)
-        .or_else(|| h.get(X_MCP_SESSION_ID))
-        .and_then(|v| v.to_str().ok())
+    let text = |name| {
+        h.get(name)
+            .and_then(|v: &http::HeaderValue| v.to_str().ok())
+    };
+    text(MCP_SESSION_ID).or_else(|| text(X_MCP_SESSION_ID))
 }
 
 impl Cluster {
@@ -74,7 +76,7 @@ impl Cluster {
 
     async fn route_via_redis(
         &self,
-        redis: &RedisAffinity,
+        redis: &RedisOwners,
         req: &Inbound<'_>,
         sid: &str,
     ) -> Result<Route, ForwardError> {

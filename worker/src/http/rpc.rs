@@ -30,7 +30,7 @@ fn canonical(method: &str) -> &str {
     }
 }
 
-/// `POST /rpc` (routed in front of the router, `http::transport`).
+/// `POST /rpc` (routed in front of the router, `Endpoint::Rpc`).
 pub async fn serve(st: &AppState, who: Principal, req: Request) -> Response {
     if req.method() != axum::http::Method::POST {
         let mut resp = detail(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");

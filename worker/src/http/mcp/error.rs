@@ -38,6 +38,13 @@ pub enum TransportError {
     SessionForbidden { id: Id },
     #[error("Session not found")]
     SessionNotFound { id: Id },
+    /// DELETE without a session id (answered in ContextForge's `detail`
+    /// shape: DELETE carries no JSON-RPC message).
+    #[error("Bad Request: Mcp-Session-Id header is required")]
+    NothingToEnd,
+    /// DELETE of a session that is not known here.
+    #[error("Session not found")]
+    UnknownToEnd,
     #[error("Not Acceptable: GET needs Accept: text/event-stream")]
     NotAcceptable,
     #[error("Conflict: this session already has a GET stream open")]
@@ -88,6 +95,8 @@ impl TransportError {
                 &id,
                 &ErrorObject::session_not_found(msg),
             ),
+            TransportError::NothingToEnd => detail(StatusCode::BAD_REQUEST, &msg),
+            TransportError::UnknownToEnd => detail(StatusCode::NOT_FOUND, &msg),
             TransportError::NotAcceptable => detail(StatusCode::NOT_ACCEPTABLE, &msg),
             TransportError::StreamConflict => detail(StatusCode::CONFLICT, &msg),
             TransportError::Owner { id, .. } => rpc_error(

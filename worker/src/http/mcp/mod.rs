@@ -151,6 +151,11 @@ impl Handler for Here {
     fn handle(&self, f: Forwarded) -> impl Future<Output = Response> + Send {
         let st = self.0.clone();
         async move {
+            // This host's origin policy holds for what it serves, whichever
+            // worker the request entered through.
+            if let Err(e) = check_origin(&st, &f.headers) {
+                return e.into_response();
+            }
             let req = Admitted {
                 method: f.method,
                 scope: f.scope,

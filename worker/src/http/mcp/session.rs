@@ -96,7 +96,7 @@ pub(super) async fn initialize(
 /// DELETE: ends the session here and in the cluster.
 pub(super) async fn delete(st: &AppState, req: Admitted) -> Result<Response, TransportError> {
     let Some(sid) = session_id(&req.headers) else {
-        return Err(TransportError::SessionIdRequired { id: Id::Null });
+        return Err(TransportError::NothingToEnd);
     };
     let held = st.sessions.get(sid, &req.scope);
     if let Some(s) = &held {
@@ -107,7 +107,7 @@ pub(super) async fn delete(st: &AppState, req: Admitted) -> Result<Response, Tra
     let ours =
         held.is_some() || (req.adopt && st.cluster.adoptable(sid, &req.scope, &req.principal));
     if !ours {
-        return Err(TransportError::SessionNotFound { id: Id::Null });
+        return Err(TransportError::UnknownToEnd);
     }
     st.cluster.release(sid).await;
     Ok(StatusCode::OK.into_response())
