@@ -157,6 +157,12 @@ pub(crate) fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, Malformed> 
         .iter()
         .next_back()
     {
+        // Both framings named: Transfer-Encoding wins, and the connection is
+        // not reused, since a peer that disagrees about where this answer
+        // ends would read the next one from the wrong place (RFC 9112 §6.3).
+        if headers.contains_key(header::CONTENT_LENGTH) {
+            keep_alive = false;
+        }
         let last = te.to_str().unwrap_or("").rsplit(',').next().unwrap_or("");
         if last.trim().eq_ignore_ascii_case("chunked") {
             Framing::Chunked(Chunk::Size)
@@ -248,5 +254,22 @@ mod tests {
         ] {
             assert_eq!(decimal(bad), None, "{:?}", String::from_utf8_lossy(bad));
         }
+    }
+
+    #[test]
+    fn an_answer_framed_both_ways_is_chunked_and_ends_its_connection() {
+        let framed = |head: &str| {
+            let mut buf = BytesMut::from(head.as_bytes());
+            let h = parse_head(&mut buf).unwrap().unwrap();
+            (h.framing == Framing::Chunked(Chunk::Size), h.keep_alive)
+        };
+        assert_eq!(
+            framed("HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"),
+            (true, true)
+        );
+        assert_eq!(
+            framed("HTTP/1.1 200 OK\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\n\r\n"),
+            (true, false)
+        );
     }
 }
