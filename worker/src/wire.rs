@@ -14,6 +14,14 @@ pub fn detail(status: StatusCode, msg: &str) -> Response {
     (status, axum::Json(serde_json::json!({ "detail": msg }))).into_response()
 }
 
+/// 405, naming the methods the path takes.
+pub fn method_not_allowed(allow: &'static str) -> Response {
+    let mut resp = detail(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");
+    resp.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    resp
+}
+
 /// A JSON-RPC error answer with an HTTP status.
 pub fn rpc_error(status: StatusCode, id: &Id, err: &ErrorObject) -> Response {
     json_body(status, jsonrpc::encode_error(id, err))

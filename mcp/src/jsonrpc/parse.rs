@@ -96,6 +96,16 @@ pub fn parse_message(bytes: &[u8]) -> Result<Message, ParseError> {
     parse_one(check_utf8(bytes)?)
 }
 
+/// The id of the request in `bytes`; `None` when they are not one request
+/// (a notification, a response, a batch, or not JSON-RPC at all). For an
+/// error about a request that was carried but not read.
+pub fn request_id(bytes: &[u8]) -> Option<Id> {
+    match parse_message(bytes).ok()? {
+        Message::Request(r) => Some(r.id),
+        _ => None,
+    }
+}
+
 /// Parses text already checked to be UTF-8: serde_json reading a `&str` does
 /// not check each string it decodes again, as it must reading bytes.
 fn parse_one(text: &str) -> Result<Message, ParseError> {

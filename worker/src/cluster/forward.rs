@@ -7,7 +7,7 @@
 use super::quiet_unix::QuietUnix;
 use super::relay::{relay, OwnerAnswer};
 use super::seal::{Outgoing, FORWARD_PATH, SIGNATURE_HEADER};
-use super::Cluster;
+use super::{Cluster, MAX_ANSWER};
 use crate::gateway::scope::{Principal, Scope};
 use crate::metrics::Metrics;
 use crate::state::WORKER_HEADER;
@@ -26,8 +26,6 @@ use tokio::net::{TcpStream, UnixStream};
 const OWNER_WAIT: Duration = Duration::from_secs(2);
 /// How long a connection to another worker's internal listener may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
-/// Largest non-streaming answer relayed.
-const MAX_ANSWER: usize = 64 << 20;
 
 /// Client headers the owner needs.
 static CARRIED: [HeaderName; 8] = [

@@ -59,6 +59,10 @@ use redis_owners::{short, RedisOwners};
 use seal::Seal;
 use std::sync::Arc;
 
+/// The largest non-streaming answer an owner's answer may be, on every
+/// forward transport.
+const MAX_ANSWER: usize = 64 << 20;
+
 /// Idle keep-alive connections kept per owner (more are closed after use).
 pub const MAX_IDLE_PER_OWNER: usize = 64;
 

@@ -26,6 +26,7 @@ use super::redis_owners::{
     heartbeat_key, request_channel, RedisDown, RedisOwners, RESPONSE_PREFIX,
 };
 use super::seal::{put, put_opt, Reader};
+use super::MAX_ANSWER;
 use crate::state::WORKER_HEADER;
 use bytes::Bytes;
 use fleetgate_mcp::protocol::MCP_SESSION_ID;
@@ -38,8 +39,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
-/// Largest answer carried back.
-const MAX_ANSWER: usize = 64 << 20;
 /// How long opening the subscription (connect, `SUBSCRIBE`, `PSUBSCRIBE`) may take.
 const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(1);
 /// How soon a lost subscription is opened again.

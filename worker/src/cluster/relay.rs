@@ -36,7 +36,7 @@ pub struct ClientAnswer {
 /// or a response) is read from it only when the answer needs one, which a
 /// relayed success never does.
 pub fn relay(answer: OwnerAnswer, request: &[u8]) -> ClientAnswer {
-    let id = || request_id(request);
+    let id = || jsonrpc::request_id(request);
     let (status, content_type, body) = match answer {
         OwnerAnswer::TimedOut { after_ms } => {
             return error(
@@ -80,14 +80,6 @@ pub fn relay(answer: OwnerAnswer, request: &[u8]) -> ClientAnswer {
     let id = id();
     let err = http_error::to_error_object(Peer::Owner, status, &body, id.as_ref());
     error(status, id.as_ref(), err)
-}
-
-/// The id of the request a forward carried, if it is a request.
-fn request_id(body: &[u8]) -> Option<Id> {
-    match jsonrpc::parse_message(body).ok()? {
-        jsonrpc::Message::Request(r) => Some(r.id),
-        _ => None,
-    }
 }
 
 /// Whether `body` is a JSON-RPC answer: one response (`jsonrpc` and exactly one

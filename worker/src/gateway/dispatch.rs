@@ -60,16 +60,12 @@ impl Context {
         to_client: Option<mpsc::Sender<Bytes>>,
         passthrough: Vec<(HeaderName, HeaderValue)>,
     ) -> Context {
-        Context {
-            principal,
-            scope,
-            upstreams: Upstreams::Session(session.upstreams.clone()),
-            handler: Arc::new(ClientChannel {
-                tx: to_client,
-                session: Some(session),
-            }),
-            passthrough,
-        }
+        let upstreams = Upstreams::Session(session.upstreams.clone());
+        let channel = ClientChannel {
+            tx: to_client,
+            session: Some(session),
+        };
+        Context::new(principal, scope, upstreams, channel, passthrough)
     }
 
     /// A request without a session (`/rpc`, `initialize`, stateless MCP):
@@ -81,14 +77,25 @@ impl Context {
         to_client: Option<mpsc::Sender<Bytes>>,
         passthrough: Vec<(HeaderName, HeaderValue)>,
     ) -> Context {
+        let channel = ClientChannel {
+            tx: to_client,
+            session: None,
+        };
+        Context::new(principal, scope, Upstreams::Pool, channel, passthrough)
+    }
+
+    fn new(
+        principal: Principal,
+        scope: Scope,
+        upstreams: Upstreams,
+        channel: ClientChannel,
+        passthrough: Vec<(HeaderName, HeaderValue)>,
+    ) -> Context {
         Context {
             principal,
             scope,
-            upstreams: Upstreams::Pool,
-            handler: Arc::new(ClientChannel {
-                tx: to_client,
-                session: None,
-            }),
+            upstreams,
+            handler: Arc::new(channel),
             passthrough,
         }
     }

@@ -7,10 +7,10 @@ use crate::gateway::dispatch::{dispatch, Context, METHODS};
 use crate::gateway::error::RpcError;
 use crate::gateway::scope::{Principal, Scope};
 use crate::state::AppState;
-use crate::wire::{detail, json_body, read_body, rpc_error};
+use crate::wire::{json_body, method_not_allowed, read_body, rpc_error};
 use axum::body::Bytes;
 use axum::extract::Request;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use fleetgate_mcp::jsonrpc::{self, ErrorObject, Id, Message};
 use serde_json::value::RawValue;
@@ -33,10 +33,7 @@ fn canonical(method: &str) -> &str {
 /// `POST /rpc` (routed in front of the router, `Endpoint::Rpc`).
 pub async fn serve(st: &AppState, who: Principal, req: Request) -> Response {
     if req.method() != axum::http::Method::POST {
-        let mut resp = detail(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");
-        resp.headers_mut()
-            .insert(header::ALLOW, HeaderValue::from_static("POST"));
-        return resp;
+        return method_not_allowed("POST");
     }
     match read_body(req.into_body(), st.gateway_cfg.max_body_bytes).await {
         Ok(body) => rpc(st, who, body).await,

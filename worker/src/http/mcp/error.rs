@@ -4,11 +4,11 @@
 //! or the HTTP exchange rather than a JSON-RPC message).
 
 use crate::cluster::ForwardError;
-use crate::wire::{detail, rpc_error, BodyError};
+use crate::wire::{detail, method_not_allowed, rpc_error, BodyError};
 use axum::response::Response;
 use fleetgate_mcp::jsonrpc::{ErrorObject, Id, ParseError};
 use fleetgate_mcp::protocol;
-use http::{header, HeaderValue, StatusCode};
+use http::StatusCode;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
@@ -66,12 +66,7 @@ impl TransportError {
             TransportError::OriginNotAllowed(_) | TransportError::HostNotAllowed(_) => {
                 detail(StatusCode::FORBIDDEN, &msg)
             }
-            TransportError::MethodNotAllowed { allow } => {
-                let mut resp = detail(StatusCode::METHOD_NOT_ALLOWED, &msg);
-                resp.headers_mut()
-                    .insert(header::ALLOW, HeaderValue::from_static(allow));
-                resp
-            }
+            TransportError::MethodNotAllowed { allow } => method_not_allowed(allow),
             TransportError::Body(e) => e.into_response(),
             TransportError::UnsupportedMediaType => rpc_error(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,

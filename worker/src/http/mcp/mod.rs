@@ -34,7 +34,7 @@ use crate::wire::read_body;
 use axum::body::Bytes;
 use axum::extract::Request;
 use axum::response::Response;
-use fleetgate_mcp::jsonrpc::Id;
+use fleetgate_mcp::jsonrpc::{self, Id};
 use http::{header, HeaderMap, HeaderName, HeaderValue, Method};
 use std::future::Future;
 
@@ -104,7 +104,7 @@ async fn admit(
         Ok(Route::Here { adopt }) => adopt,
         Ok(Route::Answered(resp)) => return Ok(resp),
         Err(why) => {
-            let id = request_id(&body);
+            let id = jsonrpc::request_id(&body).unwrap_or(Id::Null);
             return Err(TransportError::Owner { id, why });
         }
     };
@@ -166,15 +166,6 @@ impl Handler for Here {
             };
             here(&st, req).await
         }
-    }
-}
-
-/// The id of the JSON-RPC request in `body`, if it is one (for errors about
-/// a request that was not parsed yet).
-fn request_id(body: &[u8]) -> Id {
-    match fleetgate_mcp::jsonrpc::parse_message(body) {
-        Ok(fleetgate_mcp::jsonrpc::Message::Request(r)) => r.id,
-        _ => Id::Null,
     }
 }
 
