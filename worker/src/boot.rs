@@ -173,7 +173,7 @@ async fn serve_until_stopped(
             .as_deref()
             .unwrap_or("fleetgate-single-process"),
         cfg.affinity.socket_dir.clone(),
-        cfg.affinity.forward_timeout,
+        forward_timeout(&cfg),
     );
     let metrics: Arc<crate::metrics::Metrics> = Arc::default();
     let redis = match cfg.affinity.redis_url.as_deref() {
@@ -472,4 +472,24 @@ fn spawn_session_sweeper(sessions: Arc<Sessions>, max_idle: Duration) {
             }
         }
     });
+}
+
+/// How much longer than the upstream timeout a forward waits for the owner:
+/// the owner's own handling around the upstream call.
+const FORWARD_MARGIN: Duration = Duration::from_secs(5);
+
+/// `MCPGATEWAY_POOL_RPC_FORWARD_TIMEOUT`, raised to outlive the owner's
+/// upstream timeout: a forwarded call whose upstream is too slow gets the
+/// owner's JSON-RPC error, never the forward's bare timeout.
+fn forward_timeout(cfg: &Config) -> Duration {
+    let least = cfg.gateway.upstream_timeout + FORWARD_MARGIN;
+    let asked = cfg.affinity.forward_timeout;
+    if asked < least {
+        tracing::info!(
+            asked_s = asked.as_secs_f64(),
+            used_s = least.as_secs_f64(),
+            "MCPGATEWAY_POOL_RPC_FORWARD_TIMEOUT is raised to UPSTREAM_TIMEOUT + 5 s, so a forwarded call always gets its owner's answer"
+        );
+    }
+    asked.max(least)
 }

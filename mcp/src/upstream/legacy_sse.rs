@@ -11,9 +11,14 @@
 //! - a response (or error) goes to the request waiting for its id;
 //! - a server → client request goes to the handler of the oldest request in
 //!   flight (the transport does not say which request it belongs to); with no
-//!   request in flight it gets the default answer (`ping` → `{}`, else -32601);
-//! - a notification goes to the request whose `_meta.progressToken` it names
-//!   (progress), else to the oldest request in flight, else it is dropped.
+//!   request in flight, to the session's listener
+//!   ([`UpstreamSession::listen`](super::UpstreamSession::listen)), else it
+//!   gets the default answer (`ping` → `{}`, else -32601);
+//! - a progress notification goes to the request whose progress token it
+//!   names; a log message to the oldest request in flight, else the
+//!   listener; any other notification (resource updates, list changes)
+//!   belongs to no request: to the listener, else the oldest request in
+//!   flight, else it is dropped.
 //!
 //! When the stream ends, requests in flight fail with `Unreachable` and later
 //! ones with `SessionExpired`, so callers open a new session.
@@ -29,6 +34,7 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 use super::session::initialized;
+use super::standalone::{Incoming, PumpTx};
 use super::{
     default_answer, error, Inner, Link, ServerMessageHandler, UpstreamClient, UpstreamError,
     UpstreamSession,
@@ -275,6 +281,15 @@ impl LegacySse {
 
     /// Ends the stream (the upstream sees the connection close), which ends
     /// the session.
+    /// Sends what belongs to no request to `tx` from now on.
+    pub(super) fn listen(&self, tx: PumpTx) {
+        *self
+            .dispatch
+            .standalone
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(tx);
+    }
+
     pub(super) fn close(&self, s: &Inner) {
         self.reader.abort();
         self.dispatch.close("the session was closed".to_owned());
@@ -308,6 +323,8 @@ struct State {
 #[derive(Debug, Default)]
 struct Dispatch {
     state: Mutex<State>,
+    /// The session's listener, once it has one.
+    standalone: Mutex<Option<PumpTx>>,
 }
 
 impl Dispatch {
@@ -365,6 +382,22 @@ impl Dispatch {
         match st.waiters.get(id) {
             Some(w) => w.tx.send(Delivery::Answer(answer)).is_ok(),
             None => false,
+        }
+    }
+
+    /// Hands a message to the session's listener; gives it back if there is
+    /// none (or its queue is full).
+    fn to_listener(&self, m: Incoming) -> Result<(), Incoming> {
+        let tx = self
+            .standalone
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        match tx {
+            Some(tx) => tx.try_send(m).map_err(|e| match e {
+                mpsc::error::TrySendError::Full(m) | mpsc::error::TrySendError::Closed(m) => m,
+            }),
+            None => Err(m),
         }
     }
 
@@ -483,19 +516,34 @@ fn on_event(ev: SseEvent, dispatch: &Dispatch, orphans: &Orphans) {
                 }
             }
             Message::Notification(n) => {
+                let unrelated =
+                    n.method != methods::PROGRESS && n.method != methods::LOG_MESSAGE;
+                let n = match unrelated {
+                    true => match dispatch.to_listener(Incoming::Notification(n)) {
+                        Ok(()) => continue,
+                        Err(Incoming::Notification(n)) => n,
+                        Err(Incoming::Request(_)) => continue,
+                    },
+                    false => n,
+                };
                 let token = (n.method == methods::PROGRESS)
                     .then(|| n.params.as_ref()?.get("progressToken").cloned())
                     .flatten();
-                if dispatch
-                    .route(Delivery::Notification(n), token.as_ref())
-                    .is_err()
-                {
-                    tracing::debug!(upstream = %orphans.url, "dropping a notification outside any request");
+                match dispatch.route(Delivery::Notification(n), token.as_ref()) {
+                    Ok(()) => {}
+                    Err(Delivery::Notification(n)) if !unrelated => {
+                        let _ = dispatch.to_listener(Incoming::Notification(n));
+                    }
+                    Err(_) => {
+                        tracing::debug!(upstream = %orphans.url, "dropping a notification nobody listens for");
+                    }
                 }
             }
             Message::Request(r) => {
                 if let Err(Delivery::Request(r)) = dispatch.route(Delivery::Request(r), None) {
-                    answer_orphan(r, orphans);
+                    if let Err(Incoming::Request(r)) = dispatch.to_listener(Incoming::Request(r)) {
+                        answer_orphan(r, orphans);
+                    }
                 }
             }
         }

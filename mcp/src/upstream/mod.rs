@@ -26,6 +26,7 @@
 //!   `_meta` on every request, `input_required` rounds.
 //! - `legacy_sse`: the HTTP+SSE transport of 2024-11-05: one GET stream
 //!   carries every message from the upstream, requests are POSTed elsewhere.
+//! - `standalone`: the standalone stream ([`UpstreamSession::listen`]).
 //! - `handler`: server → client messages ([`ServerMessageHandler`],
 //!   [`NoopHandler`], [`channel_handler`]) and answering them.
 //! - `discover`: paginated discovery of tools, resources, templates, prompts.
@@ -66,9 +67,14 @@
 //! effort, when a tokio runtime is running). On a stateless session closing
 //! the stream is the cancellation, which dropping does.
 //!
+//! # Outside any request
+//! [`UpstreamSession::listen`] opens the session's standalone stream (the
+//! `GET` stream; on the legacy transport, the one stream it reads) and hands
+//! what arrives there to a handler of its own, for the session's life (see
+//! `standalone`).
+//!
 //! # Not done yet
-//! - The standalone GET stream (server messages outside any request) and the
-//!   2026-07-28 `subscriptions/listen` stream are not opened.
+//! - The 2026-07-28 `subscriptions/listen` stream is not opened.
 //! - 2026-07-28 `x-mcp-header` tool parameters (`Mcp-Param-*` headers) are not
 //!   mirrored: that needs the tool's `inputSchema` at call time. `Mcp-Method`
 //!   and `Mcp-Name` are sent.
@@ -80,6 +86,7 @@ mod error;
 mod handler;
 mod legacy_sse;
 mod session;
+mod standalone;
 mod stateless;
 mod streamable_http;
 
@@ -99,6 +106,7 @@ pub use handler::{
 };
 pub use legacy_sse::{ENDPOINT_EVENT, LEGACY_PROTOCOL_VERSION};
 pub use session::RequestOptions;
+pub use standalone::Listening;
 pub use stateless::MAX_INPUT_ROUNDS;
 pub use streamable_http::MAX_RESUME_ATTEMPTS;
 
@@ -183,6 +191,15 @@ pub struct UpstreamSession {
     server_info: Value,
     instructions: Option<String>,
     init_result: Value,
+    /// The standalone stream's tasks ([`UpstreamSession::listen`]), ended
+    /// with the session.
+    standalone: std::sync::Mutex<Vec<tokio::task::AbortHandle>>,
+}
+
+impl Drop for UpstreamSession {
+    fn drop(&mut self) {
+        self.stop_listening();
+    }
 }
 
 /// What a session knows of its upstream and the transport that reaches it;

@@ -198,6 +198,7 @@ impl UpstreamSession {
             inner: Arc::new(inner),
             timeout,
             next_id: AtomicI64::new(1),
+            standalone: Default::default(),
         }
     }
 
@@ -358,6 +359,7 @@ impl UpstreamSession {
     /// nothing is sent for a stateless upstream or one that minted no
     /// session id. On the SSE transport, closing the stream ends the session.
     pub async fn close(&self) -> Result<(), UpstreamError> {
+        self.stop_listening();
         match tokio::time::timeout(self.timeout, self.inner.close()).await {
             Ok(r) => r,
             Err(_) => Err(UpstreamError::Timeout {

@@ -38,16 +38,16 @@ const DEFAULT_RESUME_DELAY: Duration = Duration::from_millis(100);
 /// A session's Streamable HTTP endpoint.
 #[derive(Debug)]
 pub(super) struct StreamableHttp {
-    http: net::Client,
+    pub(super) http: net::Client,
     /// The endpoint, parsed once (not on every request).
-    target: http::Uri,
+    pub(super) target: http::Uri,
     /// Caller headers + Accept + Content-Type + session id + version.
-    base_headers: HeaderMap,
+    pub(super) base_headers: HeaderMap,
     /// Sent in a stateless request's `_meta`.
     pub(super) client_info: Value,
     pub(super) client_capabilities: Value,
     max_body_bytes: usize,
-    max_event_bytes: usize,
+    pub(super) max_event_bytes: usize,
 }
 
 /// The handshake: `server/discover` for the stateless version (falling back

@@ -16,6 +16,7 @@
 //! - [`resume`]: resuming SSE streams with `Last-Event-ID`.
 //! - [`resume_redis`]: resuming after the owner's death, events kept in Redis.
 //! - [`security`]: the token × request table (and `docs/security.md` from it).
+//! - [`standalone`]: what upstreams send outside any request reaches the client.
 //! - [`token_cli`]: `fleetgate token` mints tokens the gateway accepts.
 //!
 //! # Running
@@ -40,4 +41,5 @@ mod rest;
 mod resume;
 mod resume_redis;
 mod security;
+mod standalone;
 mod token_cli;

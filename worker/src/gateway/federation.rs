@@ -9,13 +9,16 @@
 //! - `/rpc` carries no session; it uses the worker's pool, keyed by principal and
 //!   gateway: reused across calls, never shared between principals.
 
-use fleetgate_mcp::{ServerMessageHandler, UpstreamClient, UpstreamError, UpstreamSession};
+use fleetgate_mcp::{
+    RequestOptions, ServerMessageHandler, UpstreamClient, UpstreamError, UpstreamSession,
+};
 use fleetgate_store::Gateway;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::value::RawValue;
 use serde_json::Value;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use crate::gateway::session::{Listener, Session};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::{Duration, Instant};
 use tokio::sync::OnceCell;
 
 type Cell = Arc<OnceCell<Opened>>;
@@ -42,9 +45,21 @@ impl Opened {
 #[derive(Default)]
 pub struct UpstreamSet {
     cells: Mutex<foldhash::HashMap<String, Cell>>,
+    /// The downstream session these upstream sessions serve: each one's
+    /// standalone stream is read for it. `None`: the pool (no client to
+    /// reach outside a call).
+    listener: Option<Weak<Session>>,
 }
 
 impl UpstreamSet {
+    /// The set of a downstream session.
+    pub fn listening_for(session: Weak<Session>) -> UpstreamSet {
+        UpstreamSet {
+            cells: Mutex::default(),
+            listener: Some(session),
+        }
+    }
+
     fn cell(&self, key: &str) -> Cell {
         let mut cells = self.cells.lock().unwrap_or_else(PoisonError::into_inner);
         cells.entry(key.to_owned()).or_default().clone()
@@ -135,7 +150,9 @@ impl Federation {
     }
 
     /// Calls `method` on `gateway` through the session `set[key]`, opening it if
-    /// needed and re-opening it once if the upstream forgot it.
+    /// needed and re-opening it once if the upstream forgot it. The whole of
+    /// it (opening included) takes at most the upstream timeout: a request
+    /// forwarded to this worker is answered before its forward gives up.
     #[allow(clippy::too_many_arguments)]
     pub async fn call(
         &self,
@@ -147,38 +164,65 @@ impl Federation {
         params: Option<Value>,
         handler: &dyn ServerMessageHandler,
     ) -> Result<Box<RawValue>, UpstreamError> {
+        let deadline = Instant::now() + self.timeout;
+        let timed_out = || UpstreamError::Timeout {
+            url: gateway.url.clone(),
+            after: self.timeout,
+        };
         let mut retried = false;
         loop {
             let cell = set.cell(key);
-            let opened = cell
-                .get_or_try_init(|| async {
-                    // Boxed: opening is a large future, run once per session;
-                    // inline, every call's future would carry (and move) it.
-                    let session = Box::pin(self.open(gateway, extra)).await?;
-                    Ok::<_, UpstreamError>(Opened {
-                        session: Arc::new(session),
-                        url: gateway.url.clone(),
-                        transport: gateway.transport,
-                        auth_headers: gateway.auth_headers.clone(),
-                    })
+            let opening = cell.get_or_try_init(|| async {
+                // Boxed: opening is a large future, run once per session;
+                // inline, every call's future would carry (and move) it.
+                let session = Box::pin(self.open(gateway, extra)).await?;
+                if let Some(owner) = &set.listener {
+                    let listener = Listener {
+                        session: owner.clone(),
+                        wait: self.timeout,
+                    };
+                    let listening = session.listen(Arc::new(listener)).await;
+                    tracing::debug!(upstream = %gateway.url, ?listening, "upstream standalone stream");
+                }
+                Ok::<_, UpstreamError>(Opened {
+                    session: Arc::new(session),
+                    url: gateway.url.clone(),
+                    transport: gateway.transport,
+                    auth_headers: gateway.auth_headers.clone(),
                 })
-                .await?
-                .clone();
+            });
+            let opened = match cell.get() {
+                Some(o) => o,
+                None => tokio::time::timeout_at(deadline.into(), opening)
+                    .await
+                    .map_err(|_| timed_out())??,
+            }
+            .clone();
             if !opened.serves(gateway) {
                 tracing::info!(upstream = %gateway.url, "gateway changed; opening a new upstream session");
                 set.forget(key, &cell);
                 close_all(vec![opened.session]);
                 continue;
             }
+            let options = RequestOptions {
+                timeout: Some(deadline.saturating_duration_since(Instant::now())),
+                ..RequestOptions::default()
+            };
             match opened
                 .session
-                .request_with(method, params.as_ref(), handler, &Default::default())
+                .request_with(method, params.as_ref(), handler, &options)
                 .await
             {
                 Err(e) if e.is_session_expired() && !retried => {
                     tracing::info!(upstream = %gateway.url, "upstream session expired; opening a new one");
                     set.forget(key, &cell);
                     retried = true;
+                }
+                Err(UpstreamError::Timeout { url, .. }) => {
+                    return Err(UpstreamError::Timeout {
+                        url,
+                        after: self.timeout,
+                    })
                 }
                 other => return other,
             }

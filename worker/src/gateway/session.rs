@@ -5,6 +5,16 @@
 //! `/servers/A/mcp` does not exist anywhere else), its principal, its upstream
 //! sessions (one per gateway, never shared), its GET stream, and the server→client
 //! requests waiting for the client's answer.
+//!
+//! # What upstreams send outside a call
+//! Each upstream session's standalone stream is read for the session's life
+//! ([`Listener`]); what arrives there reaches the client through
+//! [`Session::deliver`]: on the GET stream when one is open, else on the
+//! stream of a call in progress, else it is held (at most [`HELD_MAX`]
+//! messages, each for [`HELD_TTL`], or a request for as long as its upstream
+//! waits) until one of those opens. Requests get a session-unique id
+//! (`fleetgate-N`) and the client's answer goes back to the upstream that
+//! asked; one nobody takes in time is answered with an error.
 
 use crate::cluster::redis_events::RedisEvents;
 use crate::gateway::events::{self, EventStore};
@@ -15,9 +25,10 @@ use fleetgate_mcp::jsonrpc::{self, ErrorObject, Id};
 use fleetgate_mcp::upstream::BoxFuture;
 use fleetgate_mcp::{Notification, Request, ServerMessageHandler};
 use serde_json::{json, Value};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock, Weak};
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 type Answer = Result<Value, ErrorObject>;
@@ -32,6 +43,10 @@ pub struct Session {
     pub events: Arc<EventStore>,
     pending: Mutex<foldhash::HashMap<String, oneshot::Sender<Answer>>>,
     get_stream: Mutex<Option<mpsc::Sender<Bytes>>>,
+    /// The SSE streams of calls in progress, by call number.
+    calls: Mutex<Vec<(u64, mpsc::Sender<Bytes>)>>,
+    /// Messages no stream could take yet, oldest first.
+    held: Mutex<VecDeque<Held>>,
     next_client_request: AtomicU64,
     /// Unix seconds of the last request that used this session.
     last_used: AtomicU64,
@@ -67,8 +82,10 @@ impl Session {
         waiter.is_some_and(|w| w.send(answer).is_ok())
     }
 
-    /// Installs the GET stream's sender; false if one is already open.
+    /// Installs the GET stream's sender; false if one is already open. What
+    /// was held for the client goes out on it first.
     pub fn open_stream(&self, tx: mpsc::Sender<Bytes>) -> bool {
+        let mut held = self.held();
         let mut s = self
             .get_stream
             .lock()
@@ -76,6 +93,7 @@ impl Session {
         if s.as_ref().is_some_and(|old| !old.is_closed()) {
             return false;
         }
+        flush(&mut held, &tx);
         *s = Some(tx);
         true
     }
@@ -84,10 +102,110 @@ impl Session {
     /// (`Last-Event-ID`): the old connection, if the server has not noticed it
     /// is gone yet, stops receiving new messages.
     pub fn replace_stream(&self, tx: mpsc::Sender<Bytes>) {
+        let mut held = self.held();
+        flush(&mut held, &tx);
         *self
             .get_stream
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = Some(tx);
+    }
+
+    fn held(&self) -> std::sync::MutexGuard<'_, VecDeque<Held>> {
+        self.held.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Offers a call's SSE stream for messages that belong to no call (while
+    /// no GET stream is open), until the returned guard is dropped.
+    pub fn attach_call(self: &Arc<Self>, tx: &mpsc::Sender<Bytes>) -> AttachedCall {
+        let n = self.next_client_request.fetch_add(1, Ordering::Relaxed);
+        let mut held = self.held();
+        if self.stream().is_none() {
+            flush(&mut held, tx);
+        }
+        self.calls
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((n, tx.clone()));
+        AttachedCall {
+            session: Arc::downgrade(self),
+            n,
+        }
+    }
+
+    /// Sends a message that belongs to no call to the client (see the
+    /// module docs), holding it until `until` if no stream can take it now.
+    pub fn deliver(&self, msg: Bytes, until: Instant) {
+        let mut held = self.held();
+        // Sent under the lock: a call whose stream is withdrawn
+        // ([`AttachedCall`]'s drop) gets nothing after that.
+        let calls = self.calls.lock().unwrap_or_else(PoisonError::into_inner);
+        let get = self.stream();
+        let mut msg = Some(msg);
+        for tx in get.iter().chain(calls.iter().map(|c| &c.1)) {
+            flush(&mut held, tx);
+            if !held.is_empty() {
+                continue;
+            }
+            match msg.take().map(|m| tx.try_send(m)) {
+                Some(Err(e)) => msg = Some(e.into_inner()),
+                _ => return,
+            }
+        }
+        drop(calls);
+        let Some(msg) = msg else { return };
+        if held.len() >= HELD_MAX {
+            held.pop_front();
+            tracing::warn!(
+                session = %crate::cluster::redis_owners::short(&self.id),
+                "no stream of the session takes messages: dropping the oldest one held for it"
+            );
+        }
+        held.push_back(Held { until, msg });
+    }
+
+    /// Sends a server→client request to the client under a session-unique
+    /// id, on `via` (a call's stream) or else as [`deliver`](Self::deliver)
+    /// does, and waits up to `wait` for the client's answer.
+    pub async fn ask(&self, r: Request, via: Option<&mpsc::Sender<Bytes>>, wait: Duration) -> Answer {
+        let n = self.next_client_request.fetch_add(1, Ordering::Relaxed);
+        let id = Id::String(format!("fleetgate-{n}"));
+        let (answer_tx, answer_rx) = oneshot::channel();
+        let key = pending_key(&id);
+        self.pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(key.clone(), answer_tx);
+        let msg = Bytes::from(jsonrpc::encode_request(&id, &r.method, r.params.as_ref()));
+        let until = Instant::now() + wait;
+        match via {
+            Some(tx) => {
+                if tx.send(msg).await.is_err() {
+                    self.forget(&key);
+                    return Err(ErrorObject::internal_error("the client's stream closed"));
+                }
+            }
+            None => self.deliver(msg, until),
+        }
+        match tokio::time::timeout(wait, answer_rx).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(_)) => Err(ErrorObject::internal_error("the client did not answer")),
+            Err(_) => {
+                self.forget(&key);
+                Err(ErrorObject::internal_error(format!(
+                    "the client did not answer {} within {} s (no stream of session {} took it, or the client was slow)",
+                    r.method,
+                    wait.as_secs(),
+                    crate::cluster::redis_owners::short(&self.id)
+                )))
+            }
+        }
+    }
+
+    fn forget(&self, key: &str) {
+        self.pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(key);
     }
 
     /// The GET stream, if the client holds one open.
@@ -97,6 +215,51 @@ impl Session {
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
             .filter(|s| !s.is_closed())
+    }
+}
+
+/// At most this many messages wait for a client that has no stream open.
+pub const HELD_MAX: usize = 64;
+/// How long a held notification waits for a stream.
+pub const HELD_TTL: Duration = Duration::from_secs(60);
+
+/// A message waiting for a stream.
+struct Held {
+    until: Instant,
+    msg: Bytes,
+}
+
+/// Moves what is held (and still wanted) onto `tx`, in order, while it has room.
+fn flush(held: &mut VecDeque<Held>, tx: &mpsc::Sender<Bytes>) {
+    let now = Instant::now();
+    while let Some(h) = held.pop_front() {
+        if h.until < now {
+            continue;
+        }
+        if let Err(e) = tx.try_send(h.msg) {
+            held.push_front(Held {
+                until: h.until,
+                msg: e.into_inner(),
+            });
+            return;
+        }
+    }
+}
+
+/// A call's stream offered to [`Session::deliver`]; withdrawn on drop.
+pub struct AttachedCall {
+    session: Weak<Session>,
+    n: u64,
+}
+
+impl Drop for AttachedCall {
+    fn drop(&mut self) {
+        if let Some(s) = self.session.upgrade() {
+            s.calls
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .retain(|c| c.0 != self.n);
+        }
     }
 }
 
@@ -160,15 +323,17 @@ impl Sessions {
             }
             store.mirror_to(r.sink(&id, max, ttl));
         }
-        let s = Arc::new(Session {
+        let s = Arc::new_cyclic(|me| Session {
             id,
             scope,
             principal,
             protocol_version: protocol_version.to_owned(),
-            upstreams: Arc::default(),
+            upstreams: Arc::new(UpstreamSet::listening_for(me.clone())),
             events: Arc::new(store),
             pending: Mutex::default(),
             get_stream: Mutex::default(),
+            calls: Mutex::default(),
+            held: Mutex::default(),
             next_client_request: AtomicU64::new(1),
             last_used: AtomicU64::new(unix_secs()),
         });
@@ -261,6 +426,10 @@ pub struct ClientChannel {
     pub session: Option<Arc<Session>>,
 }
 
+/// How long a mid-call request may wait for the client's answer: the call's
+/// own deadline (the upstream timeout) ends the wait first.
+const MID_CALL_WAIT: Duration = Duration::from_secs(3600);
+
 impl ServerMessageHandler for ClientChannel {
     fn on_notification(&self, n: Notification) -> BoxFuture<'_, ()> {
         Box::pin(async move {
@@ -276,31 +445,49 @@ impl ServerMessageHandler for ClientChannel {
             if r.method == fleetgate_mcp::protocol::methods::PING {
                 return Ok(json!({}));
             }
-            let (Some(tx), Some(session)) = (&self.tx, &self.session) else {
+            let Some(session) = &self.session else {
                 return Err(ErrorObject::new(
                     jsonrpc::METHOD_NOT_FOUND,
                     format!(
-                        "{} cannot reach this client: it has no session and no open stream",
+                        "{} cannot reach this client: it has no session",
                         r.method
                     ),
                 ));
             };
-            let n = session.next_client_request.fetch_add(1, Ordering::Relaxed);
-            let id = Id::String(format!("fleetgate-{n}"));
-            let (answer_tx, answer_rx) = oneshot::channel();
-            session
-                .pending
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .insert(pending_key(&id), answer_tx);
-            let msg = jsonrpc::encode_request(&id, &r.method, r.params.as_ref());
-            if tx.send(Bytes::from(msg)).await.is_err() {
-                session.answer(&id, Err(ErrorObject::internal_error("")));
-                return Err(ErrorObject::internal_error("the client's stream closed"));
+            session.ask(r, self.tx.as_ref(), MID_CALL_WAIT).await
+        })
+    }
+}
+
+/// Receives what one upstream sends on its standalone stream for one
+/// downstream session, and passes it on to the session's client.
+pub struct Listener {
+    pub session: Weak<Session>,
+    /// How long the upstream's request may wait for the client's answer.
+    pub wait: Duration,
+}
+
+impl ServerMessageHandler for Listener {
+    fn on_notification(&self, n: Notification) -> BoxFuture<'_, ()> {
+        if let Some(session) = self.session.upgrade() {
+            let msg = jsonrpc::encode_notification(&n.method, n.params.as_ref());
+            session.deliver(Bytes::from(msg), Instant::now() + HELD_TTL);
+        }
+        Box::pin(async {})
+    }
+
+    fn on_request(&self, r: Request) -> BoxFuture<'_, Answer> {
+        Box::pin(async move {
+            if r.method == fleetgate_mcp::protocol::methods::PING {
+                return Ok(json!({}));
             }
-            answer_rx
-                .await
-                .unwrap_or_else(|_| Err(ErrorObject::internal_error("the client did not answer")))
+            let Some(session) = self.session.upgrade() else {
+                return Err(ErrorObject::internal_error(format!(
+                    "{}: the client's session has ended",
+                    r.method
+                )));
+            };
+            session.ask(r, None, self.wait).await
         })
     }
 }

@@ -81,6 +81,11 @@ pub(super) async fn single(
 ) -> Response {
     let sse_ok = accepts(h, protocol::CONTENT_TYPE_SSE);
     let (tx, mut rx) = mpsc::channel::<Bytes>(32);
+    // While the call runs, its stream may also carry what belongs to no call.
+    let mut attached = match (&session, sse_ok) {
+        (Some(s), true) => Some(s.attach_call(&tx)),
+        _ => None,
+    };
     let to_client = if sse_ok {
         Some(tx)
     } else {
@@ -101,6 +106,7 @@ pub(super) async fn single(
         biased;
         Some(first) = rx.recv(), if sse_ok => (first, None),
         body = &mut call => {
+            drop(attached.take());
             match rx.try_recv() {
                 Ok(first) if sse_ok => (first, Some(body)),
                 _ => return json_body(StatusCode::OK, body),
@@ -127,6 +133,7 @@ pub(super) async fn single(
                 }
             },
         };
+        drop(attached);
         while let Ok(m) = rx.try_recv() {
             w.append(&n, m);
         }

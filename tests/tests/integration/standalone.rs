@@ -1,0 +1,132 @@
+//! What an upstream sends outside any request (on its standalone GET
+//! stream) reaches the client: on the client's GET stream, else on a call's
+//! stream, else held until one opens. Two workers and a fresh connection per
+//! request, so the client's GET stream and its calls land on either worker.
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+use std::time::Duration;
+
+use fleetgate_test_upstream::{RunningUpstream, Upstream};
+use fleetgate_tests::fleet::Fleet;
+use fleetgate_tests::gateway;
+use fleetgate_tests::mcp::{sse_messages, McpClient};
+use serde_json::{json, Value};
+
+const WATCHED: &str = "test://watched-resource";
+
+async fn setup(name: &str) -> (RunningUpstream, Fleet, McpClient) {
+    let up = Upstream::builder().name(name).spawn().await.unwrap();
+    let fleet = Fleet::builder().env("WORKERS", "2").start();
+    gateway::register(&fleet, name, &up.url()).await;
+    let sid = gateway::server_with_everything(&fleet, name).await;
+    let url = fleet.url(&format!("/servers/{sid}/mcp"));
+    gateway::known_everywhere(&url, 2).await;
+    let mut c = McpClient::fresh(url);
+    assert_eq!(c.initialize().await.status, 200);
+    (up, fleet, c)
+}
+
+/// Reads `resp` until a message satisfying `want` arrives (10 s at most);
+/// every message read so far.
+async fn read_until(resp: &mut reqwest::Response, want: impl Fn(&Value) -> bool) -> Vec<Value> {
+    let mut text = String::new();
+    loop {
+        let got = sse_messages(&text);
+        if got.iter().any(&want) {
+            return got;
+        }
+        let chunk = tokio::time::timeout(Duration::from_secs(10), resp.chunk())
+            .await
+            .unwrap_or_else(|_| panic!("no such message within 10 s; got {got:?}"))
+            .expect("the stream broke")
+            .expect("the stream ended early");
+        text.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+}
+
+fn updated(m: &Value) -> bool {
+    m["method"] == "notifications/resources/updated" && m["params"]["uri"] == WATCHED
+}
+
+/// `tools/call` from a client that accepts only JSON (nothing can ride on its answer).
+async fn call_json_only(c: &McpClient, name: &str, args: Value) -> fleetgate_tests::mcp::Answer {
+    let resp = c
+        .http
+        .post(&c.url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json")
+        .header("mcp-protocol-version", &c.protocol_version)
+        .header("mcp-session-id", c.session.as_deref().unwrap())
+        .body(
+            json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call",
+                "params": {"name": name, "arguments": args}})
+            .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    fleetgate_tests::mcp::read_answer(resp).await
+}
+
+async fn tool_text(c: &McpClient, name: &str, args: Value) -> String {
+    let r = c.call_tool(name, args).await;
+    r["content"][0]["text"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resource_updates_reach_the_clients_get_stream() {
+    let (up, _fleet, c) = setup("standalone").await;
+    let mut stream = c.get_stream(None).send().await.unwrap();
+    assert_eq!(stream.status(), 200);
+    let r = c.request("resources/subscribe", json!({"uri": WATCHED})).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    // The upstream sends on its own standalone stream: fleetgate opened it.
+    assert_eq!(
+        tool_text(&c, "notify_resource_updated", json!({"uri": WATCHED})).await,
+        "sent"
+    );
+    let got = read_until(&mut stream, updated).await;
+    assert_eq!(got.iter().filter(|m| updated(m)).count(), 1, "{got:?}");
+    // One upstream session (one standalone stream) for the session.
+    assert_eq!(up.stats().live_sessions, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_wait_for_a_stream_then_take_the_first_that_opens() {
+    let (_up, _fleet, c) = setup("held").await;
+    let r = c.request("resources/subscribe", json!({"uri": WATCHED})).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    // No GET stream, and a JSON-only call: nothing can take the update now.
+    let a = call_json_only(&c, "notify_resource_updated", json!({"uri": WATCHED})).await;
+    assert_eq!(a.status, 200, "{a:?}");
+    assert_eq!(a.result()["content"][0]["text"], "sent", "{a:?}");
+    assert!(a.messages.iter().all(|m| !updated(m)), "{a:?}");
+    // The GET stream, when it opens, starts with what was held.
+    let mut stream = c.get_stream(None).send().await.unwrap();
+    assert_eq!(stream.status(), 200);
+    read_until(&mut stream, updated).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_get_stream_a_calls_stream_carries_them() {
+    let (_up, _fleet, c) = setup("oncall").await;
+    let r = c.request("resources/subscribe", json!({"uri": WATCHED})).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    // A slow call accepting SSE is in progress while the update is sent.
+    let slow = {
+        let (url, session) = (c.url.clone(), c.session.clone().unwrap());
+        tokio::spawn(async move {
+            let mut c = McpClient::fresh(url);
+            c.session = Some(session);
+            c.request("tools/call", json!({"name": "slow", "arguments": {"ms": 1500}}))
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let notify = call_json_only(&c, "notify_resource_updated", json!({"uri": WATCHED})).await;
+    assert_eq!(notify.result()["content"][0]["text"], "sent", "{notify:?}");
+    let a = slow.await.unwrap();
+    assert!(a.content_type.starts_with("text/event-stream"), "{a:?}");
+    assert!(a.messages.iter().any(updated), "{a:?}");
+    assert!(a.result()["content"].is_array(), "{a:?}");
+}
