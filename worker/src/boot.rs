@@ -223,6 +223,14 @@ async fn serve_until_stopped(
         state.sessions.mirror_events(events);
     }
     spawn_session_sweeper(state.sessions.clone(), cfg.gateway.session_idle_timeout);
+    state.sessions.watch_registry(state.core.registry.clone());
+    let refresher = crate::gateway::catalog::spawn_refresher(state.core.clone());
+    let _ = state.core.federation.list_changed.set(refresher);
+    crate::gateway::catalog::spawn_view_watch(
+        state.core.registry.clone(),
+        state.sessions.clone(),
+        cfg.gateway.registry_poll,
+    );
     // With Redis: an internal TCP listener other workers (of any host) forward
     // to, advertised in this worker's heartbeat.
     let internal_tcp = match &redis {

@@ -516,8 +516,7 @@ fn on_event(ev: SseEvent, dispatch: &Dispatch, orphans: &Orphans) {
                 }
             }
             Message::Notification(n) => {
-                let unrelated =
-                    n.method != methods::PROGRESS && n.method != methods::LOG_MESSAGE;
+                let unrelated = n.method != methods::PROGRESS && n.method != methods::LOG_MESSAGE;
                 let n = match unrelated {
                     true => match dispatch.to_listener(Incoming::Notification(n)) {
                         Ok(()) => continue,

@@ -216,12 +216,7 @@ async fn read(s: &Inner, mut resp: Option<net::Response>, tx: PumpTx) {
 }
 
 /// Reads one response of the stream to its end; `false` once the pump is gone.
-async fn drain(
-    s: &Inner,
-    mut resp: net::Response,
-    decoder: &mut SseDecoder,
-    tx: &PumpTx,
-) -> bool {
+async fn drain(s: &Inner, mut resp: net::Response, decoder: &mut SseDecoder, tx: &PumpTx) -> bool {
     let mut events = Vec::new();
     loop {
         let done = match resp.chunk().await {

@@ -78,7 +78,9 @@ async fn resource_updates_reach_the_clients_get_stream() {
     let (up, _fleet, c) = setup("standalone").await;
     let mut stream = c.get_stream(None).send().await.unwrap();
     assert_eq!(stream.status(), 200);
-    let r = c.request("resources/subscribe", json!({"uri": WATCHED})).await;
+    let r = c
+        .request("resources/subscribe", json!({"uri": WATCHED}))
+        .await;
     assert_eq!(r.status, 200, "{r:?}");
     // The upstream sends on its own standalone stream: fleetgate opened it.
     assert_eq!(
@@ -94,7 +96,9 @@ async fn resource_updates_reach_the_clients_get_stream() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_wait_for_a_stream_then_take_the_first_that_opens() {
     let (_up, _fleet, c) = setup("held").await;
-    let r = c.request("resources/subscribe", json!({"uri": WATCHED})).await;
+    let r = c
+        .request("resources/subscribe", json!({"uri": WATCHED}))
+        .await;
     assert_eq!(r.status, 200, "{r:?}");
     // No GET stream, and a JSON-only call: nothing can take the update now.
     let a = call_json_only(&c, "notify_resource_updated", json!({"uri": WATCHED})).await;
@@ -110,7 +114,9 @@ async fn messages_wait_for_a_stream_then_take_the_first_that_opens() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_get_stream_a_calls_stream_carries_them() {
     let (_up, _fleet, c) = setup("oncall").await;
-    let r = c.request("resources/subscribe", json!({"uri": WATCHED})).await;
+    let r = c
+        .request("resources/subscribe", json!({"uri": WATCHED}))
+        .await;
     assert_eq!(r.status, 200, "{r:?}");
     // A slow call accepting SSE is in progress while the update is sent.
     let slow = {
@@ -118,8 +124,11 @@ async fn without_a_get_stream_a_calls_stream_carries_them() {
         tokio::spawn(async move {
             let mut c = McpClient::fresh(url);
             c.session = Some(session);
-            c.request("tools/call", json!({"name": "slow", "arguments": {"ms": 1500}}))
-                .await
+            c.request(
+                "tools/call",
+                json!({"name": "slow", "arguments": {"ms": 1500}}),
+            )
+            .await
         })
     };
     tokio::time::sleep(Duration::from_millis(500)).await;

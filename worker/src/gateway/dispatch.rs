@@ -182,10 +182,19 @@ pub async fn dispatch(
             "resourceTemplates",
             idx.templates.iter().map(|t| template_json(t)),
         ),
-        "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
-            let uri = str_param(&params, "uri", method)?;
-            let gw = resource_gateway(idx, uri)?;
+        "resources/read" => {
+            let gw = resource_gateway(idx, str_param(&params, "uri", method)?)?;
             call_upstream(core, ctx, &snap, &gw, method, params).await
+        }
+        "resources/subscribe" | "resources/unsubscribe" => {
+            let uri = str_param(&params, "uri", method)?.to_owned();
+            let gw = resource_gateway(idx, &uri)?;
+            let done = call_upstream(core, ctx, &snap, &gw, method, params).await?;
+            // Remembered, so that ending the session undoes it upstream.
+            if let Upstreams::Session(set) = &ctx.upstreams {
+                set.note_subscription(&gw, &uri, method == "resources/subscribe");
+            }
+            Ok(done)
         }
         "completion/complete" => {
             let r = params
@@ -218,7 +227,10 @@ pub async fn dispatch(
             call_upstream(core, ctx, &snap, &gw, method, up).await
         }
         "logging/setLevel" => {
-            str_param(&params, "level", method)?;
+            let level = str_param(&params, "level", method)?;
+            if let Upstreams::Session(set) = &ctx.upstreams {
+                set.set_log_level(level).await;
+            }
             Ok(raw(&json!({})))
         }
         other => Err(RpcError::MethodNotFound(other.to_owned())),
@@ -343,7 +355,7 @@ fn put_opt(m: &mut Map<String, Value>, k: &str, v: &Option<impl Into<Value> + Cl
     }
 }
 
-fn tool_json(name: &str, t: &fleetgate_store::Tool) -> Value {
+pub(crate) fn tool_json(name: &str, t: &fleetgate_store::Tool) -> Value {
     let mut m = Map::new();
     m.insert("name".into(), name.into());
     put_opt(&mut m, "title", &t.title);
@@ -356,7 +368,7 @@ fn tool_json(name: &str, t: &fleetgate_store::Tool) -> Value {
     Value::Object(m)
 }
 
-fn prompt_json(name: &str, p: &fleetgate_store::Prompt) -> Value {
+pub(crate) fn prompt_json(name: &str, p: &fleetgate_store::Prompt) -> Value {
     let mut m = Map::new();
     m.insert("name".into(), name.into());
     put_opt(&mut m, "title", &p.title);
@@ -367,7 +379,7 @@ fn prompt_json(name: &str, p: &fleetgate_store::Prompt) -> Value {
     Value::Object(m)
 }
 
-fn resource_json(r: &fleetgate_store::Resource) -> Value {
+pub(crate) fn resource_json(r: &fleetgate_store::Resource) -> Value {
     let mut m = Map::new();
     m.insert("uri".into(), r.uri.clone().into());
     m.insert("name".into(), r.name.clone().into());
@@ -377,7 +389,7 @@ fn resource_json(r: &fleetgate_store::Resource) -> Value {
     Value::Object(m)
 }
 
-fn template_json(t: &fleetgate_store::ResourceTemplate) -> Value {
+pub(crate) fn template_json(t: &fleetgate_store::ResourceTemplate) -> Value {
     let mut m = Map::new();
     m.insert("uriTemplate".into(), t.uri_template.clone().into());
     m.insert("name".into(), t.name.clone().into());

@@ -9,14 +9,15 @@
 //! - `/rpc` carries no session; it uses the worker's pool, keyed by principal and
 //!   gateway: reused across calls, never shared between principals.
 
+use crate::gateway::session::{Listener, Session};
 use fleetgate_mcp::{
-    RequestOptions, ServerMessageHandler, UpstreamClient, UpstreamError, UpstreamSession,
+    NoopHandler, RequestOptions, ServerMessageHandler, UpstreamClient, UpstreamError,
+    UpstreamSession,
 };
 use fleetgate_store::Gateway;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::value::RawValue;
 use serde_json::Value;
-use crate::gateway::session::{Listener, Session};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 use tokio::sync::OnceCell;
@@ -45,6 +46,12 @@ impl Opened {
 #[derive(Default)]
 pub struct UpstreamSet {
     cells: Mutex<foldhash::HashMap<String, Cell>>,
+    /// `(key, uri)` of each resource subscription made through this set,
+    /// undone upstream when the set's sessions close.
+    subscriptions: Mutex<std::collections::BTreeSet<(String, String)>>,
+    /// The client's `logging/setLevel`, passed to every upstream session of
+    /// the set that offers logging (those opened later too).
+    log_level: Mutex<Option<String>>,
     /// The downstream session these upstream sessions serve: each one's
     /// standalone stream is read for it. `None`: the pool (no client to
     /// reach outside a call).
@@ -56,6 +63,8 @@ impl UpstreamSet {
     pub fn listening_for(session: Weak<Session>) -> UpstreamSet {
         UpstreamSet {
             cells: Mutex::default(),
+            subscriptions: Mutex::default(),
+            log_level: Mutex::default(),
             listener: Some(session),
         }
     }
@@ -74,12 +83,78 @@ impl UpstreamSet {
     }
 
     /// Every open session, removed from the set (to close them).
-    pub fn take_all(&self) -> Vec<Arc<UpstreamSession>> {
+    pub fn take_all(&self) -> Vec<Closing> {
         let mut cells = self.cells.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut subs = self
+            .subscriptions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let all = std::mem::take(&mut *subs);
         cells
             .drain()
-            .filter_map(|(_, c)| c.get().map(|o| o.session.clone()))
+            .filter_map(|(key, c)| {
+                let session = c.get()?.session.clone();
+                let subscribed = all
+                    .iter()
+                    .filter(|(k, _)| *k == key)
+                    .map(|(_, uri)| uri.clone())
+                    .collect();
+                Some(Closing {
+                    session,
+                    subscribed,
+                })
+            })
             .collect()
+    }
+
+    /// Sets the logging level on every upstream session open now that
+    /// offers logging, and remembers it for those opened later.
+    pub async fn set_log_level(&self, level: &str) {
+        *self
+            .log_level
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(level.to_owned());
+        let open: Vec<Arc<UpstreamSession>> = self
+            .cells
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .filter_map(|c| c.get().map(|o| o.session.clone()))
+            .collect();
+        futures_util::future::join_all(open.iter().map(|s| send_log_level(s, level))).await;
+    }
+
+    /// Records a successful `resources/subscribe` (`on`) or `unsubscribe`
+    /// of `uri` through the session `key`.
+    pub fn note_subscription(&self, key: &str, uri: &str, on: bool) {
+        let mut subs = self
+            .subscriptions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let entry = (key.to_owned(), uri.to_owned());
+        if on {
+            subs.insert(entry);
+        } else {
+            subs.remove(&entry);
+        }
+    }
+
+    /// The session `key` leaves the set (to be closed), with its subscriptions.
+    fn take(&self, key: &str, session: Arc<UpstreamSession>) -> Closing {
+        let mut subs = self
+            .subscriptions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let subscribed = subs
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, uri)| uri.clone())
+            .collect::<Vec<_>>();
+        subs.retain(|(k, _)| k != key);
+        Closing {
+            session,
+            subscribed,
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -102,6 +177,9 @@ pub struct Federation {
     pub timeout: Duration,
     /// `/rpc`'s pool: `{principal}\0{gateway id}` → session.
     pub pool: UpstreamSet,
+    /// Where upstreams' list changes are reported (set once at boot:
+    /// [`crate::gateway::catalog::spawn_refresher`]).
+    pub list_changed: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<String>>,
 }
 
 impl Federation {
@@ -119,6 +197,7 @@ impl Federation {
                 })),
             timeout,
             pool: UpstreamSet::default(),
+            list_changed: std::sync::OnceLock::new(),
         }
     }
 
@@ -180,9 +259,15 @@ impl Federation {
                     let listener = Listener {
                         session: owner.clone(),
                         wait: self.timeout,
+                        gateway_id: gateway.id.clone(),
+                        list_changed: self.list_changed.get().cloned(),
                     };
                     let listening = session.listen(Arc::new(listener)).await;
                     tracing::debug!(upstream = %gateway.url, ?listening, "upstream standalone stream");
+                    let level = set.log_level.lock().unwrap_or_else(PoisonError::into_inner).clone();
+                    if let Some(level) = level {
+                        send_log_level(&session, &level).await;
+                    }
                 }
                 Ok::<_, UpstreamError>(Opened {
                     session: Arc::new(session),
@@ -201,7 +286,7 @@ impl Federation {
             if !opened.serves(gateway) {
                 tracing::info!(upstream = %gateway.url, "gateway changed; opening a new upstream session");
                 set.forget(key, &cell);
-                close_all(vec![opened.session]);
+                close_all(vec![set.take(key, opened.session)]);
                 continue;
             }
             let options = RequestOptions {
@@ -240,14 +325,46 @@ pub fn upstream_transport(t: fleetgate_store::Transport) -> fleetgate_mcp::Trans
     }
 }
 
-/// Closes upstream sessions in the background (DELETE to each upstream).
-pub fn close_all(sessions: Vec<Arc<UpstreamSession>>) {
+/// `logging/setLevel` to an upstream that offers logging (a refusal is
+/// only logged: the client's own request succeeded at the gateway).
+async fn send_log_level(s: &UpstreamSession, level: &str) {
+    if s.server_capabilities().get("logging").is_none() {
+        return;
+    }
+    let params = serde_json::json!({ "level": level });
+    if let Err(e) = s
+        .request("logging/setLevel", Some(params), &NoopHandler)
+        .await
+    {
+        tracing::debug!(upstream = s.url(), error = %e, "logging/setLevel refused upstream");
+    }
+}
+
+/// An upstream session on its way out, and the resources subscribed through it.
+pub struct Closing {
+    pub session: Arc<UpstreamSession>,
+    pub subscribed: Vec<String>,
+}
+
+/// Closes upstream sessions in the background: each subscription is undone
+/// (`resources/unsubscribe`), then the session ends (DELETE).
+pub fn close_all(sessions: Vec<Closing>) {
     if sessions.is_empty() {
         return;
     }
     tokio::spawn(async move {
-        for s in sessions {
-            let _ = s.close().await;
+        for c in sessions {
+            for uri in c.subscribed {
+                let params = serde_json::json!({ "uri": uri });
+                let undone = c
+                    .session
+                    .request("resources/unsubscribe", Some(params), &NoopHandler)
+                    .await;
+                if let Err(e) = undone {
+                    tracing::debug!(upstream = c.session.url(), %uri, error = %e, "resources/unsubscribe at session end failed");
+                }
+            }
+            let _ = c.session.close().await;
         }
     });
 }

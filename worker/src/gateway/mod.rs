@@ -6,9 +6,14 @@
 //! - [`dispatch`]: the one JSON-RPC dispatcher and its [`dispatch::Context`].
 //! - [`federation`]: upstream sessions, per downstream session or pooled.
 //! - [`session`]: downstream sessions and the mid-call client channel.
+//! - [`catalog`]: upstream list changes refresh the catalog; sessions hear
+//!   of changes to what they see.
+//! - [`discovery`]: asking an upstream what it offers.
 //! - [`events`]: stored SSE events, for clients resuming a stream (`Last-Event-ID`).
 //! - [`error`]: [`error::RpcError`], mapped to wire codes in one place.
 
+pub mod catalog;
+pub mod discovery;
 pub mod dispatch;
 pub mod error;
 pub mod events;

@@ -17,6 +17,7 @@
 //! asked; one nobody takes in time is answered with an error.
 
 use crate::cluster::redis_events::RedisEvents;
+use crate::gateway::catalog;
 use crate::gateway::events::{self, EventStore};
 use crate::gateway::federation::{close_all, UpstreamSet};
 use crate::gateway::scope::{Principal, Scope};
@@ -26,7 +27,7 @@ use fleetgate_mcp::upstream::BoxFuture;
 use fleetgate_mcp::{Notification, Request, ServerMessageHandler};
 use serde_json::{json, Value};
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock, Weak};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
@@ -48,6 +49,9 @@ pub struct Session {
     /// Messages no stream could take yet, oldest first.
     held: Mutex<VecDeque<Held>>,
     next_client_request: AtomicU64,
+    /// The registry version whose view this session's client last had:
+    /// changes after it are announced (`list_changed`), those before not.
+    pub view_version: AtomicI64,
     /// Unix seconds of the last request that used this session.
     last_used: AtomicU64,
 }
@@ -166,7 +170,12 @@ impl Session {
     /// Sends a server→client request to the client under a session-unique
     /// id, on `via` (a call's stream) or else as [`deliver`](Self::deliver)
     /// does, and waits up to `wait` for the client's answer.
-    pub async fn ask(&self, r: Request, via: Option<&mpsc::Sender<Bytes>>, wait: Duration) -> Answer {
+    pub async fn ask(
+        &self,
+        r: Request,
+        via: Option<&mpsc::Sender<Bytes>>,
+        wait: Duration,
+    ) -> Answer {
         let n = self.next_client_request.fetch_add(1, Ordering::Relaxed);
         let id = Id::String(format!("fleetgate-{n}"));
         let (answer_tx, answer_rx) = oneshot::channel();
@@ -283,6 +292,8 @@ pub struct Sessions {
     /// With Redis: every session's events are copied there, and an adopted
     /// session starts with what its previous owner stored.
     redis_events: OnceLock<Arc<RedisEvents>>,
+    /// The registry, whose version a new session starts from (set at boot).
+    registry: OnceLock<Arc<crate::gateway::registry::Registry>>,
 }
 
 impl Sessions {
@@ -298,6 +309,11 @@ impl Sessions {
     /// once, at boot; without it: memory only).
     pub fn mirror_events(&self, redis_events: Arc<RedisEvents>) {
         let _ = self.redis_events.set(redis_events);
+    }
+
+    /// The registry new sessions see (set once, at boot).
+    pub fn watch_registry(&self, registry: Arc<crate::gateway::registry::Registry>) {
+        let _ = self.registry.set(registry);
     }
 
     /// The Redis copy of the sessions' events, if any.
@@ -335,6 +351,11 @@ impl Sessions {
             calls: Mutex::default(),
             held: Mutex::default(),
             next_client_request: AtomicU64::new(1),
+            view_version: AtomicI64::new(
+                self.registry
+                    .get()
+                    .map_or(i64::MIN, |r| r.snapshot().version),
+            ),
             last_used: AtomicU64::new(unix_secs()),
         });
         self.map
@@ -407,6 +428,16 @@ impl Sessions {
         Some(s)
     }
 
+    /// Every live session.
+    pub fn all(&self) -> Vec<Arc<Session>> {
+        self.map
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect()
+    }
+
     pub fn len(&self) -> usize {
         self.map
             .read()
@@ -448,10 +479,7 @@ impl ServerMessageHandler for ClientChannel {
             let Some(session) = &self.session else {
                 return Err(ErrorObject::new(
                     jsonrpc::METHOD_NOT_FOUND,
-                    format!(
-                        "{} cannot reach this client: it has no session",
-                        r.method
-                    ),
+                    format!("{} cannot reach this client: it has no session", r.method),
                 ));
             };
             session.ask(r, self.tx.as_ref(), MID_CALL_WAIT).await
@@ -465,11 +493,19 @@ pub struct Listener {
     pub session: Weak<Session>,
     /// How long the upstream's request may wait for the client's answer.
     pub wait: Duration,
+    /// The gateway the upstream is, and where its list changes are reported
+    /// ([`crate::gateway::catalog`]).
+    pub gateway_id: String,
+    pub list_changed: Option<mpsc::UnboundedSender<String>>,
 }
 
 impl ServerMessageHandler for Listener {
     fn on_notification(&self, n: Notification) -> BoxFuture<'_, ()> {
-        if let Some(session) = self.session.upgrade() {
+        if catalog::LIST_CHANGED.iter().any(|(m, _)| *m == n.method) {
+            if let Some(tx) = &self.list_changed {
+                let _ = tx.send(self.gateway_id.clone());
+            }
+        } else if let Some(session) = self.session.upgrade() {
             let msg = jsonrpc::encode_notification(&n.method, n.params.as_ref());
             session.deliver(Bytes::from(msg), Instant::now() + HELD_TTL);
         }

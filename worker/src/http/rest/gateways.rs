@@ -2,8 +2,8 @@
 //! one transaction), list, read, update (re-discovers when the URL or the auth
 //! changes), delete (cascades), enable/disable, refresh.
 
+use crate::gateway::discovery::{discover, Found};
 use crate::gateway::federation::close_all;
-use crate::http::rest::discovery::{discover, Found};
 use crate::http::rest::error::{ApiError, ApiResult, Fields, JsonBody, QueryPairs};
 use crate::http::rest::openapi::{Reply, Route, Verb, LIST_QUERY};
 use crate::http::rest::shapes::{Counts, GatewayRead};
@@ -390,7 +390,9 @@ async fn create(
     let Found {
         discovered,
         skipped,
-    } = discover(&st, &url, transport, &auth_headers).await?;
+    } = discover(&st.core.federation, &url, transport, &auth_headers)
+        .await
+        .map_err(|e| ApiError::upstream(&url, &e))?;
     let new = NewGateway {
         name,
         url,
@@ -437,7 +439,11 @@ async fn update(
     let rediscover =
         url != current.url || headers != current.auth_headers || transport != current.transport;
     let found = if rediscover {
-        Some(discover(&st, &url, transport, &headers).await?)
+        Some(
+            discover(&st.core.federation, &url, transport, &headers)
+                .await
+                .map_err(|e| ApiError::upstream(&url, &e))?,
+        )
     } else {
         None
     };
@@ -534,7 +540,10 @@ async fn refresh(State(st): State<AppState>, Path(id): Path<String>) -> ApiResul
     let started = Instant::now();
     let store = &st.core.registry.store;
     let g = store.get_gateway(&id).await?;
-    let found = match discover(&st, &g.url, g.transport, &g.auth_headers).await {
+    let found = match discover(&st.core.federation, &g.url, g.transport, &g.auth_headers)
+        .await
+        .map_err(|e| ApiError::upstream(&g.url, &e))
+    {
         Ok(f) => f,
         Err(e) => {
             if let Err(se) = store.set_gateway_reachable(&id, false).await {

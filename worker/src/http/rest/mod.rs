@@ -3,7 +3,6 @@
 //! - [`openapi`]: the route table type; [`table`] lists every route once, and both
 //!   [`routes`] (the axum router) and `/openapi.json` are built from it.
 //! - [`gateways`], [`catalog`] (tools, resources, prompts), [`servers`]: handlers.
-//! - [`discovery`]: connect to an upstream and list what it offers.
 //! - [`shapes`]: the `*Read` wire shapes and their JSON Schemas.
 //! - [`error`]: `ApiError` (every status decided in one place), body/query extractors.
 //!
@@ -11,7 +10,6 @@
 //! (`registry.refresh(true)`); other workers see it at their next poll.
 
 mod catalog;
-mod discovery;
 mod error;
 mod gateways;
 mod openapi;

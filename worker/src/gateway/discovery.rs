@@ -1,8 +1,7 @@
 //! Asking an upstream what it offers: connect, `initialize`, list everything,
 //! close; and turning the raw MCP objects into the store's [`Discovered`].
 
-use crate::http::rest::error::{ApiError, ApiResult};
-use crate::state::AppState;
+use crate::gateway::federation::Federation;
 use fleetgate_mcp::{UpstreamError, UpstreamSession};
 use fleetgate_store::{
     Discovered, DiscoveredPrompt, DiscoveredResource, DiscoveredResourceTemplate, DiscoveredTool,
@@ -19,15 +18,14 @@ pub struct Found {
 }
 
 /// Connects to `url` over `transport` with `headers`, discovers everything and
-/// closes the session. Any failure is an [`ApiError`] naming the URL (502, or
-/// 504 on a timeout). For [`Transport::Sse`], `url` is the upstream's SSE
-/// endpoint (`http://host/sse`).
+/// closes the session. Every error names the URL. For [`Transport::Sse`],
+/// `url` is the upstream's SSE endpoint (`http://host/sse`).
 pub async fn discover(
-    st: &AppState,
+    fed: &Federation,
     url: &str,
     transport: Transport,
     headers: &BTreeMap<String, String>,
-) -> ApiResult<Found> {
+) -> Result<Found, UpstreamError> {
     let mut map = HeaderMap::new();
     for (k, v) in headers {
         // Validated when the request was parsed; a stored bad header is skipped,
@@ -36,7 +34,6 @@ pub async fn discover(
             map.insert(k, v);
         }
     }
-    let fed = &st.core.federation;
     let session = fed
         .client
         .connect_with_transport(
@@ -46,13 +43,12 @@ pub async fn discover(
             fleetgate_mcp::protocol::LATEST_STATEFUL_PROTOCOL_VERSION,
             fed.timeout,
         )
-        .await
-        .map_err(|e| ApiError::upstream(url, &e))?;
+        .await?;
     let result = from_session(&session).await;
     if let Err(e) = session.close().await {
         tracing::debug!(upstream = url, error = %e, "closing the discovery session failed");
     }
-    result.map_err(|e| ApiError::upstream(url, &e))
+    result
 }
 
 async fn from_session(session: &UpstreamSession) -> Result<Found, UpstreamError> {
