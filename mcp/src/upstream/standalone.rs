@@ -207,7 +207,7 @@ async fn read(s: &Inner, mut resp: Option<net::Response>, tx: PumpTx) {
             }
             Err(Refusal::Retry(why)) => {
                 failures += 1;
-                if failures == 1 || failures % 10 == 0 {
+                if failures == 1 || failures.is_multiple_of(10) {
                     tracing::warn!(upstream = %s.url, reason = %why, "could not reopen the upstream's standalone stream; retrying");
                 }
             }
