@@ -32,6 +32,22 @@ echo "node: $(node --version 2>/dev/null || echo none), npm: $(npm --version)"
 log "node packages (official MCP TypeScript SDK; the conformance suite installs itself)"
 (cd tests/node && npm ci --no-audit --no-fund --loglevel=error)
 
+log "python packages (official MCP Python SDK, into tests/python/.venv)"
+py_env=tests/python/.venv
+# The venv keeps a copy of the requirements it was built from: rebuilt when they change.
+if ! cmp -s tests/python/requirements.txt "$py_env/requirements.txt"; then
+  rm -rf "$py_env"
+  # Debian and Ubuntu ship venv's pip bootstrap apart, in python3-venv.
+  if ! python3 -m venv "$py_env" >/dev/null 2>&1; then
+    rm -rf "$py_env"
+    apt_install python3-venv
+    python3 -m venv "$py_env"
+  fi
+  "$py_env/bin/pip" install -q --disable-pip-version-check -r tests/python/requirements.txt
+  cp tests/python/requirements.txt "$py_env/requirements.txt"
+fi
+echo "python: $("$py_env/bin/python" --version), mcp $("$py_env/bin/python" -c 'import importlib.metadata as m; print(m.version("mcp"))')"
+
 log "format and lints"
 cargo fmt --all -- --check
 cargo clippy -q --workspace --all-targets -- -D warnings

@@ -7,6 +7,9 @@
 //! - [`affinity`]: session affinity without Redis; forwards between workers.
 //! - [`affinity_redis`]: affinity with `REDIS_URL`: ownership keys, HTTP and
 //!   pub/sub forwards, dead-owner reclaim, Redis outages, two hosts.
+//! - [`clients`]: the official MCP SDK clients (Python `mcp` 2.x, TypeScript
+//!   `@modelcontextprotocol/sdk`) in every transport, notifications included
+//!   (needs `tests/python/.venv` and `tests/node/node_modules`: scripts/test.sh).
 //! - [`external`]: the official MCP conformance suite and TypeScript SDK client
 //!   (needs Node: `cd tests/node && npm ci`; the suite installs itself).
 //! - [`fleet`]: the supervisor: workers on one socket, signals, respawns, exits.
@@ -33,6 +36,7 @@
 
 mod affinity;
 mod affinity_redis;
+mod clients;
 mod external;
 mod fleet;
 mod legacy_sse;
