@@ -527,3 +527,101 @@ impl ServerMessageHandler for Listener {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session() -> Arc<Session> {
+        Sessions::default().create(
+            "s1".into(),
+            Scope::All,
+            Principal::anonymous(),
+            "2025-11-25",
+        )
+    }
+
+    fn later() -> Instant {
+        Instant::now() + HELD_TTL
+    }
+
+    fn b(s: &str) -> Bytes {
+        Bytes::from(s.to_owned())
+    }
+
+    #[test]
+    fn messages_are_held_until_a_stream_opens_then_come_first_in_order() {
+        let s = session();
+        s.deliver(b("1"), later());
+        s.deliver(b("2"), Instant::now() - Duration::from_secs(1)); // expired
+        s.deliver(b("3"), later());
+        let (tx, mut rx) = mpsc::channel(8);
+        assert!(s.open_stream(tx));
+        s.deliver(b("4"), later());
+        let got: Vec<Bytes> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
+        assert_eq!(got, vec![b("1"), b("3"), b("4")]);
+    }
+
+    #[test]
+    fn a_calls_stream_takes_them_while_no_get_stream_is_open_and_not_after_it_ends() {
+        let s = session();
+        let (tx, mut rx) = mpsc::channel(8);
+        let attached = s.attach_call(&tx);
+        s.deliver(b("during"), later());
+        assert_eq!(rx.try_recv().ok(), Some(b("during")));
+        drop(attached);
+        s.deliver(b("after"), later());
+        assert!(
+            rx.try_recv().is_err(),
+            "a finished call's stream gets nothing"
+        );
+        // Held for the next stream instead.
+        let (get, mut get_rx) = mpsc::channel(8);
+        assert!(s.open_stream(get));
+        assert_eq!(get_rx.try_recv().ok(), Some(b("after")));
+    }
+
+    #[test]
+    fn the_held_queue_is_bounded_oldest_dropped() {
+        let s = session();
+        for i in 0..HELD_MAX + 3 {
+            s.deliver(Bytes::from(i.to_string()), later());
+        }
+        let (tx, mut rx) = mpsc::channel(HELD_MAX * 2);
+        assert!(s.open_stream(tx));
+        let got: Vec<Bytes> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
+        assert_eq!(got.len(), HELD_MAX);
+        assert_eq!(got[0], b("3"));
+    }
+
+    #[tokio::test]
+    async fn a_request_gets_a_session_id_and_the_clients_answer_or_an_error_in_time() {
+        let s = session();
+        let (tx, mut rx) = mpsc::channel(8);
+        assert!(s.open_stream(tx));
+        let req = |m: &str| Request {
+            id: Id::Number(5),
+            method: m.into(),
+            params: None,
+        };
+        let asking = {
+            let s = s.clone();
+            tokio::spawn(
+                async move { s.ask(req("roots/list"), None, Duration::from_secs(5)).await },
+            )
+        };
+        let sent: Value = serde_json::from_slice(&rx.recv().await.unwrap()).unwrap();
+        assert_eq!(sent["method"], "roots/list");
+        let id = Id::String(sent["id"].as_str().unwrap().to_owned());
+        assert!(matches!(&id, Id::String(i) if i.starts_with("fleetgate-")));
+        assert!(s.answer(&id, Ok(json!({"roots": []}))));
+        assert_eq!(asking.await.unwrap().unwrap(), json!({"roots": []}));
+        // Nobody answers: an error naming the method, and nothing left waiting.
+        let e = s
+            .ask(req("elicitation/create"), None, Duration::from_millis(50))
+            .await
+            .unwrap_err();
+        assert!(e.message.contains("elicitation/create"), "{e:?}");
+        assert!(s.pending.lock().unwrap().is_empty());
+    }
+}
