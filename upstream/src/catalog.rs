@@ -23,6 +23,7 @@ pub enum Tool {
     NotifyResourceUpdated,
     NotifyListChanged,
     NotifyLater,
+    Reveal,
     SimpleText,
     ImageContent,
     AudioContent,
@@ -122,6 +123,13 @@ pub const TOOLS: &[ToolDef] = &[
         tool: Tool::NotifyListChanged,
         name: "notify_list_changed",
         description: "Sends notifications/tools/list_changed, notifications/resources/list_changed and notifications/prompts/list_changed on the session's standalone GET stream (and to stateless subscriptions/listen streams).",
+        schema: empty_schema,
+        output_schema: None,
+    },
+    ToolDef {
+        tool: Tool::Reveal,
+        name: "reveal_tool",
+        description: "Adds the tool `revealed` to this server's tools/list (for every session, from now on) and sends notifications/tools/list_changed on the calling session's standalone GET stream: an upstream whose catalog really changes.",
         schema: empty_schema,
         output_schema: None,
     },
@@ -309,8 +317,13 @@ pub const DRAFT_TOOLS: &[(&str, &str)] = &[
 
 /// The catalog as served: tool names (with prefix), their lookup table and pre-serialized
 /// list results.
+/// The tool `reveal_tool` adds to the listing.
+pub const REVEALED: &str = "revealed";
+
 pub struct Catalog {
     pub tool_names: Vec<String>,
+    /// tools/list once `reveal_tool` was called: [`TOOLS`] plus [`REVEALED`].
+    pub revealed_tools_list: Vec<u8>,
     lookup: HashMap<String, usize>,
     pub tools_list: Vec<u8>,
     /// tools/list for stateless draft requests: [`TOOLS`] plus [`DRAFT_TOOLS`].
@@ -353,7 +366,14 @@ impl Catalog {
         draft_tools.extend(DRAFT_TOOLS.iter().chain(crate::mrtr::TOOLS).map(|(name, description)| {
             json!({ "name": format!("{prefix}{name}"), "description": description, "inputSchema": empty_schema() })
         }));
+        let mut revealed = tools.clone();
+        revealed.push(json!({
+            "name": format!("{prefix}{REVEALED}"),
+            "description": "Listed once reveal_tool was called; answers `revealed`.",
+            "inputSchema": empty_schema(),
+        }));
         Self {
+            revealed_tools_list: to_vec(json!({ "tools": revealed })),
             tool_names,
             lookup,
             tools_list: to_vec(json!({ "tools": tools })),

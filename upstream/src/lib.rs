@@ -40,9 +40,13 @@
 //!   to the call, as the conformance suite's reference server (the TypeScript SDK) sends
 //!   them: then only a client that has `GET /mcp` open can answer them. The conformance
 //!   runs use that mode; the default stays so that tests of mid-call relay keep their
-//!   subject. Resources
-//! `test://static-text`, `test://static-binary`, `test://watched-resource`, template
-//! `test://template/{id}/data`; prompts `test_simple_prompt`,
+//!   subject.
+//! * `reveal_tool` adds the tool `revealed` to tools/list for every session and sends
+//!   `notifications/tools/list_changed` on the caller's standalone stream: a catalog
+//!   that really changes.
+//!
+//! Resources `test://static-text`, `test://static-binary`, `test://watched-resource`,
+//! template `test://template/{id}/data`; prompts `test_simple_prompt`,
 //! `test_prompt_with_arguments`, `test_prompt_with_embedded_resource`,
 //! `test_prompt_with_image`; completions for prompt arguments and the template's `{id}`.
 //!

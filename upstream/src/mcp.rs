@@ -130,7 +130,10 @@ pub fn handle(req: Req<'_>) -> Reply {
     let p = &req.params;
     let msg = match req.method {
         "tools/call" => return call_tool(req),
-        "tools/list" => rpc::raw_result_msg(id, &req.shared.catalog.tools_list),
+        "tools/list" => match req.shared.revealed.load(Relaxed) {
+            true => rpc::raw_result_msg(id, &req.shared.catalog.revealed_tools_list),
+            false => rpc::raw_result_msg(id, &req.shared.catalog.tools_list),
+        },
         "ping" => rpc::result_msg(id, &Empty {}),
         "resources/list" => rpc::raw_result_msg(id, &req.shared.catalog.resources_list),
         "resources/templates/list" => rpc::raw_result_msg(id, &req.shared.catalog.templates_list),
@@ -231,6 +234,12 @@ fn call_tool(req: Req<'_>) -> Reply {
             None,
         ));
     };
+    let revealed = name
+        .strip_prefix(req.shared.cfg.tools_prefix.as_str())
+        .is_some_and(|n| n == crate::catalog::REVEALED);
+    if revealed && req.shared.revealed.load(Relaxed) {
+        return Reply::Now(text_result(&id, "revealed", false));
+    }
     let Some(index) = req.shared.catalog.tool_index(name) else {
         let msg = format!("Unknown tool: {name}");
         return Reply::Now(rpc::error_msg(&id, INVALID_PARAMS, &msg, None));
@@ -349,6 +358,21 @@ fn call_tool(req: Req<'_>) -> Reply {
                 _ => "not subscribed",
             };
             text_result(&id, text, false)
+        }
+        Tool::Reveal => {
+            req.shared.revealed.store(true, Relaxed);
+            let _ = req.shared.list_changes.send(ListChange::Tools);
+            let m = rpc::message(None, "notifications/tools/list_changed", &json!({}));
+            let sent = req.session.is_some_and(|s| s.send_standalone(&m));
+            text_result(
+                &id,
+                if sent {
+                    "revealed"
+                } else {
+                    "revealed; no standalone GET stream is open"
+                },
+                false,
+            )
         }
         Tool::NotifyListChanged => {
             for change in [

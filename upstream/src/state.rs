@@ -85,6 +85,8 @@ pub struct Shared {
     /// Key for signing MRTR `requestState`s.
     pub mac_key: RandomState,
     pub catalog: Catalog,
+    /// `reveal_tool` was called: tools/list carries [`crate::catalog::REVEALED`].
+    pub revealed: std::sync::atomic::AtomicBool,
     pub stats: Stats,
     pub sessions: RwLock<HashMap<Arc<str>, Arc<Session>>>,
     /// Legacy SSE connections whose `initialize` has not arrived yet: their streams.
@@ -107,6 +109,7 @@ impl Shared {
             stopping: watch::channel(false).0,
             mac_key: RandomState::new(),
             catalog,
+            revealed: std::sync::atomic::AtomicBool::new(false),
             stats,
             sessions: RwLock::new(HashMap::new()),
             legacy_pending: Mutex::new(HashMap::new()),

@@ -139,3 +139,134 @@ async fn without_a_get_stream_a_calls_stream_carries_them() {
     assert!(a.messages.iter().any(updated), "{a:?}");
     assert!(a.result()["content"].is_array(), "{a:?}");
 }
+
+/// As the official SDK servers do, the upstream sends its sampling request on
+/// its standalone stream, related to no request: the client gets it on its
+/// GET stream (fleetgate's id), answers it, and the call completes with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_requests_outside_calls_are_answered_by_the_client() {
+    let up = Upstream::builder()
+        .name("asks")
+        .standalone_requests(true)
+        .spawn()
+        .await
+        .unwrap();
+    let fleet = Fleet::builder().env("WORKERS", "2").start();
+    gateway::register(&fleet, "asks", &up.url()).await;
+    let sid = gateway::server_with_everything(&fleet, "asks").await;
+    let url = fleet.url(&format!("/servers/{sid}/mcp"));
+    gateway::known_everywhere(&url, 2).await;
+    let mut c = McpClient::fresh(url);
+    assert_eq!(c.initialize().await.status, 200);
+    let mut stream = c.get_stream(None).send().await.unwrap();
+    assert_eq!(stream.status(), 200);
+    let c = std::sync::Arc::new(c);
+    let call = {
+        let c = c.clone();
+        tokio::spawn(async move {
+            c.request(
+                "tools/call",
+                json!({"name": "test_sampling", "arguments": {"prompt": "hi"}}),
+            )
+            .await
+        })
+    };
+    let asked = read_until(&mut stream, |m| m["method"] == "sampling/createMessage").await;
+    let request = asked
+        .iter()
+        .find(|m| m["method"] == "sampling/createMessage")
+        .unwrap();
+    assert!(
+        request["id"].as_str().unwrap().starts_with("fleetgate-"),
+        "{request}"
+    );
+    let answer = c
+        .post(json!({"jsonrpc": "2.0", "id": request["id"], "result": {
+            "role": "assistant",
+            "content": {"type": "text", "text": "from the client"},
+            "model": "test",
+        }}))
+        .await;
+    assert_eq!(answer.status, 202, "{answer:?}");
+    let done = call.await.unwrap();
+    assert_eq!(
+        done.result()["content"][0]["text"],
+        "LLM response: from the client",
+        "{done:?}"
+    );
+}
+
+/// An upstream whose tools change says so on its stream; fleetgate refreshes
+/// its catalog and tells every session whose view changed, on every worker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_catalog_change_reaches_every_session() {
+    let up = Upstream::builder().name("grows").spawn().await.unwrap();
+    let fleet = Fleet::builder().env("WORKERS", "2").start();
+    gateway::register(&fleet, "grows", &up.url()).await;
+    let url = fleet.url("/mcp");
+    // Every worker knows the gateway (each learns of it at its next poll),
+    // so no session hears of the registration itself as a change.
+    let rpc = fleet.url("/rpc");
+    fleetgate_tests::eventually(
+        Duration::from_secs(10),
+        "every worker lists the gateway's tools",
+        || {
+            let rpc = rpc.clone();
+            async move {
+                for _ in 0..8 {
+                    let listed: Value = fleetgate_tests::fresh_client()
+                        .post(&rpc)
+                        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}))
+                        .send()
+                        .await
+                        .ok()?
+                        .json()
+                        .await
+                        .ok()?;
+                    listed["result"]["tools"]
+                        .as_array()
+                        .filter(|t| !t.is_empty())?;
+                }
+                Some(())
+            }
+        },
+    )
+    .await;
+    let mut sessions = Vec::new();
+    for _ in 0..4 {
+        let mut c = McpClient::fresh(url.clone());
+        assert_eq!(c.initialize().await.status, 200);
+        let stream = c.get_stream(None).send().await.unwrap();
+        assert_eq!(stream.status(), 200);
+        sessions.push((c, stream));
+    }
+    let names = |a: &fleetgate_tests::mcp::Answer| -> Vec<String> {
+        a.result()["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let before = sessions[0].0.request("tools/list", json!({})).await;
+    let reveal = names(&before)
+        .into_iter()
+        .find(|n| n.ends_with("reveal_tool") || n.ends_with("reveal-tool"))
+        .unwrap_or_else(|| panic!("reveal_tool is listed: {before:?}"));
+    assert!(!names(&before).iter().any(|n| n.ends_with("revealed")));
+    let r = sessions[0].0.call_tool(&reveal, json!({})).await;
+    assert_eq!(r["content"][0]["text"], "revealed", "{r}");
+    for (c, stream) in &mut sessions {
+        read_until(stream, |m| {
+            m["method"] == "notifications/tools/list_changed"
+        })
+        .await;
+        let after = c.request("tools/list", json!({})).await;
+        let revealed = names(&after)
+            .into_iter()
+            .find(|n| n.ends_with("revealed"))
+            .unwrap_or_else(|| panic!("the new tool is listed: {after:?}"));
+        let r = c.call_tool(&revealed, json!({})).await;
+        assert_eq!(r["content"][0]["text"], "revealed", "{r}");
+    }
+}
