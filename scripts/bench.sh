@@ -5,11 +5,16 @@
 #   BENCH_SECS=3 scripts/bench.sh
 #   BENCH_ONLY=gateway BENCH_SECS=1 scripts/bench.sh    # a quick smoke run
 #
-# Sections (BENCH_ONLY=fleet|gateway to run one):
+# Sections (BENCH_ONLY=fleet|gateway|idle to run one):
 #
 # "fleet": /health throughput and latency with WORKERS=1 and 2, keep-alive
 # and fresh connections, shared socket vs REUSE_PORT (and how answers spread over
 # workers), cold start to a healthy /health, idle RSS per worker.
+#
+# "idle": BENCH_IDLE_SESSIONS (1000) MCP sessions, each with one call made (so
+# each holds an upstream session and that session's standalone GET stream),
+# left idle, WORKERS=1: the worker's RSS per 1,000 such sessions, and its CPU
+# over 10 s of idleness.
 #
 # "gateway": stateful MCP tools/call (the test upstream's echo), WORKERS=2, auth on.
 # Rows, BENCH_CONNS (32) closed-loop connections for BENCH_SECS (5) each unless
@@ -186,6 +191,54 @@ cpu_ticks() { # sum of utime+stime of the supervisor's children
   echo $t
 }
 
+start_upstream() { # sets UP, UP_URL
+  "$UPSTREAM" --port 0 >"$WORK/up.out" 2>"$WORK/up.err" &
+  UP=$!; PIDS+=("$UP")
+  for _ in $(seq 1 500); do [ -s "$WORK/up.out" ] && break; sleep 0.01; done
+  [ -s "$WORK/up.out" ] || { cat "$WORK/up.err" >&2; die "test upstream printed no address"; }
+  UP_URL=$(python3 -c 'import json,sys;print(json.loads(open(sys.argv[1]).readline())["url"])' "$WORK/up.out")
+}
+
+if [ "$ONLY" = all ] || [ "$ONLY" = idle ]; then
+  N=${BENCH_IDLE_SESSIONS:-1000}
+  start_upstream
+  start_fleet idle WORKERS=1 AUTH_REQUIRED=false DATABASE_URL="sqlite:$WORK/bench-idle.db"
+  AUTH="x-bench: idle"
+  register idle
+  sleep 1
+  W=$(pgrep -P "$SUP" | head -1)
+  RSS0=$(rss_kb "$W")
+  python3 - "http://$ADDR/servers/$SID/mcp" "$N" <<'PY' || die "idle: opening sessions failed"
+import http.client, json, sys, urllib.parse
+url, n = urllib.parse.urlsplit(sys.argv[1]), int(sys.argv[2])
+conn = http.client.HTTPConnection(url.hostname, url.port)
+def post(body, sid=None):
+    h = {"content-type": "application/json", "accept": "application/json, text/event-stream",
+         "mcp-protocol-version": "2025-06-18"}
+    if sid: h["mcp-session-id"] = sid
+    conn.request("POST", url.path, json.dumps(body), h)
+    r = conn.getresponse(); r.read()
+    if r.status >= 300: sys.exit(f"HTTP {r.status}")
+    return r.getheader("mcp-session-id")
+for i in range(n):
+    sid = post({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "bench", "version": "0"}}})
+    post({"jsonrpc": "2.0", "method": "notifications/initialized"}, sid)
+    post({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+          "params": {"name": "echo", "arguments": {"text": "hi"}}}, sid)
+PY
+  sleep 1
+  RSS1=$(rss_kb "$W")
+  C0=$(awk '{print $14+$15}' "/proc/$W/stat"); sleep 10; C1=$(awk '{print $14+$15}' "/proc/$W/stat")
+  STREAMS=$(curl -fs "${UP_URL%/mcp}/stats" | python3 -c 'import json,sys;print(json.load(sys.stdin).get("live_sessions","?"))')
+  echo "## idle: $N sessions (one call each), WORKERS=1"
+  echo "worker RSS: $RSS0 kB before, $RSS1 kB after ($(( (RSS1 - RSS0) * 1000 / N )) kB per 1,000 sessions); upstream live sessions: $STREAMS"
+  echo "worker CPU over 10 s idle: $((C1 - C0)) ticks ($(getconf CLK_TCK)/s)"
+  stop_fleet
+  kill -TERM "$UP" 2>/dev/null || true; wait "$UP" 2>/dev/null || true; forget "$UP"
+  echo
+fi
+
 if [ "$ONLY" = all ] || [ "$ONLY" = gateway ]; then
   GW_T0=$(date +%s)
   RES="$WORK/results"; mkdir -p "$RES"
@@ -209,11 +262,7 @@ print(f"| {label:<38} | {r['connections']:>3} | {r['rps']:>9.0f} | {r['p50_us']:
 PY
   }
 
-  "$UPSTREAM" --port 0 >"$WORK/up.out" 2>"$WORK/up.err" &
-  UP=$!; PIDS+=("$UP")
-  for _ in $(seq 1 500); do [ -s "$WORK/up.out" ] && break; sleep 0.01; done
-  [ -s "$WORK/up.out" ] || { cat "$WORK/up.err" >&2; die "test upstream printed no address"; }
-  UP_URL=$(python3 -c 'import json,sys;print(json.loads(open(sys.argv[1]).readline())["url"])' "$WORK/up.out")
+  start_upstream
 
   # Auth stays on, as in production: every request carries an admin token.
   export JWT_SECRET_KEY=bench-secret-0123456789abcdef0123456789
