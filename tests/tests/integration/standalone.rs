@@ -10,17 +10,21 @@ use fleetgate_test_upstream::{RunningUpstream, Upstream};
 use fleetgate_tests::fleet::Fleet;
 use fleetgate_tests::gateway;
 use fleetgate_tests::mcp::{sse_messages, McpClient};
+use fleetgate_tests::redis::RedisServer;
 use serde_json::{json, Value};
 
 const WATCHED: &str = "test://watched-resource";
 
 async fn setup(name: &str) -> (RunningUpstream, Fleet, McpClient) {
+    setup_on(name, Fleet::builder().env("WORKERS", "2").start(), 2).await
+}
+
+async fn setup_on(name: &str, fleet: Fleet, workers: usize) -> (RunningUpstream, Fleet, McpClient) {
     let up = Upstream::builder().name(name).spawn().await.unwrap();
-    let fleet = Fleet::builder().env("WORKERS", "2").start();
     gateway::register(&fleet, name, &up.url()).await;
     let sid = gateway::server_with_everything(&fleet, name).await;
     let url = fleet.url(&format!("/servers/{sid}/mcp"));
-    gateway::known_everywhere(&url, 2).await;
+    gateway::known_everywhere(&url, workers).await;
     let mut c = McpClient::fresh(url);
     assert_eq!(c.initialize().await.status, 200);
     (up, fleet, c)
@@ -75,7 +79,26 @@ async fn tool_text(c: &McpClient, name: &str, args: Value) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resource_updates_reach_the_clients_get_stream() {
-    let (up, _fleet, c) = setup("standalone").await;
+    let (up, fleet, c) = setup("standalone").await;
+    updates_reach_the_get_stream(&up, &fleet, &c).await;
+}
+
+/// The same across Redis-forwarded workers (pub/sub for calls, HTTP for the
+/// GET stream), three workers, a fresh connection per request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resource_updates_reach_the_clients_get_stream_with_redis() {
+    let redis = RedisServer::start();
+    let fleet = Fleet::builder()
+        .env("WORKERS", "3")
+        .env("REDIS_URL", redis.url())
+        .env("AFFINITY_FORWARD", "pubsub")
+        .env("FLEET_SECRET", "a-shared-fleet-secret-for-tests")
+        .start();
+    let (up, fleet, c) = setup_on("standalone-redis", fleet, 3).await;
+    updates_reach_the_get_stream(&up, &fleet, &c).await;
+}
+
+async fn updates_reach_the_get_stream(up: &RunningUpstream, _fleet: &Fleet, c: &McpClient) {
     let mut stream = c.get_stream(None).send().await.unwrap();
     assert_eq!(stream.status(), 200);
     let r = c
@@ -84,7 +107,7 @@ async fn resource_updates_reach_the_clients_get_stream() {
     assert_eq!(r.status, 200, "{r:?}");
     // The upstream sends on its own standalone stream: fleetgate opened it.
     assert_eq!(
-        tool_text(&c, "notify_resource_updated", json!({"uri": WATCHED})).await,
+        tool_text(c, "notify_resource_updated", json!({"uri": WATCHED})).await,
         "sent"
     );
     let got = read_until(&mut stream, updated).await;
