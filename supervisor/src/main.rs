@@ -86,5 +86,23 @@ fn serve() -> i32 {
             return EXIT_CONFIG;
         }
     };
+    raise_fd_limit();
     arbiter::run(cfg)
+}
+
+/// Raises the soft limit on open files to the hard one, for the supervisor
+/// and the workers it forks: every client connection, and every upstream
+/// session's standalone stream, holds a descriptor, and the soft limit many
+/// systems start with (1,024) would cap a worker near a thousand sessions.
+fn raise_fd_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => {
+            if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+                eprintln!("fleetgate: could not raise the open-files limit from {soft} to {hard}: {e}");
+            }
+        }
+        Ok(_) => {}
+        Err(e) => eprintln!("fleetgate: could not read the open-files limit: {e}"),
+    }
 }
