@@ -22,6 +22,7 @@ pub enum Tool {
     EchoHeaders,
     NotifyResourceUpdated,
     NotifyListChanged,
+    NotifyLater,
     SimpleText,
     ImageContent,
     AudioContent,
@@ -122,6 +123,21 @@ pub const TOOLS: &[ToolDef] = &[
         name: "notify_list_changed",
         description: "Sends notifications/tools/list_changed, notifications/resources/list_changed and notifications/prompts/list_changed on the session's standalone GET stream (and to stateless subscriptions/listen streams).",
         schema: empty_schema,
+        output_schema: None,
+    },
+    ToolDef {
+        tool: Tool::NotifyLater,
+        name: "notify_later",
+        description: "Answers `scheduled` at once; `delay_ms` (default 300) later sends, on the session's standalone GET stream and outside any request, notifications/message {level: info, logger: the server name, data: \"notify_later\"} (subject to logging/setLevel) and, if the session subscribed to `uri` (default test://watched-resource), notifications/resources/updated {uri}. Without an open standalone stream then, they are dropped.",
+        schema: || {
+            json!({
+                "type": "object",
+                "properties": {
+                    "delay_ms": { "type": "integer", "minimum": 0, "default": 300, "description": "Milliseconds to wait before sending" },
+                    "uri": { "type": "string", "default": "test://watched-resource", "description": "Resource whose update is announced if subscribed" }
+                }
+            })
+        },
         output_schema: None,
     },
     ToolDef {

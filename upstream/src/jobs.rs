@@ -75,14 +75,13 @@ impl Ctx {
 
     fn log(&self, level: &str, data: &str) {
         let idx = LOG_LEVELS.iter().position(|l| *l == level).unwrap_or(0);
-        let floor = match self.session() {
-            Some(s) => s.log_level.load(Relaxed),
-            None => match self.log_level {
-                Some(l) => l,
-                None => return,
-            },
+        let passes = match self.session() {
+            Some(s) => s.logs(idx),
+            None => self
+                .log_level
+                .is_some_and(|floor| idx >= usize::from(floor)),
         };
-        if (idx as u8) < floor {
+        if !passes {
             return;
         }
         self.notify(
@@ -107,7 +106,15 @@ impl Ctx {
         };
         let (id, rx) = session.register_pending();
         self.shared.stats.server_requests.fetch_add(1, Relaxed);
-        if !self.send(&rpc::message(Some(&id), method, &params)) {
+        let msg = rpc::message(Some(&id), method, &params);
+        if self.shared.cfg.standalone_requests {
+            if !session.send_standalone(&msg) {
+                session.drop_pending(&id);
+                return Err(format!(
+                    "{method} is sent on the standalone GET stream, and the session has none open"
+                ));
+            }
+        } else if !self.send(&msg) {
             session.drop_pending(&id);
             return Err(
                 "no stream to the client: send Accept: text/event-stream or open the GET stream"
@@ -126,6 +133,36 @@ impl Ctx {
             }
         }
     }
+}
+
+/// `notify_later`: after `delay_ms`, an info log message and (if the session subscribed
+/// to `uri`) `notifications/resources/updated` on the session's standalone GET stream,
+/// outside any request. Messages that find no stream are dropped, as a server does
+/// with messages unrelated to a request when the client has no GET stream open.
+pub fn notify_later(shared: &Arc<Shared>, session: &Arc<Session>, delay_ms: u64, uri: String) {
+    let (shared, session) = (shared.clone(), session.clone());
+    let mut stopping = shared.stopping.subscribe();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = sleep(delay_ms) => {}
+            _ = stopping.wait_for(|s| *s) => return,
+        }
+        let info = LOG_LEVELS.iter().position(|l| *l == "info").unwrap_or(0);
+        if session.logs(info) {
+            session.send_standalone(&rpc::message(
+                None,
+                "notifications/message",
+                &json!({ "level": "info", "logger": shared.cfg.name, "data": "notify_later" }),
+            ));
+        }
+        if session.is_subscribed(&uri) {
+            session.send_standalone(&rpc::message(
+                None,
+                "notifications/resources/updated",
+                &json!({ "uri": uri }),
+            ));
+        }
+    });
 }
 
 fn sleep(ms: u64) -> tokio::time::Sleep {

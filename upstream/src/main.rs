@@ -1,6 +1,10 @@
 //! `fleetgate-test-upstream [--port N] [--host ADDR] [--sse] [--legacy-sse] [--name NAME]
 //! [--tools-prefix P] [--no-dns-rebinding-protection] [--sse-retry-ms MS]
-//! [--no-stateless-draft] [--workers N]`
+//! [--no-stateless-draft] [--standalone-requests] [--workers N]`
+//!
+//! `--standalone-requests`: see `UpstreamBuilder::standalone_requests` (sampling and
+//! elicitation requests go on the session's standalone GET stream, as the reference
+//! server sends them).
 //!
 //! Prints one line `{"event":"listening","url":"http://127.0.0.1:PORT/mcp"}` (plus
 //! `"sse_url":"http://127.0.0.1:PORT/sse"` with `--legacy-sse`) on stdout once
@@ -15,7 +19,7 @@ use fleetgate_test_upstream::{Upstream, UpstreamBuilder};
 const USAGE: &str =
     "usage: fleetgate-test-upstream [--port N] [--host ADDR] [--sse] [--legacy-sse] [--name NAME] \
 [--tools-prefix P] [--no-dns-rebinding-protection] [--allow-host HOST] [--sse-retry-ms MS] \
-[--no-stateless-draft] [--workers N]";
+[--no-stateless-draft] [--standalone-requests] [--workers N]";
 
 struct Cli {
     builder: UpstreamBuilder,
@@ -70,6 +74,7 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Cli, String> {
                 )
             }
             "--no-stateless-draft" => b = b.stateless_draft(false),
+            "--standalone-requests" => b = b.standalone_requests(true),
             "--workers" => {
                 workers = Some(
                     val(&mut args)?

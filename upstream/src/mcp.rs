@@ -9,8 +9,12 @@ use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use crate::catalog::{self, PromptError, Tool, TOOLS};
+use crate::jobs;
 use crate::rpc::{self, INVALID_PARAMS, METHOD_NOT_FOUND, RESOURCE_NOT_FOUND};
 use crate::state::{ListChange, Session, Shared, DRAFT_VERSION, LOG_LEVELS, STATEFUL_VERSIONS};
+
+/// Longest wait `notify_later` accepts (longer ones are shortened to it).
+const MAX_DELAY_MS: u64 = 600_000;
 
 /// What a request produced.
 pub enum Reply {
@@ -372,6 +376,30 @@ fn call_tool(req: Req<'_>) -> Reply {
                 },
                 false,
             )
+        }
+        Tool::NotifyLater => {
+            let delay = match args.get("delay_ms") {
+                None | Some(Value::Null) => Some(300),
+                Some(v) => v.as_u64().map(|ms| ms.min(MAX_DELAY_MS)),
+            };
+            let uri = match args.get("uri") {
+                None | Some(Value::Null) => Some("test://watched-resource"),
+                Some(v) => v.as_str(),
+            };
+            match (delay, uri) {
+                (Some(delay), Some(uri)) => {
+                    if let Some(s) = req.session {
+                        jobs::notify_later(req.shared, s, delay, uri.to_owned());
+                    }
+                    text_result(&id, "scheduled", false)
+                }
+                (None, _) => text_result(
+                    &id,
+                    "notify_later: `delay_ms` must be a non-negative integer",
+                    true,
+                ),
+                (_, None) => text_result(&id, "notify_later: `uri` must be a string", true),
+            }
         }
         Tool::Slow
         | Tool::WithLogging

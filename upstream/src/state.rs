@@ -47,6 +47,9 @@ pub struct Config {
     pub sse_retry_ms: u64,
     pub client_request_timeout: Duration,
     pub stateless: bool,
+    /// Server-to-client requests of tools go on the session's standalone GET stream,
+    /// unrelated to the call (as the reference TypeScript SDK server sends them).
+    pub standalone_requests: bool,
 }
 
 impl Default for Config {
@@ -61,6 +64,7 @@ impl Default for Config {
             sse_retry_ms: 500,
             client_request_timeout: Duration::from_secs(60),
             stateless: true,
+            standalone_requests: false,
         }
     }
 }
@@ -399,6 +403,12 @@ impl Session {
         } else {
             st.subscriptions.remove(uri);
         }
+    }
+
+    /// Whether a log message at `level` (an index into [`LOG_LEVELS`]) passes the
+    /// session's `logging/setLevel` floor.
+    pub fn logs(&self, level: usize) -> bool {
+        level >= usize::from(self.log_level.load(Relaxed))
     }
 
     pub fn is_subscribed(&self, uri: &str) -> bool {

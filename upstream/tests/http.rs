@@ -793,3 +793,163 @@ async fn stateless_input_required_round_trip() {
     .unwrap();
     assert_eq!(r3["error"]["code"], -32602);
 }
+
+/// Opens the session's standalone GET stream.
+async fn open_get(c: &Conn) -> SseReader {
+    let g = c
+        .http
+        .get(&c.url)
+        .header(ACCEPT, "text/event-stream")
+        .header("mcp-session-id", c.session.clone().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(g.status(), StatusCode::OK);
+    SseReader::new(g)
+}
+
+/// The next event carrying a message.
+async fn next_message(sse: &mut SseReader) -> Value {
+    loop {
+        let ev = sse.next().await.expect("the stream ended");
+        if let Some(d) = ev.data {
+            return d;
+        }
+    }
+}
+
+#[tokio::test]
+async fn standalone_requests_go_on_the_get_stream_unrelated_to_the_call() {
+    let up = Upstream::builder()
+        .standalone_requests(true)
+        .spawn()
+        .await
+        .unwrap();
+    let mut c = Conn::new(&up);
+    c.initialize("2025-11-25", json!({ "elicitation": {}, "sampling": {} }))
+        .await;
+
+    // No GET stream: the request has nowhere to go, the call fails at once.
+    let r = c
+        .call(
+            1,
+            "tools/call",
+            json!({ "name": "test_sampling", "arguments": { "prompt": "x" } }),
+        )
+        .await;
+    assert_eq!(r["result"]["isError"], true, "{r}");
+    assert!(
+        r["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("standalone GET stream"),
+        "{r}"
+    );
+
+    let mut get = open_get(&c).await;
+    let post = c
+        .post(json!({ "jsonrpc": "2.0", "id": 2, "method": "tools/call",
+                      "params": { "name": "test_elicitation", "arguments": { "message": "who?" } } }))
+        .await;
+    let mut call = SseReader::new(post);
+    let request = next_message(&mut get).await;
+    assert_eq!(request["method"], "elicitation/create", "{request}");
+    assert_eq!(request["params"]["message"], "who?");
+    let answer = c
+        .post(json!({ "jsonrpc": "2.0", "id": request["id"], "result": {
+            "action": "accept", "content": { "username": "u", "email": "e" }
+        } }))
+        .await;
+    assert_eq!(answer.status(), StatusCode::ACCEPTED);
+    // The call's own stream carries only its response (after the priming event).
+    let result = next_message(&mut call).await;
+    assert_eq!(result["id"], 2, "{result}");
+    assert!(
+        result["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("User response: action=accept"),
+        "{result}"
+    );
+    assert!(call.next().await.is_none());
+}
+
+#[tokio::test]
+async fn notify_later_sends_on_the_get_stream_outside_any_request() {
+    let up = Upstream::builder().name("later").spawn().await.unwrap();
+    let mut c = Conn::new(&up);
+    c.initialize("2025-11-25", json!({})).await;
+    let watched = json!({ "uri": "test://watched-resource" });
+    c.call(1, "resources/subscribe", watched.clone()).await;
+
+    // Without a GET stream the messages are dropped, not kept for a later stream.
+    let r = c
+        .call(
+            2,
+            "tools/call",
+            json!({ "name": "notify_later", "arguments": { "delay_ms": 20 } }),
+        )
+        .await;
+    assert_eq!(r["result"]["content"][0]["text"], "scheduled", "{r}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut get = open_get(&c).await;
+    c.call(
+        3,
+        "tools/call",
+        json!({ "name": "notify_resource_updated", "arguments": {} }),
+    )
+    .await;
+    let first = next_message(&mut get).await;
+    assert_eq!(
+        first["method"], "notifications/resources/updated",
+        "{first}"
+    );
+
+    // With the stream open: the log message, then the update; the answer came first.
+    let r = c
+        .call(
+            4,
+            "tools/call",
+            json!({ "name": "notify_later", "arguments": {} }),
+        )
+        .await;
+    assert_eq!(r["result"]["content"][0]["text"], "scheduled", "{r}");
+    let log = next_message(&mut get).await;
+    assert_eq!(log["method"], "notifications/message", "{log}");
+    assert_eq!(
+        log["params"],
+        json!({ "level": "info", "logger": "later", "data": "notify_later" })
+    );
+    let update = next_message(&mut get).await;
+    assert_eq!(update["method"], "notifications/resources/updated");
+    assert_eq!(update["params"], watched);
+
+    // Above the session's log level and for an unsubscribed uri: nothing is sent.
+    c.call(5, "logging/setLevel", json!({ "level": "warning" }))
+        .await;
+    c.call(
+        6,
+        "tools/call",
+        json!({ "name": "notify_later", "arguments": { "delay_ms": 10, "uri": "test://static-text" } }),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    c.call(
+        7,
+        "tools/call",
+        json!({ "name": "notify_resource_updated", "arguments": {} }),
+    )
+    .await;
+    let next = next_message(&mut get).await;
+    assert_eq!(next["method"], "notifications/resources/updated", "{next}");
+    assert_eq!(next["params"], watched);
+
+    let bad = c
+        .call(
+            8,
+            "tools/call",
+            json!({ "name": "notify_later", "arguments": { "delay_ms": "soon" } }),
+        )
+        .await;
+    assert_eq!(bad["result"]["isError"], true, "{bad}");
+}
