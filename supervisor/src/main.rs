@@ -99,7 +99,9 @@ fn raise_fd_limit() {
     match getrlimit(Resource::RLIMIT_NOFILE) {
         Ok((soft, hard)) if soft < hard => {
             if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
-                eprintln!("fleetgate: could not raise the open-files limit from {soft} to {hard}: {e}");
+                eprintln!(
+                    "fleetgate: could not raise the open-files limit from {soft} to {hard}: {e}"
+                );
             }
         }
         Ok(_) => {}

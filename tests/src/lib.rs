@@ -11,12 +11,15 @@
 //! - [`mcp`]: a small MCP Streamable HTTP client (JSON and SSE answers).
 //! - [`security`]: set-up calls carrying a token; connections pinned to a worker.
 //! - [`redis`]: a throwaway redis-server per test (killed by PID on drop).
+//! - [`proxy`]: a reverse proxy opening a new connection per request (spreads a
+//!   client's requests over a fleet's workers).
 //! - [`eventually`]: poll a condition until a deadline.
 
 pub mod fleet;
 pub mod gateway;
 pub mod mcp;
 pub mod proc;
+pub mod proxy;
 pub mod redis;
 pub mod security;
 

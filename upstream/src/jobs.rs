@@ -14,6 +14,12 @@ use crate::mcp::{text_result, Job};
 use crate::rpc;
 use crate::state::{Session, Shared, LOG_LEVELS};
 
+/// How long a server-to-client request waits for a standalone GET stream to open (with
+/// [`crate::UpstreamBuilder::standalone_requests`]). Clients open that stream without
+/// waiting for it after `notifications/initialized`, so a call made right after
+/// connecting can arrive first.
+const STANDALONE_WAIT: Duration = Duration::from_secs(2);
+
 /// Where the job's messages go.
 pub enum Out {
     /// A resumable stream of the session (the POST was answered with SSE).
@@ -108,10 +114,10 @@ impl Ctx {
         self.shared.stats.server_requests.fetch_add(1, Relaxed);
         let msg = rpc::message(Some(&id), method, &params);
         if self.shared.cfg.standalone_requests {
-            if !session.send_standalone(&msg) {
+            if !session.send_standalone_within(&msg, STANDALONE_WAIT).await {
                 session.drop_pending(&id);
                 return Err(format!(
-                    "{method} is sent on the standalone GET stream, and the session has none open"
+                    "{method} is sent on the standalone GET stream, and the session had none open within {STANDALONE_WAIT:?}"
                 ));
             }
         } else if !self.send(&msg) {

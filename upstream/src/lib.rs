@@ -24,31 +24,30 @@
 //!
 //! Tools ([`tool_names`]): `echo` {text}, `add` {a, b}, `slow` {ms} (cancellable,
 //! progress), `echo_headers`, `notify_resource_updated` {uri}, `notify_list_changed`,
-//! `notify_later` {delay_ms?, uri?}, and the conformance suite's `test_*` tools and
-//! `json_schema_2020_12_tool`.
+//! `notify_later` {delay_ms?, uri?}, `reveal_tool`, and the conformance suite's `test_*` tools and
+//! `json_schema_2020_12_tool`. Resources `test://static-text`, `test://static-binary`,
+//! `test://watched-resource`, template `test://template/{id}/data`; prompts
+//! `test_simple_prompt`, `test_prompt_with_arguments`,
+//! `test_prompt_with_embedded_resource`, `test_prompt_with_image`; completions for
+//! prompt arguments and the template's `{id}`.
 //!
+//! * `reveal_tool` adds the tool `revealed` to tools/list for every session and sends
+//!   `notifications/tools/list_changed` on the caller's standalone stream: a catalog
+//!   that really changes.
 //! * `notify_later` answers `scheduled` at once; `delay_ms` (default 300) later it sends,
 //!   on the session's standalone GET stream and outside any request,
 //!   `notifications/message` `{"level":"info","logger":NAME,"data":"notify_later"}`
-//!   (unless `logging/setLevel` asked for less) and, if the session subscribed to `uri`
-//!   (default `test://watched-resource`), `notifications/resources/updated` `{"uri"}`.
-//!   With no standalone stream open at that moment, they are dropped.
+//!   (unless `logging/setLevel` set a level above `info`) and, if the session subscribed
+//!   to `uri` (default `test://watched-resource`), `notifications/resources/updated`
+//!   `{"uri"}`. With no standalone stream open at that moment, they are dropped.
 //! * Server-to-client requests (`sampling/createMessage` of `test_sampling`,
 //!   `elicitation/create` of the three `test_elicitation*` tools) go on the call's own SSE
 //!   stream by default. With [`UpstreamBuilder::standalone_requests`] (CLI
 //!   `--standalone-requests`) they go on the session's standalone GET stream, unrelated
 //!   to the call, as the conformance suite's reference server (the TypeScript SDK) sends
 //!   them: then only a client that has `GET /mcp` open can answer them. The conformance
-//!   runs use that mode; the default stays so that tests of mid-call relay keep their
-//!   subject.
-//! * `reveal_tool` adds the tool `revealed` to tools/list for every session and sends
-//!   `notifications/tools/list_changed` on the caller's standalone stream: a catalog
-//!   that really changes.
-//!
-//! Resources `test://static-text`, `test://static-binary`, `test://watched-resource`,
-//! template `test://template/{id}/data`; prompts `test_simple_prompt`,
-//! `test_prompt_with_arguments`, `test_prompt_with_embedded_resource`,
-//! `test_prompt_with_image`; completions for prompt arguments and the template's `{id}`.
+//!   runs use that mode; the default stays so that the tests of mid-call relay keep
+//!   testing it.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), fleetgate_test_upstream::BuildError> {
@@ -222,10 +221,13 @@ impl UpstreamBuilder {
     /// This is what the conformance suite's reference server (the MCP TypeScript SDK)
     /// does: its tools issue these requests without a related request id, and the SDK
     /// puts such messages on the standalone stream. A client (or gateway) that never
-    /// opens `GET /mcp` then never sees them. Where the reference server drops the
-    /// request and the call waits for its timeout, this server answers the call at
-    /// once with a tool error (`isError`) saying that no standalone stream is open.
-    /// Progress and log notifications of a call stay on the call's stream either way.
+    /// opens `GET /mcp` then never sees them. When no standalone stream is open, the
+    /// reference server drops the request and the call waits for its timeout; this
+    /// server waits up to 2 s for the client to open one (the TypeScript SDK client
+    /// opens it without waiting after `notifications/initialized`, so a call made right
+    /// after connecting can get there first), then answers the call with a tool error
+    /// (`isError`) saying that no standalone stream was open. Progress and log
+    /// notifications of a call stay on the call's stream either way.
     pub fn standalone_requests(mut self, on: bool) -> Self {
         self.cfg.standalone_requests = on;
         self

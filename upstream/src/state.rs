@@ -11,7 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::future::AbortHandle;
 use serde_json::Value;
-use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch, Notify};
 
 use crate::catalog::Catalog;
 use crate::rpc;
@@ -192,6 +192,8 @@ pub struct Session {
     pub log_level: AtomicU8,
     next: AtomicU64,
     state: Mutex<SessionState>,
+    /// Woken whenever a standalone stream is opened or attached.
+    standalone_opened: Notify,
 }
 
 #[derive(Default)]
@@ -226,6 +228,7 @@ impl Session {
             log_level: AtomicU8::new(0),
             next: AtomicU64::new(1),
             state: Mutex::new(SessionState::default()),
+            standalone_opened: Notify::new(),
         }
     }
 
@@ -258,6 +261,7 @@ impl Session {
         }
         let (tx, rx) = mpsc::unbounded_channel();
         st.standalone = Some(tx);
+        self.standalone_opened.notify_waiters();
         Some(rx)
     }
 
@@ -266,6 +270,7 @@ impl Session {
         let mut st = lock(&self.state);
         if !st.closed {
             st.standalone = Some(tx);
+            self.standalone_opened.notify_waiters();
         }
     }
 
@@ -275,6 +280,24 @@ impl Session {
         match &st.standalone {
             Some(tx) => tx.send(rpc::sse_frame(None, msg)).is_ok(),
             None => false,
+        }
+    }
+
+    /// Send a message on the standalone GET stream, waiting up to `wait` for the client
+    /// to open one if none is open yet.
+    pub async fn send_standalone_within(&self, msg: &[u8], wait: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            // Registered before the attempt, so an opening between the two is not missed.
+            let opened = self.standalone_opened.notified();
+            tokio::pin!(opened);
+            opened.as_mut().enable();
+            if self.send_standalone(msg) {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, opened).await.is_err() {
+                return false;
+            }
         }
     }
 

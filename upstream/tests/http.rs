@@ -829,7 +829,7 @@ async fn standalone_requests_go_on_the_get_stream_unrelated_to_the_call() {
     c.initialize("2025-11-25", json!({ "elicitation": {}, "sampling": {} }))
         .await;
 
-    // No GET stream: the request has nowhere to go, the call fails at once.
+    // No GET stream opens: the request has nowhere to go, the call fails.
     let r = c
         .call(
             1,
@@ -846,12 +846,15 @@ async fn standalone_requests_go_on_the_get_stream_unrelated_to_the_call() {
         "{r}"
     );
 
-    let mut get = open_get(&c).await;
+    // A GET stream opened while the call waits (as clients open it without waiting
+    // after `notifications/initialized`) gets the request.
     let post = c
         .post(json!({ "jsonrpc": "2.0", "id": 2, "method": "tools/call",
                       "params": { "name": "test_elicitation", "arguments": { "message": "who?" } } }))
         .await;
     let mut call = SseReader::new(post);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut get = open_get(&c).await;
     let request = next_message(&mut get).await;
     assert_eq!(request["method"], "elicitation/create", "{request}");
     assert_eq!(request["params"]["message"], "who?");
