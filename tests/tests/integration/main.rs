@@ -10,7 +10,7 @@
 //! - [`clients`]: the official MCP SDK clients (Python `mcp` 2.x, TypeScript
 //!   `@modelcontextprotocol/sdk`) in every transport, notifications included
 //!   (needs `tests/python/.venv` and `tests/node/node_modules`: scripts/test.sh).
-//! - [`external`]: the official MCP conformance suite and TypeScript SDK client
+//! - [`external`]: the official MCP conformance suite, stable and alpha lines
 //!   (needs Node: `cd tests/node && npm ci`; the suite installs itself).
 //! - [`fleet`]: the supervisor: workers on one socket, signals, respawns, exits.
 //! - [`legacy_sse`]: upstreams on the legacy HTTP+SSE transport.
