@@ -614,7 +614,16 @@ async fn a_publish_cut_off_halfway_does_not_garble_the_next() {
 
 async fn redis_down(mode: &str) {
     let mut redis = RedisServer::start();
-    let fleet = fleet(&redis, 2, mode);
+    // Forwards give up after 10 s (UPSTREAM_TIMEOUT + 5): a pub/sub forward
+    // published while Redis comes back can wait that long for its answer.
+    let fleet = Fleet::builder()
+        .env("WORKERS", "2")
+        .env("REDIS_URL", redis.url())
+        .env("AFFINITY_FORWARD", mode)
+        .env("FLEET_SECRET", SECRET)
+        .env("UPSTREAM_TIMEOUT", "5")
+        .env("MCPGATEWAY_POOL_RPC_FORWARD_TIMEOUT", "10")
+        .start();
     let (_up, sid) = with_upstream(&fleet, 2).await;
     let url = fleet.url(&format!("/servers/{sid}/mcp"));
     let mut c = fresh_mcp(url.clone());
