@@ -16,10 +16,11 @@ use fleetgate_test_upstream::{RunningUpstream, Upstream};
 use fleetgate_tests::fleet::{binary, Fleet, FleetBuilder, TEST_SECRET};
 use fleetgate_tests::redis::RedisServer;
 use fleetgate_tests::security::{create_server_as, list_as, register_as, worker_pid};
-use fleetgate_tests::{eventually, fresh_client, gateway};
+use fleetgate_tests::{eventually, fresh_client, gateway, proc};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
+use nix::sys::signal::Signal;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::sync::Mutex;
@@ -383,6 +384,47 @@ async fn served_by_the_owner(fleet: &Fleet, up: &RunningUpstream, sid: &str) {
 async fn a_legacy_session_is_served_by_its_owner_wherever_its_posts_land() {
     let (fleet, up, sid) = fleet_with_upstream(Fleet::builder(), 2).await;
     served_by_the_owner(&fleet, &up, &sid).await;
+}
+
+/// A killed owner takes its stream, and with it the session: its messages
+/// are 404 at once on whichever worker they land (the session is not adopted:
+/// there is no stream left to answer on), and new streams work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_owners_session_is_gone_not_adopted() {
+    let (fleet, _up, sid) = fleet_with_upstream(Fleet::builder(), 2).await;
+    let mut s = Stream::open(&fleet, &format!("/servers/{sid}/sse"), None).await;
+    let fresh = Via::fresh();
+    fresh
+        .accepted(&fleet, &s.endpoint, &initialize(1, "2024-11-05"), None)
+        .await;
+    s.until_response(1).await;
+    proc::signal(s.owner, Signal::SIGKILL);
+    let ended = tokio::time::timeout(Duration::from_secs(10), s.resp.chunk()).await;
+    assert!(
+        matches!(ended, Ok(Err(_) | Ok(None))),
+        "the stream ends with its owner: {ended:?}"
+    );
+    let ping = request(2, "ping", json!({}));
+    for _ in 0..6 {
+        let started = std::time::Instant::now();
+        let (status, body) = fresh.post(&fleet, &s.endpoint, &ping, None).await;
+        assert_eq!(
+            (status, &body["error"]["code"]),
+            (404, &json!(-32002)),
+            "{body}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(5), "no hang");
+    }
+    let mut again = eventually(Duration::from_secs(15), "a new stream", || async {
+        Stream::try_open(&fleet, &format!("/servers/{sid}/sse"), None)
+            .await
+            .ok()
+    })
+    .await;
+    fresh
+        .accepted(&fleet, &again.endpoint, &initialize(1, "2024-11-05"), None)
+        .await;
+    assert!(again.until_response(1).await.1["result"].is_object());
 }
 
 fn with_redis(redis: &RedisServer, forward: &str) -> FleetBuilder {
