@@ -10,7 +10,14 @@ pub enum Endpoint {
     /// MCP Streamable HTTP: `/mcp` (`None`) or `/servers/{id}/mcp` (the id,
     /// percent-decoded); one trailing slash allowed.
     Mcp(Option<String>),
-    /// `/servers/{id}/mcp` whose id is not UTF-8 once percent-decoded.
+    /// The legacy HTTP+SSE transport's stream (MCP 2024-11-05): `GET /sse`
+    /// (`None`) or `/servers/{id}/sse`; one trailing slash allowed.
+    LegacySse(Option<String>),
+    /// The legacy transport's messages: `POST /message` (`None`) or
+    /// `/servers/{id}/message`, `?session_id=…`; one trailing slash allowed.
+    LegacyMessage(Option<String>),
+    /// `/servers/{id}/mcp` (`…/sse`, `…/message`) whose id is not UTF-8 once
+    /// percent-decoded.
     BadServerId,
     /// `/rpc` (one trailing slash allowed).
     Rpc,
@@ -34,15 +41,20 @@ impl Endpoint {
         match p {
             "/mcp" => return Endpoint::Mcp(None),
             "/rpc" => return Endpoint::Rpc,
+            "/sse" => return Endpoint::LegacySse(None),
+            "/message" => return Endpoint::LegacyMessage(None),
             _ => {}
         }
-        if let Some(id) = p
-            .strip_prefix("/servers/")
-            .and_then(|r| r.strip_suffix("/mcp"))
-        {
-            if !id.is_empty() && !id.contains('/') {
+        if let Some((id, tail)) = p.strip_prefix("/servers/").and_then(|r| r.split_once('/')) {
+            let of: Option<fn(Option<String>) -> Endpoint> = match tail {
+                "mcp" => Some(Endpoint::Mcp),
+                "sse" => Some(Endpoint::LegacySse),
+                "message" => Some(Endpoint::LegacyMessage),
+                _ => None,
+            };
+            if let (Some(of), false) = (of, id.is_empty()) {
                 return match percent_encoding::percent_decode_str(id).decode_utf8() {
-                    Ok(id) => Endpoint::Mcp(Some(id.into_owned())),
+                    Ok(id) => of(Some(id.into_owned())),
                     Err(_) => Endpoint::BadServerId,
                 };
             }
@@ -62,7 +74,11 @@ impl Endpoint {
     pub fn is_mcp(&self) -> bool {
         matches!(
             self,
-            Endpoint::Mcp(_) | Endpoint::BadServerId | Endpoint::OtherMcp
+            Endpoint::Mcp(_)
+                | Endpoint::LegacySse(_)
+                | Endpoint::LegacyMessage(_)
+                | Endpoint::BadServerId
+                | Endpoint::OtherMcp
         )
     }
 
@@ -96,11 +112,30 @@ mod tests {
             ("/servers/a/tools", Endpoint::Rest),
             ("/mcpx", Endpoint::Rest),
             ("/servers//mcp", Endpoint::OtherMcp),
+            ("/sse", Endpoint::LegacySse(None)),
+            ("/sse/", Endpoint::LegacySse(None)),
+            ("/message", Endpoint::LegacyMessage(None)),
+            ("/servers/a/sse", Endpoint::LegacySse(Some("a".into()))),
+            (
+                "/servers/a%2Fb/message/",
+                Endpoint::LegacyMessage(Some("a/b".into())),
+            ),
+            ("/servers/%ff/sse", Endpoint::BadServerId),
+            ("/servers/a/b/sse", Endpoint::Rest),
+            ("/servers//sse", Endpoint::Rest),
+            ("/messages", Endpoint::Rest),
         ];
         for (path, want) in cases {
             assert_eq!(Endpoint::of(path), want, "{path}");
         }
-        for p in ["/mcp", "/servers/a/mcp/", "/mcp/sse", "/servers/%ff/mcp"] {
+        for p in [
+            "/mcp",
+            "/servers/a/mcp/",
+            "/mcp/sse",
+            "/servers/%ff/mcp",
+            "/sse",
+            "/servers/a/message",
+        ] {
             assert!(Endpoint::of(p).is_mcp(), "{p}");
         }
         for p in ["/", "/rpc", "/tools", "/servers/a/tools", "/mcpx"] {

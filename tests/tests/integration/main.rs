@@ -13,6 +13,8 @@
 //! - [`external`]: the official MCP conformance suite, stable and alpha lines
 //!   (needs Node: `cd tests/node && npm ci`; the suite installs itself).
 //! - [`fleet`]: the supervisor: workers on one socket, signals, respawns, exits.
+//! - [`legacy_down`]: downstream clients on the legacy HTTP+SSE transport
+//!   (`/sse`, `/message`), across workers and with Redis.
 //! - [`legacy_sse`]: upstreams on the legacy HTTP+SSE transport.
 //! - [`mcp`]: MCP Streamable HTTP and `/rpc`, federated to upstreams.
 //! - [`rest`]: the REST API on SQLite and PostgreSQL, and its OpenAPI document.
@@ -39,6 +41,7 @@ mod affinity_redis;
 mod clients;
 mod external;
 mod fleet;
+mod legacy_down;
 mod legacy_sse;
 mod mcp;
 mod rest;

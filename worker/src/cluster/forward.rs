@@ -5,8 +5,9 @@
 //! pass straight through).
 
 use super::quiet_unix::QuietUnix;
-use super::relay::{relay, OwnerAnswer};
-use super::seal::{Outgoing, FORWARD_PATH, SIGNATURE_HEADER};
+use super::relay::{relay, ClientAnswer, OwnerAnswer};
+use super::route::session_id;
+use super::seal::{Kind, Outgoing, FORWARD_PATH, SIGNATURE_HEADER};
 use super::{Cluster, MAX_ANSWER};
 use crate::gateway::scope::{Principal, Scope};
 use crate::metrics::Metrics;
@@ -43,10 +44,23 @@ static CARRIED: [HeaderName; 8] = [
 /// its session's owner.
 pub struct Inbound<'a> {
     pub method: &'a Method,
+    pub kind: &'a Kind,
     pub scope: &'a Scope,
     pub principal: &'a Principal,
     pub headers: &'a HeaderMap,
     pub body: &'a Bytes,
+}
+
+impl Inbound<'_> {
+    /// The session the request names, if any: a legacy message names it in
+    /// its query string (carried in its [`Kind`]), an MCP request in
+    /// `Mcp-Session-Id`.
+    pub fn session(&self) -> Option<&str> {
+        match self.kind {
+            Kind::Mcp => session_id(self.headers),
+            Kind::LegacyMessage { session } => Some(session),
+        }
+    }
 }
 
 /// Where a forwarded request goes.
@@ -101,6 +115,7 @@ impl Cluster {
         }
         let out = Outgoing {
             method: req.method.as_str(),
+            kind: req.kind,
             scope: req.scope,
             principal: req.principal,
             headers,
@@ -163,14 +178,23 @@ impl Cluster {
                 session,
                 worker,
             } => {
-                let a = relay(
-                    OwnerAnswer::Answered {
+                let a = match (req.kind, status) {
+                    // A legacy message is answered on its session's stream:
+                    // the owner's 202 is the whole success, passed as it is.
+                    (Kind::LegacyMessage { .. }, 202) => ClientAnswer {
                         status,
                         content_type,
                         body: answer,
                     },
-                    req.body,
-                );
+                    _ => relay(
+                        OwnerAnswer::Answered {
+                            status,
+                            content_type,
+                            body: answer,
+                        },
+                        req.body,
+                    ),
+                };
                 build(
                     a.status,
                     &a.content_type,

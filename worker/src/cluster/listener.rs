@@ -4,7 +4,7 @@
 //! transport's [`Handler`] as if it had arrived here: it is never forwarded
 //! again.
 
-use super::seal::{FORWARD_PATH, SIGNATURE_HEADER};
+use super::seal::{Kind, FORWARD_PATH, SIGNATURE_HEADER};
 use super::Cluster;
 use crate::gateway::scope::{Principal, Scope};
 use crate::metrics::Metrics;
@@ -24,10 +24,11 @@ use std::task::{Context, Poll};
 const ENVELOPE_ROOM: usize = 64 << 10;
 
 /// A request another worker sent to this one, its session's owner: the
-/// client's method, headers and body, with the scope and principal the
-/// sender established (sealed, so trusted).
+/// client's method, headers and body, with the kind of request, the scope
+/// and the principal the sender established (sealed, so trusted).
 pub struct Forwarded {
     pub method: Method,
+    pub kind: Kind,
     pub scope: Scope,
     pub principal: Principal,
     pub headers: HeaderMap,
@@ -63,7 +64,7 @@ impl<H: Handler> Owner<H> {
     }
 
     /// Serves a sealed forward: verify, then the transport's handler for the
-    /// method the envelope names. The answer names this worker.
+    /// kind and method the envelope names. The answer names this worker.
     pub async fn serve(&self, sealed: &Bytes, sig: &str) -> Response {
         let c = &self.cluster;
         let (env, body) = match c.seal.open(sealed, sig) {
@@ -90,6 +91,7 @@ impl<H: Handler> Owner<H> {
             method,
             scope: env.scope(),
             principal: env.principal(),
+            kind: env.kind,
             headers,
             body,
         };

@@ -47,6 +47,7 @@ pub mod seal;
 pub use forward::ForwardError;
 pub use listener::{Forwarded, Handler};
 pub use route::Route;
+pub use seal::Kind;
 
 use crate::gateway::scope::{Principal, Scope};
 use crate::gateway::session::{Session, Sessions};

@@ -42,7 +42,7 @@ impl Cluster {
     /// answer comes back. `Err`: the owner cannot be known or reached while
     /// it may be alive (the request must not be served here).
     pub async fn route(&self, req: &Inbound<'_>) -> Result<Route, ForwardError> {
-        let Some(sid) = session_id(req.headers) else {
+        let Some(sid) = req.session() else {
             return Ok(Route::Here { adopt: true });
         };
         if let Some(redis) = &self.redis {
@@ -64,12 +64,14 @@ impl Cluster {
             Ok(resp) => Ok(Route::Answered(resp)),
             Err(_) => {
                 Metrics::inc(&self.metrics.forward_failures);
+                let adopt = req.kind.outlives_owner();
                 tracing::warn!(
                     session = short(sid),
                     slot,
-                    "session owner unreachable; adopting the session here"
+                    adopt,
+                    "session owner unreachable; serving here"
                 );
-                Ok(Route::Here { adopt: true })
+                Ok(Route::Here { adopt })
             }
         }
     }
@@ -125,6 +127,9 @@ impl Cluster {
                     }
                     Err(e) => return Err(e),
                 }
+            }
+            if !req.kind.outlives_owner() {
+                return Ok(Route::Here { adopt: false });
             }
             // The owner is dead: take its session over (only if it still is its owner).
             match redis.reclaim(sid, &owner.worker).await {

@@ -9,8 +9,9 @@
 //! transparently) instead of answering "Session not found".
 //!
 //! A forwarded request travels sealed: one frame of length-prefixed fields
-//! (layout version, deadline, method, scope, request id, the caller's verified
-//! claims as JSON, the headers that matter to the owner) followed by the
+//! (layout version, deadline, method, what kind of transport request it is,
+//! scope, request id, the caller's verified claims as JSON, the headers that
+//! matter to the owner) followed by the
 //! client's body as it is, under one HMAC-SHA256 over all of it. The owner
 //! trusts the [`Envelope`] because of the signature, never because of a header
 //! or the socket it arrived on. Nothing is escaped, hex-encoded or scanned for
@@ -48,10 +49,33 @@ pub struct Seal {
     claims: ClaimsCache,
 }
 
+/// What kind of transport request a forward carries. Sealed with it: the
+/// owner serves each kind its own way, and learns which from the signed
+/// frame, never from a header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kind {
+    /// MCP Streamable HTTP (`/mcp`, `/servers/{id}/mcp`): its session, if
+    /// any, is named by `Mcp-Session-Id`.
+    Mcp,
+    /// A message of the legacy HTTP+SSE transport (`POST …/message?session_id=…`)
+    /// for `session`, whose answers go on that session's SSE stream.
+    LegacyMessage { session: String },
+}
+
+impl Kind {
+    /// Whether the session may outlive its owner (be adopted elsewhere). A
+    /// legacy session lives and dies with its SSE stream, which is held by
+    /// its owner: once the owner is gone there is nothing to take over.
+    pub fn outlives_owner(&self) -> bool {
+        matches!(self, Kind::Mcp)
+    }
+}
+
 /// A forward about to be sealed, borrowed from the request it carries.
 pub struct Outgoing<'a> {
     /// The client's HTTP method.
     pub method: &'a str,
+    pub kind: &'a Kind,
     pub scope: &'a Scope,
     /// The caller, verified by the sending worker.
     pub principal: &'a Principal,
@@ -63,6 +87,7 @@ pub struct Outgoing<'a> {
 #[derive(Debug, PartialEq)]
 pub struct Envelope {
     pub method: String,
+    pub kind: Kind,
     /// `None` for everything (`/mcp`), else the virtual server id.
     pub scope: Option<String>,
     /// The caller's verified claims (the sending worker verified the token).
@@ -159,8 +184,14 @@ impl ClaimsCache {
     }
 }
 
-/// The first byte of a sealed frame: its layout's version.
-const FRAME_VERSION: u8 = 1;
+/// The first byte of a sealed frame: its layout's version. Version 1 (no
+/// kind field; every forward was [`Kind::Mcp`]) is still read, so workers of
+/// the previous layout can forward to this one while they are replaced.
+const FRAME_VERSION: u8 = 2;
+
+/// The kind field's tags.
+const KIND_MCP: u8 = 0;
+const KIND_LEGACY_MESSAGE: u8 = 1;
 
 /// A length (big-endian u32): of the field that follows, or a count.
 pub(crate) fn put_len(f: &mut Vec<u8>, n: usize) {
@@ -308,6 +339,13 @@ impl Seal {
         f.push(FRAME_VERSION);
         f.extend_from_slice(&deadline.to_be_bytes());
         put(&mut f, out.method.as_bytes());
+        match out.kind {
+            Kind::Mcp => f.push(KIND_MCP),
+            Kind::LegacyMessage { session } => {
+                f.push(KIND_LEGACY_MESSAGE);
+                put(&mut f, session.as_bytes());
+            }
+        }
         put_opt(&mut f, out.scope.server_id().map(str::as_bytes));
         put(&mut f, request_id.as_bytes());
         put(&mut f, &claims);
@@ -338,11 +376,22 @@ impl Seal {
 
     /// The envelope at the start of a frame, and how many bytes (the body) follow it.
     fn read_envelope(&self, r: &mut Reader<'_>) -> Option<(Envelope, usize)> {
-        if r.take(1)? != [FRAME_VERSION] {
+        let version = r.take(1)?[0];
+        if version != FRAME_VERSION && version != 1 {
             return None;
         }
         let deadline_ms = u64::from_be_bytes(r.take(8)?.try_into().ok()?);
         let method = r.str()?.to_owned();
+        let kind = match version {
+            1 => Kind::Mcp,
+            _ => match r.take(1)? {
+                [KIND_MCP] => Kind::Mcp,
+                [KIND_LEGACY_MESSAGE] => Kind::LegacyMessage {
+                    session: r.str()?.to_owned(),
+                },
+                _ => return None,
+            },
+        };
         let scope = r.opt_str()?.map(str::to_owned);
         r.bytes()?; // the request id: makes each frame unique, read by nobody
         let claims = self.claims.parse(r.bytes()?)?;
@@ -353,6 +402,7 @@ impl Seal {
         }
         let env = Envelope {
             method,
+            kind,
             scope,
             claims,
             headers,
@@ -447,6 +497,7 @@ mod tests {
         let scope = Scope::Server("a".into());
         let out = Outgoing {
             method: "POST",
+            kind: &Kind::Mcp,
             scope: &scope,
             principal: &alice,
             headers: vec![("mcp-session-id", "x"), ("accept", "a \"quoted\" value")],
@@ -454,6 +505,7 @@ mod tests {
         let (sealed, s) = aff(0).seal(&out, b"line one\nline two");
         let (opened, body) = aff(1).open(&sealed, &s).unwrap();
         assert_eq!(opened.method, "POST");
+        assert_eq!(opened.kind, Kind::Mcp);
         assert_eq!(opened.scope(), scope);
         assert_eq!(opened.principal(), alice);
         assert_eq!(
@@ -527,6 +579,7 @@ mod tests {
         for p in [&alice, &bob, &alice, &root, &bob, &alice] {
             let out = Outgoing {
                 method: "POST",
+                kind: &Kind::Mcp,
                 scope: &Scope::All,
                 principal: p,
                 headers: vec![],
@@ -539,6 +592,7 @@ mod tests {
         let again = who("bob", false);
         let out = Outgoing {
             method: "GET",
+            kind: &Kind::Mcp,
             scope: &Scope::All,
             principal: &again,
             headers: vec![],
@@ -548,11 +602,60 @@ mod tests {
     }
 
     #[test]
+    fn the_kind_of_request_travels_sealed() {
+        let p = Principal::anonymous();
+        let legacy = Kind::LegacyMessage {
+            session: "3_abc_def".into(),
+        };
+        let out = Outgoing {
+            method: "POST",
+            kind: &legacy,
+            scope: &Scope::Server("a".into()),
+            principal: &p,
+            headers: vec![("content-type", "application/json")],
+        };
+        let (sealed, sig) = aff(0).seal(&out, b"{}");
+        let (env, body) = aff(1).open(&sealed, &sig).unwrap();
+        assert_eq!(env.kind, legacy);
+        assert_eq!(env.scope(), Scope::Server("a".into()));
+        assert_eq!(&body[..], b"{}");
+        // The kind is under the signature: a legacy message cannot be turned
+        // into an MCP request (or name another session) in transit.
+        let mut retagged = sealed.to_vec();
+        let at = 1 + 8 + 4 + "POST".len();
+        assert_eq!(retagged[at], KIND_LEGACY_MESSAGE);
+        retagged[at] = KIND_MCP;
+        assert_eq!(
+            aff(1).open(&Bytes::from(retagged), &sig),
+            Err("bad signature")
+        );
+        // A frame of the previous layout (no kind field) is an MCP request.
+        let a = aff(0);
+        let claims = serde_json::to_vec(&*p.claims).unwrap();
+        let mut v1 = vec![1];
+        v1.extend_from_slice(&(now_ms() + 60_000).to_be_bytes());
+        put(&mut v1, b"POST");
+        put_opt(&mut v1, None);
+        put(&mut v1, b"request-1");
+        put(&mut v1, &claims);
+        put_len(&mut v1, 0);
+        v1.extend_from_slice(b"{}");
+        let v1 = Bytes::from(v1);
+        let sig = a.sign(&v1);
+        let (env, body) = a.open(&v1, &sig).unwrap();
+        assert_eq!(
+            (env.scope(), &body[..], env.kind),
+            (Scope::All, &b"{}"[..], Kind::Mcp)
+        );
+    }
+
+    #[test]
     fn a_signed_frame_that_does_not_parse_is_refused_not_panicked_on() {
         let a = aff(0);
         let p = Principal::anonymous();
         let out = Outgoing {
             method: "POST",
+            kind: &Kind::Mcp,
             scope: &Scope::All,
             principal: &p,
             headers: vec![("accept", "x")],
@@ -562,9 +665,12 @@ mod tests {
         wrong_version[0] = 9;
         let mut huge_length = good[..9].to_vec();
         huge_length.extend_from_slice(&u32::MAX.to_be_bytes());
-        let junk: [&[u8]; 5] = [
+        let mut unknown_kind = good.to_vec();
+        unknown_kind[1 + 8 + 4 + "POST".len()] = 7;
+        let junk: [&[u8]; 6] = [
             b"",
             &wrong_version,
+            &unknown_kind,
             &good[..good.len() - 3], // a header cut short
             &huge_length,
             b"{\"method\":\"POST\"}\n{}",

@@ -76,15 +76,27 @@ async fn route(
     mut req: Request,
 ) -> Response {
     match (endpoint, principal) {
-        (Endpoint::Mcp(_) | Endpoint::BadServerId | Endpoint::Rpc, None) => {
-            auth::not_authenticated()
-        }
+        (
+            Endpoint::Mcp(_)
+            | Endpoint::LegacySse(_)
+            | Endpoint::LegacyMessage(_)
+            | Endpoint::BadServerId
+            | Endpoint::Rpc,
+            None,
+        ) => auth::not_authenticated(),
         (Endpoint::BadServerId, Some(_)) => crate::wire::detail(
             http::StatusCode::BAD_REQUEST,
             "the server id in the path is not UTF-8 once percent-decoded",
         ),
         (Endpoint::Mcp(server), Some(who)) => mcp::serve(st, server, who, req).await,
         (Endpoint::Rpc, Some(who)) => rpc::serve(st, who, req).await,
+        // Boxed: the common request's future stays small.
+        (Endpoint::LegacySse(server), Some(who)) => {
+            Box::pin(mcp::legacy::open(st, server, who, req)).await
+        }
+        (Endpoint::LegacyMessage(server), Some(who)) => {
+            Box::pin(mcp::legacy::message(st, server, who, req)).await
+        }
         (Endpoint::Open | Endpoint::OtherMcp | Endpoint::Rest, principal) => {
             if let Some(p) = principal {
                 req.extensions_mut().insert(p);

@@ -34,6 +34,9 @@ pub enum TransportError {
     UnsupportedVersion { id: Id, version: String },
     #[error("Bad Request: Mcp-Session-Id header is required")]
     SessionIdRequired { id: Id },
+    /// A legacy message without the session it is for.
+    #[error("Bad Request: the session_id query parameter is required")]
+    SessionParamRequired,
     #[error("Session access denied")]
     SessionForbidden { id: Id },
     #[error("Session not found")]
@@ -80,6 +83,11 @@ impl TransportError {
             | TransportError::SessionIdRequired { id } => rpc_error(
                 StatusCode::BAD_REQUEST,
                 &id,
+                &ErrorObject::invalid_request(msg),
+            ),
+            TransportError::SessionParamRequired => rpc_error(
+                StatusCode::BAD_REQUEST,
+                &Id::Null,
                 &ErrorObject::invalid_request(msg),
             ),
             TransportError::SessionForbidden { id } => {

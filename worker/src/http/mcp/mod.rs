@@ -18,8 +18,11 @@
 //!   DELETE.
 //! - [`error`]: [`TransportError`], every refusal, mapped to the wire in one
 //!   place.
+//! - [`legacy`]: the legacy HTTP+SSE transport (2024-11-05): `GET …/sse`,
+//!   `POST …/message?session_id=…`, on the same sessions, gate and cluster.
 
 mod error;
+pub mod legacy;
 mod post;
 mod run;
 mod session;
@@ -27,7 +30,7 @@ mod stream;
 
 pub use error::TransportError;
 
-use crate::cluster::{Forwarded, Handler, Route};
+use crate::cluster::{Forwarded, Handler, Kind, Route};
 use crate::gateway::scope::{Principal, Scope};
 use crate::state::AppState;
 use crate::wire::read_body;
@@ -68,10 +71,7 @@ async fn admit(
     who: Principal,
     req: Request,
 ) -> Result<Response, TransportError> {
-    let scope = match server {
-        None => scoped(&who, Scope::All)?,
-        Some(id) => server_scope(st, &who, id)?,
-    };
+    let scope = path_scope(st, &who, server)?;
     let (parts, body) = req.into_parts();
     let stateful = st.gateway_cfg.stateful_sessions;
     match parts.method {
@@ -90,6 +90,7 @@ async fn admit(
     };
     let inbound = crate::cluster::forward::Inbound {
         method: &parts.method,
+        kind: &Kind::Mcp,
         scope: &scope,
         principal: &who,
         headers: &parts.headers,
@@ -143,7 +144,8 @@ fn allowed(stateful: bool) -> &'static str {
 }
 
 /// The transport's side of a forward: a request another worker sent to
-/// this one, its session's owner, is served here (and may adopt).
+/// this one, its session's owner, is served here, as the sealed kind says (an
+/// MCP request may adopt; a legacy message needs its session's stream here).
 #[derive(Clone)]
 pub struct Here(pub AppState);
 
@@ -156,16 +158,45 @@ impl Handler for Here {
             if let Err(e) = check_origin(&st, &f.headers) {
                 return e.into_response();
             }
-            let req = Admitted {
-                method: f.method,
-                scope: f.scope,
-                principal: f.principal,
-                headers: f.headers,
-                body: f.body,
-                adopt: true,
-            };
-            here(&st, req).await
+            match f.kind {
+                Kind::Mcp => {
+                    let req = Admitted {
+                        method: f.method,
+                        scope: f.scope,
+                        principal: f.principal,
+                        headers: f.headers,
+                        body: f.body,
+                        adopt: true,
+                    };
+                    here(&st, req).await
+                }
+                Kind::LegacyMessage { session } => {
+                    let m = legacy::Posted {
+                        scope: f.scope,
+                        principal: f.principal,
+                        session,
+                        headers: f.headers,
+                        body: f.body,
+                    };
+                    Box::pin(legacy::here(&st, m))
+                        .await
+                        .unwrap_or_else(TransportError::into_response)
+                }
+            }
         }
+    }
+}
+
+/// The scope of the path: `None` (everything the caller may see) or the
+/// virtual server `/servers/{id}/…` names.
+fn path_scope(
+    st: &AppState,
+    who: &Principal,
+    server: Option<String>,
+) -> Result<Scope, TransportError> {
+    match server {
+        None => scoped(who, Scope::All),
+        Some(id) => server_scope(st, who, id),
     }
 }
 

@@ -55,7 +55,7 @@ pub(super) fn resolve(
 }
 
 /// A session belongs to the principal that initialized it (admins excepted).
-fn may_use(s: &Session, principal: &Principal) -> bool {
+pub(super) fn may_use(s: &Session, principal: &Principal) -> bool {
     s.principal.subject() == principal.subject() || principal.is_admin()
 }
 
