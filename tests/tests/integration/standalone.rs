@@ -293,3 +293,49 @@ async fn an_upstream_catalog_change_reaches_every_session() {
         assert_eq!(r["content"][0]["text"], "revealed", "{r}");
     }
 }
+
+/// What the client set up through its session is the upstream's too, and is
+/// undone with it: the logging level reaches the upstream (and the log
+/// messages it then sends outside calls arrive), and ending the session
+/// unsubscribes upstream before its upstream session is deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logging_level_and_subscriptions_follow_the_session() {
+    let (up, _fleet, c) = setup("follows").await;
+    let mut stream = c.get_stream(None).send().await.unwrap();
+    assert_eq!(stream.status(), 200);
+    let r = c
+        .request("resources/subscribe", json!({"uri": WATCHED}))
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let r = c
+        .request("logging/setLevel", json!({"level": "info"}))
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(up.stats().method("logging/setLevel"), 1);
+    assert_eq!(
+        tool_text(&c, "notify_later", json!({"delay_ms": 50})).await,
+        "scheduled"
+    );
+    let got = read_until(&mut stream, |m| {
+        m["method"] == "notifications/message" && m["params"]["data"] == "notify_later"
+    })
+    .await;
+    read_until(&mut stream, updated).await;
+    assert!(got.iter().all(|m| m.get("id").is_none()), "{got:?}");
+    // A level above info: the upstream sends no more info messages.
+    let r = c
+        .request("logging/setLevel", json!({"level": "error"}))
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(up.stats().method("logging/setLevel"), 2);
+    assert_eq!(c.delete().await, 200);
+    fleetgate_tests::eventually(
+        Duration::from_secs(5),
+        "unsubscribed, then deleted",
+        || async {
+            let s = up.stats();
+            (s.method("resources/unsubscribe") == 1 && s.sessions_deleted == 1).then_some(())
+        },
+    )
+    .await;
+}
