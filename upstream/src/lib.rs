@@ -24,7 +24,7 @@
 //!
 //! Tools ([`tool_names`]): `echo` {text}, `add` {a, b}, `slow` {ms} (cancellable,
 //! progress), `echo_headers`, `notify_resource_updated` {uri}, `notify_list_changed`,
-//! `notify_later` {delay_ms?, uri?}, `reveal_tool`, and the conformance suite's `test_*` tools and
+//! `notify_later` {delay_ms?, uri?}, `reveal_tool`, `end_stream`, and the conformance suite's `test_*` tools and
 //! `json_schema_2020_12_tool`. Resources `test://static-text`, `test://static-binary`,
 //! `test://watched-resource`, template `test://template/{id}/data`; prompts
 //! `test_simple_prompt`, `test_prompt_with_arguments`,

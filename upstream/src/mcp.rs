@@ -359,6 +359,18 @@ fn call_tool(req: Req<'_>) -> Reply {
             };
             text_result(&id, text, false)
         }
+        Tool::EndStream => {
+            let ended = req.session.is_some_and(|s| s.end_standalone());
+            text_result(
+                &id,
+                if ended {
+                    "ended"
+                } else {
+                    "no standalone GET stream is open"
+                },
+                false,
+            )
+        }
         Tool::Reveal => {
             req.shared.revealed.store(true, Relaxed);
             let _ = req.shared.list_changes.send(ListChange::Tools);

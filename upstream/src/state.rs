@@ -265,6 +265,11 @@ impl Session {
         Some(rx)
     }
 
+    /// Ends the standalone GET stream (the client may open another).
+    pub fn end_standalone(&self) -> bool {
+        lock(&self.state).standalone.take().is_some()
+    }
+
     /// Use `tx` as the standalone stream (a legacy SSE connection's stream).
     pub fn attach_standalone(&self, tx: StreamTx) {
         let mut st = lock(&self.state);

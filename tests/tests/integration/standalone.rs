@@ -328,14 +328,46 @@ async fn logging_level_and_subscriptions_follow_the_session() {
         .await;
     assert_eq!(r.status, 200, "{r:?}");
     assert_eq!(up.stats().method("logging/setLevel"), 2);
+    // (Discovery at registration opened and deleted a session of its own.)
+    let deleted = up.stats().sessions_deleted;
     assert_eq!(c.delete().await, 200);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let s = up.stats();
+        if s.method("resources/unsubscribe") == 1 && s.sessions_deleted == deleted + 1 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "unsubscribed, then deleted: {s:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// An upstream that ends its standalone stream gets it opened again: what it
+/// sends afterwards still reaches the client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ended_upstream_stream_is_opened_again() {
+    let (up, _fleet, c) = setup("reopens").await;
+    let mut stream = c.get_stream(None).send().await.unwrap();
+    assert_eq!(stream.status(), 200);
+    let r = c
+        .request("resources/subscribe", json!({"uri": WATCHED}))
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let gets = up.stats().get_requests;
+    assert_eq!(tool_text(&c, "end_stream", json!({})).await, "ended");
     fleetgate_tests::eventually(
         Duration::from_secs(5),
-        "unsubscribed, then deleted",
-        || async {
-            let s = up.stats();
-            (s.method("resources/unsubscribe") == 1 && s.sessions_deleted == 1).then_some(())
-        },
+        "the stream opened again",
+        || async { (up.stats().get_requests > gets).then_some(()) },
     )
     .await;
+    fleetgate_tests::eventually(Duration::from_secs(5), "an update sent on it", || async {
+        let sent = tool_text(&c, "notify_resource_updated", json!({"uri": WATCHED})).await;
+        (sent == "sent").then_some(())
+    })
+    .await;
+    read_until(&mut stream, updated).await;
 }
