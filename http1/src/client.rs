@@ -207,7 +207,7 @@ impl RequestBuilder {
         let open = || Box::pin(client.connect(&uri));
         match send(&client.pool, key, open, &request).await {
             Ok(resp) => Ok(resp),
-            Err(SendError::Connect(e) | SendError::Http(e)) => Err(e),
+            Err(SendError::Connect(e) | SendError::Http(e) | SendError::Unanswered(e)) => Err(e),
         }
     }
 }

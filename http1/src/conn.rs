@@ -28,8 +28,13 @@ const READ_GROWTH: usize = 16 << 10;
 
 /// Why an exchange failed.
 pub(crate) enum Failure {
-    /// Nothing came back: on a connection that had been idle, the peer
-    /// closed it in the meantime, and a fresh connection may succeed.
+    /// The request could not be written in full and nothing came back: the
+    /// peer cannot have acted on it.
+    NotSent(Error),
+    /// The request was written in full and nothing came back: on a
+    /// connection that had been idle, the peer may have closed it in the
+    /// meantime (a fresh connection may succeed), or it took the request
+    /// and stopped before answering.
     Unanswered(Error),
     /// The answer broke off or is not HTTP.
     Broken(Error),
@@ -38,7 +43,7 @@ pub(crate) enum Failure {
 impl Failure {
     pub(crate) fn into_error(self) -> Error {
         match self {
-            Failure::Unanswered(e) | Failure::Broken(e) => e,
+            Failure::NotSent(e) | Failure::Unanswered(e) | Failure::Broken(e) => e,
         }
     }
 }
@@ -100,7 +105,7 @@ impl Conn {
                     keep_alive: false,
                     ..head
                 }),
-                Err(_) => Err(Failure::Unanswered(Error::Send(e))),
+                Err(_) => Err(Failure::NotSent(Error::Send(e))),
             };
         }
         self.read_head().await

@@ -120,7 +120,7 @@ pub enum BodyError {
     Broken(Error),
 }
 
-/// Why [`send`](crate::send) got no answer.
+/// Why [`send`](crate::send) or [`send_once`](crate::send_once) got no answer.
 #[derive(Debug, thiserror::Error)]
 pub enum SendError<E> {
     /// No connection could be opened.
@@ -129,4 +129,9 @@ pub enum SendError<E> {
     /// The exchange failed before an answer's head arrived.
     #[error(transparent)]
     Http(Error),
+    /// ([`send_once`](crate::send_once) only) The request was written in
+    /// full and the connection ended before a whole answer head: the peer
+    /// may have acted on it.
+    #[error("{0} (the request was delivered: it may have been acted on)")]
+    Unanswered(Error),
 }

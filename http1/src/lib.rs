@@ -76,4 +76,4 @@ pub use error::{BodyError, Error, Malformed, SendError};
 pub use head::{push_decimal, Request};
 pub use pool::{IdleConnections, IDLE_TIMEOUT};
 pub use response::Response;
-pub use send::send;
+pub use send::{send, send_once};

@@ -98,7 +98,7 @@ fn read_answer(wire: &[u8], cuts: &[Index], limit: usize) -> Outcome {
             let open = || async { Ok::<_, Infallible>(conn) };
             match send(&pool, "peer".to_owned(), open, &request).await {
                 Err(SendError::Connect(never)) => match never {},
-                Err(SendError::Http(e)) => Outcome::NoAnswer(e),
+                Err(SendError::Http(e) | SendError::Unanswered(e)) => Outcome::NoAnswer(e),
                 Ok(mut resp) => match resp.bytes(limit).await {
                     Ok(body) => Outcome::Body(body),
                     Err(e) => Outcome::BadBody(e),

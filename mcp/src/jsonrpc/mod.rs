@@ -43,7 +43,7 @@ mod tests;
 pub use encode::{
     encode_batch, encode_error, encode_notification, encode_request, encode_response,
 };
-pub use parse::{from_value, parse, parse_message, request_id, ParseError, Parsed};
+pub use parse::{from_value, parse, parse_message, request_id, request_method, ParseError, Parsed};
 
 use std::fmt;
 

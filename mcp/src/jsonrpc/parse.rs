@@ -106,6 +106,15 @@ pub fn request_id(bytes: &[u8]) -> Option<Id> {
     }
 }
 
+/// The method of `bytes` if it is one request (not a notification, a
+/// response or a batch).
+pub fn request_method(bytes: &[u8]) -> Option<String> {
+    match parse_message(bytes).ok()? {
+        Message::Request(r) => Some(r.method),
+        _ => None,
+    }
+}
+
 /// Parses text already checked to be UTF-8: serde_json reading a `&str` does
 /// not check each string it decodes again, as it must reading bytes.
 fn parse_one(text: &str) -> Result<Message, ParseError> {

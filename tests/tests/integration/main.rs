@@ -12,6 +12,7 @@
 //!   (needs `tests/python/.venv` and `tests/node/node_modules`: scripts/test.sh).
 //! - [`external`]: the official MCP conformance suite, stable and alpha lines
 //!   (needs Node: `cd tests/node && npm ci`; the suite installs itself).
+//! - [`faults`]: whatever dies, a call runs at most once.
 //! - [`fleet`]: the supervisor: workers on one socket, signals, respawns, exits.
 //! - [`legacy_down`]: downstream clients on the legacy HTTP+SSE transport
 //!   (`/sse`, `/message`), across workers and with Redis.
@@ -40,6 +41,7 @@ mod affinity;
 mod affinity_redis;
 mod clients;
 mod external;
+mod faults;
 mod fleet;
 mod legacy_down;
 mod legacy_sse;

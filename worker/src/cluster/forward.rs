@@ -5,6 +5,7 @@
 //! pass straight through).
 
 use super::quiet_unix::QuietUnix;
+use super::redis_owners::short;
 use super::relay::{relay, ClientAnswer, OwnerAnswer};
 use super::route::session_id;
 use super::seal::{Kind, Outgoing, FORWARD_PATH, SIGNATURE_HEADER};
@@ -15,7 +16,7 @@ use crate::state::WORKER_HEADER;
 use axum::body::{Body, Bytes};
 use axum::response::Response;
 use fleetgate_http1 as net;
-use fleetgate_mcp::protocol;
+use fleetgate_mcp::{jsonrpc, protocol};
 use http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use std::future::Future;
 use std::sync::Arc;
@@ -86,6 +87,23 @@ pub enum ForwardError {
     /// Redis is up but refuses what the transport needs (pub/sub): why.
     #[error("cannot forward to the session's owner: {0}")]
     Refused(Arc<str>),
+    /// The owner took the request (or may have) and stopped before
+    /// answering: whether it ran is unknown, so it is not sent again. What
+    /// was asked, for the client (`tools/call (session 1a2b…)`).
+    #[error("the session's owner stopped while serving {0}: whether it ran is unknown, and it was not run again; the session goes on with its next request")]
+    Lost(Arc<str>),
+}
+
+impl ForwardError {
+    /// [`ForwardError::Lost`], naming what `req` asked.
+    fn lost(req: &Inbound<'_>) -> ForwardError {
+        let what = match jsonrpc::request_method(req.body) {
+            Some(m) => m,
+            None => req.method.as_str().to_owned(),
+        };
+        let session = req.session().map(short).unwrap_or("-");
+        ForwardError::Lost(Arc::from(format!("{what} (session {session})")))
+    }
 }
 
 impl Cluster {
@@ -121,43 +139,49 @@ impl Cluster {
             headers,
         };
         let (sealed, sig) = self.seal.seal(&out, req.body);
-        let sent = match target {
-            Target::Unix(slot) => {
-                // The socket's path only for a new connection (most forwards
-                // reuse an idle one).
-                let key = format!("unix:{slot}");
-                let open = || async {
-                    Some(net::Conn::new(
-                        connect(&self.seal.socket_path(slot)?).await?,
-                    ))
-                };
-                self.exchange(key, open, sealed, sig).await?
-            }
-            Target::Http(addr) => {
-                let key = format!("tcp:{addr}");
-                let open = || async { Some(net::Conn::new(connect_tcp(addr).await?)) };
-                self.exchange(key, open, sealed, sig).await?
-            }
-            Target::PubSub(owner) => {
-                let Some(link) = &self.redis else {
-                    return Err(ForwardError::OwnerUnknown);
-                };
-                let timeout = self.seal.forward_timeout;
-                let asked = link
-                    .pubsub
-                    .request(&link.ownership, owner, &sealed, &sig, timeout)
-                    .await;
-                match asked? {
-                    Some((a, body)) => Sent::Answer {
-                        status: a.status,
-                        content_type: a.content_type,
-                        body,
-                        session: a.session.and_then(|v| HeaderValue::from_str(&v).ok()),
-                        worker: a.worker.and_then(|v| HeaderValue::from_str(&v).ok()),
-                    },
-                    None => Sent::TimedOut,
+        let sending = async {
+            Ok::<_, ForwardError>(match target {
+                Target::Unix(slot) => {
+                    // The socket's path only for a new connection (most forwards
+                    // reuse an idle one).
+                    let key = format!("unix:{slot}");
+                    let open = || async {
+                        Some(net::Conn::new(
+                            connect(&self.seal.socket_path(slot)?).await?,
+                        ))
+                    };
+                    self.exchange(key, open, sealed, sig).await?
                 }
-            }
+                Target::Http(addr) => {
+                    let key = format!("tcp:{addr}");
+                    let open = || async { Some(net::Conn::new(connect_tcp(addr).await?)) };
+                    self.exchange(key, open, sealed, sig).await?
+                }
+                Target::PubSub(owner) => {
+                    let Some(link) = &self.redis else {
+                        return Err(ForwardError::OwnerUnknown);
+                    };
+                    let timeout = self.seal.forward_timeout;
+                    let asked = link
+                        .pubsub
+                        .request(&link.ownership, owner, &sealed, &sig, timeout)
+                        .await;
+                    match asked? {
+                        Some((a, body)) => Sent::Answer {
+                            status: a.status,
+                            content_type: a.content_type,
+                            body,
+                            session: a.session.and_then(|v| HeaderValue::from_str(&v).ok()),
+                            worker: a.worker.and_then(|v| HeaderValue::from_str(&v).ok()),
+                        },
+                        None => Sent::TimedOut,
+                    }
+                }
+            })
+        };
+        let sent = match sending.await {
+            Err(ForwardError::Lost(_)) => return Err(ForwardError::lost(req)),
+            other => other?,
         };
         Ok(match sent {
             Sent::Stream(resp) => resp,
@@ -234,13 +258,19 @@ impl Cluster {
         // Boxed: connecting is needed only when no pooled connection is idle.
         let open = || Box::pin(async { open().await.ok_or(ForwardError::Unreachable) });
         let timeout = self.seal.forward_timeout;
-        let sending = net::send(&self.owners, key, open, &request);
+        // At most once: a forward the owner may have taken is never sent
+        // again, here or to whoever takes the session over.
+        let sending = net::send_once(&self.owners, key, open, &request);
         let mut resp = match tokio::time::timeout(timeout, sending).await {
             Ok(Ok(sent)) => sent,
             Ok(Err(net::SendError::Connect(e))) => return Err(e),
             Ok(Err(net::SendError::Http(e))) => {
-                tracing::warn!(error = %e, "forward to the session owner failed");
+                tracing::warn!(error = %e, "forward to the session owner failed before it was delivered");
                 return Err(ForwardError::Unreachable);
+            }
+            Ok(Err(net::SendError::Unanswered(e))) => {
+                tracing::warn!(error = %e, "the session owner stopped after taking a forwarded request");
+                return Err(ForwardError::Lost(Arc::from("")));
             }
             Err(_) => return Ok(Sent::TimedOut),
         };

@@ -320,8 +320,10 @@ async fn check_owners(redis: Arc<RedisOwners>, ps: Arc<PubSub>) {
                 let Ok(mut p) = ps.pending.lock() else {
                     continue;
                 };
+                // Each was delivered (PUBLISH counted its owner listening):
+                // whether it ran is unknown, so it is lost, not re-sent.
                 for (_, w) in p.extract_if(|_, w| w.owner == owner && due(w)) {
-                    let _ = w.answer.send(Err(ForwardError::Unreachable));
+                    let _ = w.answer.send(Err(ForwardError::Lost(Arc::from(""))));
                 }
             }
         }

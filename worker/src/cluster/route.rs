@@ -62,6 +62,12 @@ impl Cluster {
         Metrics::inc(&self.metrics.forwards_unix);
         match Box::pin(self.forward(Target::Unix(slot), req)).await {
             Ok(resp) => Ok(Route::Answered(resp)),
+            // Whoever binds the slot next serves the session's next request.
+            Err(e @ ForwardError::Lost(_)) if !repeatable(req) => {
+                Metrics::inc(&self.metrics.forward_failures);
+                tracing::warn!(session = short(sid), slot, error = %e, "not run again");
+                Err(e)
+            }
             Err(_) => {
                 Metrics::inc(&self.metrics.forward_failures);
                 let adopt = req.kind.outlives_owner();
@@ -116,7 +122,21 @@ impl Cluster {
                 };
                 match self.forward(target, req).await {
                     Ok(resp) => return Ok(Route::Answered(resp)),
-                    Err(ForwardError::Unreachable) => {
+                    Err(e @ ForwardError::Lost(_)) if !repeatable(req) => {
+                        // Not run again; the session moves here for its
+                        // next request (if it can: the request's answer is
+                        // the loss either way).
+                        redis.forget_owner(sid);
+                        Metrics::inc(&self.metrics.forward_failures);
+                        tracing::warn!(session = short(sid), owner = owner.worker, error = %e, "not run again");
+                        if req.kind.outlives_owner()
+                            && matches!(redis.reclaim(sid, &owner.worker).await, Ok(Reclaim::Taken))
+                        {
+                            Metrics::inc(&self.metrics.reclaims);
+                        }
+                        return Err(e);
+                    }
+                    Err(ForwardError::Unreachable | ForwardError::Lost(_)) => {
                         redis.forget_owner(sid);
                         Metrics::inc(&self.metrics.forward_failures);
                         tracing::warn!(
@@ -157,5 +177,91 @@ impl Cluster {
         if let Some(events) = self.sessions.redis_events() {
             events.stage(sid).await;
         }
+    }
+}
+
+/// The requests that may be served again after their owner stopped while
+/// serving them: they read, list or ask, and change nothing upstream.
+const REPEATABLE: &[&str] = &[
+    "ping",
+    "tools/list",
+    "prompts/list",
+    "prompts/get",
+    "resources/list",
+    "resources/templates/list",
+    "resources/read",
+    "completion/complete",
+    "server/discover",
+];
+
+/// Whether `req` may run again after its owner stopped mid-way: a GET (a
+/// stream: nothing runs), a DELETE (ending a session twice ends it once), a
+/// notification or a response (nothing runs), or a request in
+/// [`REPEATABLE`]. A batch is not: one of its requests may have run.
+fn repeatable(req: &Inbound<'_>) -> bool {
+    if *req.method != Method::POST {
+        return true;
+    }
+    if req.body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+        return false;
+    }
+    match fleetgate_mcp::jsonrpc::request_method(req.body) {
+        None => true,
+        Some(m) => REPEATABLE.contains(&m.as_str()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::Kind;
+    use crate::gateway::scope::{Principal, Scope};
+    use axum::body::Bytes;
+
+    fn may_repeat(method: Method, body: &str) -> bool {
+        let (headers, body) = (HeaderMap::new(), Bytes::from(body.to_owned()));
+        let (scope, who) = (Scope::All, Principal::anonymous());
+        repeatable(&Inbound {
+            method: &method,
+            kind: &Kind::Mcp,
+            scope: &scope,
+            principal: &who,
+            headers: &headers,
+            body: &body,
+        })
+    }
+
+    #[test]
+    fn only_what_changes_nothing_is_served_again() {
+        let req = |m: &str| format!(r#"{{"jsonrpc":"2.0","id":1,"method":"{m}"}}"#);
+        for m in [
+            "ping",
+            "tools/list",
+            "resources/read",
+            "prompts/get",
+            "completion/complete",
+        ] {
+            assert!(may_repeat(Method::POST, &req(m)), "{m}");
+        }
+        for m in [
+            "tools/call",
+            "resources/subscribe",
+            "logging/setLevel",
+            "initialize",
+        ] {
+            assert!(!may_repeat(Method::POST, &req(m)), "{m}");
+        }
+        // A batch may hold a call; notifications and responses run nothing.
+        assert!(!may_repeat(Method::POST, &format!("[{}]", req("ping"))));
+        assert!(may_repeat(
+            Method::POST,
+            r#"{"jsonrpc":"2.0","method":"notifications/cancelled"}"#
+        ));
+        assert!(may_repeat(
+            Method::POST,
+            r#"{"jsonrpc":"2.0","id":"fleetgate-1","result":{}}"#
+        ));
+        assert!(may_repeat(Method::GET, ""));
+        assert!(may_repeat(Method::DELETE, ""));
     }
 }
