@@ -1108,3 +1108,44 @@ fn docs_security_md_is_up_to_date() {
          security::docs_security_md_is_up_to_date\n--- expected generated part ---\n{fresh}"
     );
 }
+
+/// One origin policy on every browser-reachable JSON-RPC path: with auth off,
+/// a cross-site page's `text/plain` POST (no preflight) runs nothing on `/rpc`
+/// either; a page of an allowed origin, or a non-browser client, does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cross_site_origin_is_refused_on_rpc_as_on_mcp() {
+    let fleet = Fleet::builder()
+        .env("WORKERS", "1")
+        .env("AUTH_REQUIRED", "false")
+        .start();
+    let c = reqwest::Client::new();
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
+    let post = |path: &str, origin: Option<&str>, content_type: &str| {
+        let mut r = c
+            .post(fleet.url(path))
+            .header("content-type", content_type)
+            .header("accept", "application/json, text/event-stream")
+            .body(body);
+        if let Some(o) = origin {
+            r = r.header("origin", o);
+        }
+        r.send()
+    };
+    for path in ["/rpc", "/mcp"] {
+        let r = post(path, Some("https://evil.example"), "text/plain")
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403, "{path}");
+        let v: Value = r.json().await.unwrap();
+        assert!(
+            v["detail"].as_str().unwrap().contains("https://evil.example"),
+            "{path}: {v}"
+        );
+    }
+    let r = post("/rpc", Some("http://localhost:5173"), "application/json")
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = post("/rpc", None, "application/json").await.unwrap();
+    assert_eq!(r.status(), 200);
+}

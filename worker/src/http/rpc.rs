@@ -35,6 +35,11 @@ pub async fn serve(st: &AppState, who: Principal, req: Request) -> Response {
     if req.method() != axum::http::Method::POST {
         return method_not_allowed("POST");
     }
+    // A cross-site page must not run tools through a browser (CSRF), with
+    // or without auth: the MCP paths' origin policy, and its refusal.
+    if let Err(refused) = crate::http::mcp::check_origin(st, req.headers()) {
+        return refused.into_response();
+    }
     match read_body(req.into_body(), st.gateway_cfg.max_body_bytes).await {
         Ok(body) => rpc(st, who, body).await,
         Err(e) => e.into_response(),

@@ -226,9 +226,11 @@ fn accepts(h: &HeaderMap, mime: &str) -> bool {
     header_str(h, header::ACCEPT).is_some_and(|a| a.contains(mime) || a.contains("*/*"))
 }
 
-/// DNS-rebinding protection: `Origin`, when present, and `Host`, when
-/// `MCP_ALLOWED_HOSTS` is set, must be allowed.
-fn check_origin(st: &AppState, h: &HeaderMap) -> Result<(), TransportError> {
+/// DNS-rebinding and cross-site protection, the one origin policy of every
+/// browser-reachable JSON-RPC path (the MCP paths, legacy messages, `/rpc`):
+/// `Origin`, when present, and `Host`, when `MCP_ALLOWED_HOSTS` is set, must
+/// be allowed.
+pub(crate) fn check_origin(st: &AppState, h: &HeaderMap) -> Result<(), TransportError> {
     let cfg = &st.gateway_cfg;
     if let Some(origin) = header_str(h, header::ORIGIN) {
         let ok = cfg.allowed_origins.iter().any(|o| {
