@@ -378,6 +378,8 @@ async fn serve_until_stopped(
     let opts = ServeOptions {
         graceful_timeout: cfg.server.graceful_timeout,
         header_read_timeout: Duration::from_secs(30),
+        body_timeout: cfg.gateway.request_body_timeout,
+        max_connections: max_connections(cfg.gateway.max_connections),
     };
     let shutdown = async move {
         let _ = stop_rx.wait_for(|s| *s).await;
@@ -500,4 +502,18 @@ fn forward_timeout(cfg: &Config) -> Duration {
         );
     }
     asked.max(least)
+}
+
+/// `MAX_CONNECTIONS`, or (0) three quarters of the open-files limit: the
+/// rest is left for upstream connections (each session's standalone stream
+/// among them), the database, Redis and the forwards.
+fn max_connections(asked: usize) -> usize {
+    if asked > 0 {
+        return asked;
+    }
+    let files = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .map_or(1024, |(soft, _)| soft);
+    let n = usize::try_from(files / 4 * 3).unwrap_or(usize::MAX).max(64);
+    tracing::debug!(max_connections = n, "connections per worker");
+    n
 }

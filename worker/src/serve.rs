@@ -12,6 +12,7 @@
 //! grace to do so before it is asked to close.
 
 use crate::http::App;
+use crate::wire::Deadline;
 use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -20,7 +21,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
@@ -34,6 +35,25 @@ const FIRST_REQUEST_GRACE: Duration = Duration::from_secs(2);
 pub struct ServeOptions {
     pub graceful_timeout: Duration,
     pub header_read_timeout: Duration,
+    /// `REQUEST_BODY_TIMEOUT`: each request's body arrives within it, or
+    /// reading it fails (408, connection closed).
+    pub body_timeout: Duration,
+    /// Connections served at once; those beyond get 503 and are closed.
+    pub max_connections: usize,
+}
+
+/// What a connection beyond `max_connections` is told before it is closed.
+const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
+content-length: 66\r\nretry-after: 1\r\nconnection: close\r\n\r\n\
+{\"detail\":\"too many connections to this worker (MAX_CONNECTIONS)\"}";
+
+/// Counts a connection while it is served.
+struct Slot(Arc<AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// How the drain ended.
@@ -55,6 +75,7 @@ pub async fn serve(
     let (stop_tx, stop_rx) = watch::channel(false);
     let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
     let mut shutdown = pin!(shutdown);
+    let open = Arc::new(AtomicUsize::new(0));
     loop {
         let (stream, peer) = tokio::select! {
             biased;
@@ -70,13 +91,20 @@ pub async fn serve(
             },
         };
         let _ = stream.set_nodelay(true);
+        if open.fetch_add(1, Ordering::AcqRel) >= opts.max_connections {
+            open.fetch_sub(1, Ordering::AcqRel);
+            tokio::spawn(refuse(stream));
+            continue;
+        }
+        let slot = Slot(open.clone());
         tokio::spawn(connection(
             stream,
             peer,
             app.clone(),
             stop_rx.clone(),
-            done_tx.clone(),
+            (done_tx.clone(), slot),
             opts.header_read_timeout,
+            opts.body_timeout,
         ));
     }
     drop(listener);
@@ -88,13 +116,21 @@ pub async fn serve(
     }
 }
 
+/// Tells a connection over the cap so (without reading what it sent), then
+/// closes it; a peer that does not read is given a second.
+async fn refuse(mut stream: TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(BUSY)).await;
+}
+
 async fn connection(
     stream: TcpStream,
     peer: SocketAddr,
     app: App,
     mut stop: watch::Receiver<bool>,
-    _done: mpsc::Sender<()>,
+    _done: (mpsc::Sender<()>, Slot),
     header_read_timeout: Duration,
+    body_timeout: Duration,
 ) {
     let started = Arc::new((AtomicBool::new(false), Notify::new()));
     let svc = {
@@ -105,7 +141,8 @@ async fn connection(
             }
             req.extensions_mut().insert(ConnectInfo(peer));
             let app = app.clone();
-            async move { Ok::<_, Infallible>(app.call(req.map(axum::body::Body::new)).await) }
+            let req = req.map(|b| axum::body::Body::new(Deadline::new(b, body_timeout)));
+            async move { Ok::<_, Infallible>(app.call(req).await) }
         })
     };
     let mut conn = pin!(http1::Builder::new()

@@ -8,6 +8,8 @@ use axum::response::{IntoResponse, Response};
 use fleetgate_mcp::jsonrpc::{self, ErrorObject, Id};
 use fleetgate_mcp::protocol;
 use http::{header, HeaderValue, StatusCode};
+use http_body::Body as _;
+use std::future::Future as _;
 
 /// A `{"detail": …}` answer.
 pub fn detail(status: StatusCode, msg: &str) -> Response {
@@ -46,30 +48,112 @@ pub enum BodyError {
     TooLarge(usize),
     #[error("cannot read the request body: {0}")]
     Broken(String),
+    /// The body was still arriving at its deadline.
+    #[error("{0}")]
+    TimedOut(BodyTimedOut),
 }
 
 impl BodyError {
-    /// 413 or 400, as a JSON-RPC error (the paths that read bodies here
-    /// speak JSON-RPC).
+    /// 413, 408 or 400, as a JSON-RPC error (the paths that read bodies here
+    /// speak JSON-RPC). The connection of a body that did not arrive whole
+    /// (too large or too slow) is closed after the answer: what is left of
+    /// the body is never read.
     pub fn into_response(self) -> Response {
-        let status = match self {
-            BodyError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            BodyError::Broken(_) => StatusCode::BAD_REQUEST,
+        let (status, close) = match self {
+            BodyError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, true),
+            BodyError::Broken(_) => (StatusCode::BAD_REQUEST, false),
+            BodyError::TimedOut(_) => (StatusCode::REQUEST_TIMEOUT, true),
         };
-        rpc_error(
+        let mut resp = rpc_error(
             status,
             &Id::Null,
             &ErrorObject::invalid_request(self.to_string()),
-        )
+        );
+        if close {
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        resp
     }
 }
 
-/// A body, up to `limit` bytes.
+/// A body, up to `limit` bytes. One whose declared length is over the limit
+/// is refused before any of it is read.
 pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, BodyError> {
     use http_body_util::BodyExt;
+    if body.size_hint().lower() > limit as u64 {
+        return Err(BodyError::TooLarge(limit));
+    }
     match http_body_util::Limited::new(body, limit).collect().await {
         Ok(b) => Ok(b.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(BodyError::TooLarge(limit)),
-        Err(e) => Err(BodyError::Broken(e.to_string())),
+        Err(e) => {
+            // The deadline's error, as axum's `Body` wraps it.
+            let e = match e.downcast::<axum::Error>() {
+                Ok(e) => e.into_inner(),
+                Err(e) => e,
+            };
+            match e.downcast::<BodyTimedOut>() {
+                Ok(t) => Err(BodyError::TimedOut(*t)),
+                Err(e) => Err(BodyError::Broken(e.to_string())),
+            }
+        }
+    }
+}
+
+/// A request body that must arrive whole within its deadline
+/// (`REQUEST_BODY_TIMEOUT`, counted from the request's head): a body
+/// trickling in, or never finishing, fails with [`BodyTimedOut`] instead of
+/// holding its connection forever.
+pub struct Deadline<B> {
+    body: B,
+    sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
+    after: std::time::Duration,
+}
+
+impl<B> Deadline<B> {
+    pub fn new(body: B, after: std::time::Duration) -> Deadline<B> {
+        Deadline {
+            body,
+            sleep: Box::pin(tokio::time::sleep(after)),
+            after,
+        }
+    }
+}
+
+/// A request body still arriving at its deadline.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body did not arrive within {} s (REQUEST_BODY_TIMEOUT)", .0.as_secs_f64())]
+pub struct BodyTimedOut(std::time::Duration);
+
+impl<B> http_body::Body for Deadline<B>
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+    B::Error: Into<axum::BoxError>,
+{
+    type Data = Bytes;
+    type Error = axum::BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        use std::task::Poll;
+        let this = &mut *self;
+        match std::pin::Pin::new(&mut this.body).poll_frame(cx) {
+            Poll::Ready(frame) => Poll::Ready(frame.map(|f| f.map_err(Into::into))),
+            Poll::Pending => match this.sleep.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyTimedOut(this.after))))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
     }
 }

@@ -12,6 +12,14 @@ pub struct GatewayConfig {
     pub database_url: Option<String>,
     /// `MAX_REQUEST_BODY_BYTES` (default 4 MiB): larger bodies get 413.
     pub max_body_bytes: usize,
+    /// `REQUEST_BODY_TIMEOUT` (s, default 30): a request body still arriving
+    /// after this gets 408 and its connection is closed.
+    #[serde(default = "default_body_timeout")]
+    pub request_body_timeout: Duration,
+    /// `MAX_CONNECTIONS` (per worker; default 0: three quarters of the
+    /// open-files limit): connections beyond it get 503 and are closed.
+    #[serde(default)]
+    pub max_connections: usize,
     /// `UPSTREAM_TIMEOUT` (s, default 30; ContextForge: `FEDERATION_TIMEOUT`): an
     /// upstream call slower than this is JSON-RPC -32001.
     pub upstream_timeout: Duration,
@@ -75,6 +83,8 @@ impl GatewayConfig {
         GatewayConfig {
             database_url,
             max_body_bytes: l.parse("MAX_REQUEST_BODY_BYTES", 4 << 20, "a number of bytes"),
+            request_body_timeout: l.secs("REQUEST_BODY_TIMEOUT", 30.0),
+            max_connections: l.parse("MAX_CONNECTIONS", 0, "a number of connections (0: automatic)"),
             upstream_timeout: l.secs("UPSTREAM_TIMEOUT", upstream_default),
             allowed_hosts: list(l, "MCP_ALLOWED_HOSTS", ""),
             allowed_origins: list(
@@ -98,4 +108,8 @@ impl GatewayConfig {
             stateful_sessions: l.bool("USE_STATEFUL_SESSIONS", true),
         }
     }
+}
+
+fn default_body_timeout() -> Duration {
+    Duration::from_secs(30)
 }

@@ -164,3 +164,92 @@ async fn a_call_whose_owner_dies_runs_once_over_pubsub() {
     let redis = RedisServer::start();
     a_killed_owner_never_runs_a_call_twice(redis_fleet(&redis, "pubsub"), 2).await;
 }
+
+/// Sends `head` (and `body`) on a fresh connection and reads the answer,
+/// waiting at most `within`.
+async fn raw_exchange(addr: &str, head: &str, body: &[u8], within: Duration) -> (u16, Vec<u8>) {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(body).await.unwrap();
+    let (status, _, body) = tokio::time::timeout(within, read_answer(&mut s))
+        .await
+        .expect("an answer in time");
+    (status, body)
+}
+
+/// Bodies that never finish arriving, or could never fit, do not hold their
+/// connection, and the worker keeps answering others at once; connections
+/// beyond `MAX_CONNECTIONS` are told 503 and closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_huge_and_too_many_connections_are_bounded() {
+    let fleet = Fleet::builder()
+        .env("WORKERS", "1")
+        .env("AUTH_REQUIRED", "false")
+        .env("REQUEST_BODY_TIMEOUT", "1")
+        .env("MAX_CONNECTIONS", "40")
+        .start();
+    fleetgate_tests::eventually(Duration::from_secs(10), "the worker up", || async {
+        let r = fresh_client().get(fleet.url("/health")).send().await.ok()?;
+        r.status().is_success().then_some(())
+    })
+    .await;
+    let addr = fleet.addr.clone();
+    let post = |len: &str| {
+        format!("POST /rpc HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: {len}\r\n\r\n")
+    };
+    // Declared larger than MAX_REQUEST_BODY_BYTES: 413 before any of it is read.
+    let started = Instant::now();
+    let (status, _) = raw_exchange(&addr, &post("1000000000"), b"{", Duration::from_secs(5)).await;
+    assert_eq!(status, 413);
+    assert!(started.elapsed() < Duration::from_millis(500));
+    // A body that stops arriving, by length or by chunk: 408 at its deadline.
+    let (status, _) = raw_exchange(&addr, &post("1000"), b"{", Duration::from_secs(5)).await;
+    assert_eq!(status, 408);
+    let chunked = "POST /rpc HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n";
+    let (status, _) = raw_exchange(&addr, chunked, b"ffffffff\r\n{", Duration::from_secs(5)).await;
+    assert!(status == 408 || status == 413, "{status}");
+    // Twenty slow bodies held open: others are still answered at once.
+    let mut slow = Vec::new();
+    for _ in 0..20 {
+        let mut s = TcpStream::connect(&addr).await.unwrap();
+        s.write_all(post("1000").as_bytes()).await.unwrap();
+        slow.push(s);
+    }
+    let started = Instant::now();
+    let r = fresh_client()
+        .get(fleet.url("/health"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        started.elapsed() < Duration::from_millis(100),
+        "{:?}",
+        started.elapsed()
+    );
+    // Over the cap: 503 at once, closed; under it again once they go.
+    let mut idle = Vec::new();
+    for _ in 0..30 {
+        idle.push(TcpStream::connect(&addr).await.unwrap());
+    }
+    let (status, body) = raw_exchange(
+        &addr,
+        "GET /health HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n",
+        b"",
+        Duration::from_secs(2),
+    )
+    .await;
+    assert_eq!(status, 503);
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert!(
+        v["detail"].as_str().unwrap().contains("MAX_CONNECTIONS"),
+        "{v}"
+    );
+    drop(idle);
+    drop(slow);
+    fleetgate_tests::eventually(Duration::from_secs(5), "served again", || async {
+        let r = fresh_client().get(fleet.url("/health")).send().await.ok()?;
+        r.status().is_success().then_some(())
+    })
+    .await;
+}

@@ -1138,7 +1138,10 @@ async fn a_cross_site_origin_is_refused_on_rpc_as_on_mcp() {
         assert_eq!(r.status(), 403, "{path}");
         let v: Value = r.json().await.unwrap();
         assert!(
-            v["detail"].as_str().unwrap().contains("https://evil.example"),
+            v["detail"]
+                .as_str()
+                .unwrap()
+                .contains("https://evil.example"),
             "{path}: {v}"
         );
     }
