@@ -137,6 +137,42 @@ pub mod methods {
     pub const ELICITATION_CREATE: &str = "elicitation/create";
     /// `roots/list` (server → client).
     pub const ROOTS_LIST: &str = "roots/list";
+    /// `subscriptions/listen` (2026-07-28): a long-lived notification stream.
+    pub const SUBSCRIPTIONS_LISTEN: &str = "subscriptions/listen";
+    /// `notifications/subscriptions/acknowledged` (2026-07-28): the first
+    /// message of a listen stream.
+    pub const SUBSCRIPTIONS_ACKNOWLEDGED: &str = "notifications/subscriptions/acknowledged";
+}
+
+/// Methods 2026-07-28 removed (changelog: sessions, `initialize`, `ping`,
+/// `logging/setLevel`, `resources/subscribe`/`unsubscribe`, `tasks/list`);
+/// a modern request naming one is answered like any unknown method.
+pub const REMOVED_IN_STATELESS: &[&str] = &[
+    "initialize",
+    "ping",
+    "logging/setLevel",
+    "resources/subscribe",
+    "resources/unsubscribe",
+    "tasks/list",
+];
+
+/// Results of 2026-07-28 that carry caching hints (`ttlMs`, `cacheScope`)
+/// when complete (`server/utilities/caching`).
+pub const CACHEABLE_METHODS: &[&str] = &[
+    "server/discover",
+    "tools/list",
+    "prompts/list",
+    "resources/list",
+    "resources/templates/list",
+    "resources/read",
+];
+
+/// `resultType` values of 2026-07-28.
+pub mod result_type {
+    /// The request completed.
+    pub const COMPLETE: &str = "complete";
+    /// An MRTR interim result: the client retries with `inputResponses`.
+    pub const INPUT_REQUIRED: &str = "input_required";
 }
 
 /// `_meta` keys of the stateless revision (2026-07-28).
@@ -151,6 +187,8 @@ pub mod meta {
     pub const SERVER_INFO: &str = "io.modelcontextprotocol/serverInfo";
     /// The log level a request opts in to.
     pub const LOG_LEVEL: &str = "io.modelcontextprotocol/logLevel";
+    /// The `subscriptions/listen` request a notification belongs to.
+    pub const SUBSCRIPTION_ID: &str = "io.modelcontextprotocol/subscriptionId";
 }
 
 /// Error codes the MCP specification itself defines (2026-07-28 numbering).

@@ -109,9 +109,34 @@ impl McpClient {
         a
     }
 
-    pub async fn request(&self, method: &str, params: Value) -> Answer {
+    /// A request; on 2026-07-28 a well-formed one: the `_meta` every request
+    /// of that revision carries (unless `params` has its own) and the
+    /// `Mcp-Method`/`Mcp-Name` headers mirroring the body.
+    pub async fn request(&self, method: &str, mut params: Value) -> Answer {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        self.post(json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}))
+        if self.protocol_version != "2026-07-28" {
+            return self
+                .post(json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}))
+                .await;
+        }
+        if params.get("_meta").is_none() {
+            params["_meta"] = json!({
+                "io.modelcontextprotocol/protocolVersion": self.protocol_version,
+                "io.modelcontextprotocol/clientInfo": {"name": "fleetgate-tests", "version": "0"},
+                "io.modelcontextprotocol/clientCapabilities": {},
+            });
+        }
+        let name = match method {
+            "tools/call" | "prompts/get" => params["name"].as_str(),
+            "resources/read" => params["uri"].as_str(),
+            _ => None,
+        };
+        let mut extra = vec![("mcp-method".to_owned(), method.to_owned())];
+        if let Some(n) = name {
+            extra.push(("mcp-name".to_owned(), n.to_owned()));
+        }
+        let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        self.post_with(body.to_string(), "application/json", &extra)
             .await
     }
 
@@ -133,6 +158,16 @@ impl McpClient {
     }
 
     pub async fn post_raw(&self, body: String, content_type: &str) -> Answer {
+        self.post_with(body, content_type, &[]).await
+    }
+
+    /// [`Self::post_raw`] with `extra` headers.
+    pub async fn post_with(
+        &self,
+        body: String,
+        content_type: &str,
+        extra: &[(String, String)],
+    ) -> Answer {
         let mut req = self
             .http
             .post(&self.url)
@@ -143,7 +178,7 @@ impl McpClient {
         if let Some(s) = &self.session {
             req = req.header("mcp-session-id", s);
         }
-        for (k, v) in &self.headers {
+        for (k, v) in self.headers.iter().chain(extra) {
             req = req.header(k, v);
         }
         let resp = req.send().await.expect("POST to the gateway");

@@ -18,6 +18,8 @@
 //!   (`/sse`, `/message`), across workers and with Redis.
 //! - [`legacy_sse`]: upstreams on the legacy HTTP+SSE transport.
 //! - [`mcp`]: MCP Streamable HTTP and `/rpc`, federated to upstreams.
+//! - [`modern`]: MCP 2026-07-28 downstream beside the 2025 era: per-request
+//!   checks, result shapes, `subscriptions/listen`.
 //! - [`rest`]: the REST API on SQLite and PostgreSQL, and its OpenAPI document.
 //! - [`resume`]: resuming SSE streams with `Last-Event-ID`.
 //! - [`resume_redis`]: resuming after the owner's death, events kept in Redis.
@@ -46,6 +48,7 @@ mod fleet;
 mod legacy_down;
 mod legacy_sse;
 mod mcp;
+mod modern;
 mod rest;
 mod resume;
 mod resume_redis;

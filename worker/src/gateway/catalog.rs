@@ -10,6 +10,9 @@
 //!   tools, prompts or resources changed gets that kind's `list_changed`.
 //!   The upstream's own notice is not passed on: the client re-lists from
 //!   fleetgate, which must have the new catalog first.
+//! - The same per-scope comparison feeds the 2026-07-28
+//!   `subscriptions/listen` streams open in this worker ([`LISTENERS`]),
+//!   each with the kinds it opted in to, tagged with its subscription id.
 
 use crate::gateway::discovery::discover;
 use crate::gateway::dispatch::{self, Core};
@@ -21,7 +24,7 @@ use fleetgate_mcp::jsonrpc;
 use serde_json::Value;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
@@ -115,10 +118,82 @@ pub fn spawn_view_watch(registry: Arc<Registry>, sessions: Arc<Sessions>, every:
     });
 }
 
-/// Sends each session the `list_changed` of every kind its scope's view
-/// changed in between `old` and `new`.
+/// One open `subscriptions/listen` stream.
+pub struct Listen {
+    pub scope: Scope,
+    /// The list kinds the client opted in to (and was acknowledged).
+    pub kinds: Vec<Kind>,
+    /// The listen request's JSON-RPC id: every notification's
+    /// `_meta["io.modelcontextprotocol/subscriptionId"]`.
+    pub subscription: Value,
+    /// The registry version the stream started on: it saw that one whole.
+    pub since: i64,
+    pub tx: mpsc::Sender<Bytes>,
+}
+
+/// The `subscriptions/listen` streams open in this worker process (each
+/// worker is its own process and watches the registry itself, so a stream
+/// is told about changes by the worker that holds it).
+///
+/// Resource-update notices (`resourceSubscriptions`) are not fed yet: an
+/// upstream's `notifications/resources/updated` would be matched here by URI
+/// against a stream's subscribed URIs and sent the same way.
+pub static LISTENERS: Listeners = Listeners(Mutex::new(Vec::new()));
+
+pub struct Listeners(Mutex<Vec<Listen>>);
+
+impl Listeners {
+    pub fn add(&self, l: Listen) {
+        let mut all = self.lock();
+        all.retain(|l| !l.tx.is_closed());
+        all.push(l);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Listen>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// The notification `kind`'s change sends on the listen stream of
+/// `subscription`.
+pub fn listen_notice(kind: Kind, subscription: &Value) -> Bytes {
+    let params = serde_json::json!({"_meta": {
+        fleetgate_mcp::protocol::meta::SUBSCRIPTION_ID: subscription
+    }});
+    Bytes::from(jsonrpc::encode_notification(method_of(kind), Some(&params)))
+}
+
+fn method_of(kind: Kind) -> &'static str {
+    LIST_CHANGED
+        .iter()
+        .find(|(_, k)| *k == kind)
+        .map_or("", |(m, _)| *m)
+}
+
+/// Sends each session and listen stream the `list_changed` of every kind
+/// its scope's view changed in between `old` and `new`.
 fn notify_views(sessions: &Sessions, old: &Snapshot, new: &Snapshot) {
     let mut by_scope: HashMap<Scope, Vec<Kind>> = HashMap::new();
+    {
+        let mut listeners = LISTENERS.lock();
+        listeners.retain(|l| !l.tx.is_closed());
+        for l in listeners.iter_mut() {
+            if l.since >= new.version {
+                continue;
+            }
+            l.since = new.version;
+            let changed = by_scope
+                .entry(l.scope.clone())
+                .or_insert_with(|| changed_kinds(old.scope(&l.scope), new.scope(&l.scope)));
+            for kind in changed.iter().filter(|k| l.kinds.contains(k)) {
+                // A stream too slow to take it misses a notice, never
+                // blocks the watch: the next list it asks for is current.
+                let _ = l.tx.try_send(listen_notice(*kind, &l.subscription));
+            }
+        }
+    }
     for s in sessions.all() {
         // A session that started on this version (or a later one) saw it all.
         if s.view_version.swap(new.version, Ordering::Relaxed) >= new.version {
@@ -128,11 +203,7 @@ fn notify_views(sessions: &Sessions, old: &Snapshot, new: &Snapshot) {
             .entry(s.scope.clone())
             .or_insert_with(|| changed_kinds(old.scope(&s.scope), new.scope(&s.scope)));
         for kind in changed.iter() {
-            let method = LIST_CHANGED
-                .iter()
-                .find(|(_, k)| k == kind)
-                .map_or("", |(m, _)| *m);
-            let msg = jsonrpc::encode_notification(method, None);
+            let msg = jsonrpc::encode_notification(method_of(*kind), None);
             s.deliver(Bytes::from(msg), Instant::now() + HELD_TTL);
         }
     }

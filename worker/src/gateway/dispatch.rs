@@ -432,11 +432,19 @@ fn initialize_result(snap: &Snapshot, scope: &Scope, params: &Map<String, Value>
     })
 }
 
+/// `DiscoverResult` (2026-07-28 `server/discover`): the server's identity in
+/// `_meta`. The capabilities are the 2026 ones: resource updates are not
+/// offered on listen streams (no `subscribe`), and list changes are
+/// (`listChanged`, served by `subscriptions/listen`). `resultType` and the
+/// caching hints are added with every 2026 result's
+/// (`http::mcp::run::shape_result`).
 fn discover_result(snap: &Snapshot, scope: &Scope) -> Value {
+    let mut caps = capabilities();
+    caps["resources"] = json!({"listChanged": true});
     json!({
         "supportedVersions": protocol::SUPPORTED_PROTOCOL_VERSIONS,
-        "capabilities": capabilities(),
-        "serverInfo": server_info(snap, scope),
+        "capabilities": caps,
+        "_meta": {protocol::meta::SERVER_INFO: server_info(snap, scope)},
     })
 }
 

@@ -32,6 +32,14 @@ pub enum TransportError {
     Parse(#[from] ParseError),
     #[error("Bad Request: unsupported MCP-Protocol-Version {version}; supported: {}", protocol::SUPPORTED_PROTOCOL_VERSIONS.join(", "))]
     UnsupportedVersion { id: Id, version: String },
+    /// A 2026-07-28 request the spec says to refuse with this status and
+    /// JSON-RPC error ([`super::modern`]).
+    #[error("{}", .error.message)]
+    Refused {
+        status: StatusCode,
+        id: Id,
+        error: ErrorObject,
+    },
     #[error("Bad Request: Mcp-Session-Id header is required")]
     SessionIdRequired { id: Id },
     /// A legacy message without the session it is for.
@@ -79,8 +87,15 @@ impl TransportError {
             TransportError::Parse(e) => {
                 rpc_error(StatusCode::BAD_REQUEST, &Id::Null, &e.to_error_object())
             }
-            TransportError::UnsupportedVersion { id, .. }
-            | TransportError::SessionIdRequired { id } => rpc_error(
+            // Every era: 400 (2025-06-18 on) with 2026-07-28's
+            // UnsupportedProtocolVersionError, which names what is spoken.
+            TransportError::UnsupportedVersion { id, version } => rpc_error(
+                StatusCode::BAD_REQUEST,
+                &id,
+                &super::modern::unsupported_version(&version),
+            ),
+            TransportError::Refused { status, id, error } => rpc_error(status, &id, &error),
+            TransportError::SessionIdRequired { id } => rpc_error(
                 StatusCode::BAD_REQUEST,
                 &id,
                 &ErrorObject::invalid_request(msg),

@@ -16,6 +16,10 @@
 //!   (`Last-Event-ID`).
 //! - [`session`]: `initialize`, finding (or adopting) the request's session,
 //!   DELETE.
+//! - [`modern`]: which era a POST speaks; the per-request checks of
+//!   2026-07-28 (sessionless; results shaped by [`run`]).
+//! - [`listen`]: `subscriptions/listen` (2026-07-28), a long-lived stream of
+//!   list changes.
 //! - [`error`]: [`TransportError`], every refusal, mapped to the wire in one
 //!   place.
 //! - [`legacy`]: the legacy HTTP+SSE transport (2024-11-05): `GET …/sse`,
@@ -23,6 +27,8 @@
 
 mod error;
 pub mod legacy;
+mod listen;
+mod modern;
 mod post;
 mod run;
 mod session;

@@ -1,19 +1,21 @@
-//! POST: one JSON-RPC message or a batch. `initialize` opens a session;
-//! every other message needs its session (`Mcp-Session-Id`) unless it
-//! declares the stateless protocol version. Notifications and responses are
-//! accepted (202); requests are run ([`super::run`]).
+//! POST: one JSON-RPC message or a batch. A 2026-07-28 message is checked
+//! ([`super::modern`]) and served without a session (`subscriptions/listen`
+//! by [`super::listen`]); otherwise `initialize` opens a session and every
+//! other message needs its session (`Mcp-Session-Id`) unless sessions are
+//! off. Notifications and responses are accepted (202); requests are run
+//! ([`super::run`]).
 
+use super::modern::{self, Era};
 use super::run::{self, Call};
 use super::session::{initialize, resolve};
-use super::{header_str, Admitted, TransportError};
+use super::{header_str, listen, Admitted, TransportError};
 use crate::gateway::dispatch::Context;
 use crate::state::AppState;
 use crate::wire::json_body;
 use axum::response::{IntoResponse, Response};
-use fleetgate_mcp::jsonrpc::{self, Id, Message, Parsed};
-use fleetgate_mcp::protocol::{self, meta, methods, MCP_PROTOCOL_VERSION};
-use http::{header, HeaderMap, StatusCode};
-use serde_json::Value;
+use fleetgate_mcp::jsonrpc::{self, ErrorObject, Id, Message, Parsed};
+use fleetgate_mcp::protocol::{self, methods};
+use http::{header, StatusCode};
 
 pub(super) async fn handle(st: &AppState, req: Admitted) -> Result<Response, TransportError> {
     let h = &req.headers;
@@ -24,33 +26,38 @@ pub(super) async fn handle(st: &AppState, req: Admitted) -> Result<Response, Tra
     }
     let msg = match jsonrpc::parse(&req.body)? {
         Parsed::Single(m) => m,
+        Parsed::Batch(_) if modern::is_modern_batch(h) => {
+            return Err(TransportError::Refused {
+                status: StatusCode::BAD_REQUEST,
+                id: Id::Null,
+                error: ErrorObject::invalid_request(
+                    "a 2026-07-28 POST carries one JSON-RPC message, not a batch",
+                ),
+            })
+        }
         Parsed::Batch(items) => return Box::pin(batch(st, &req, items)).await,
     };
+    if let Era::Modern(m) = modern::classify(h, &msg)? {
+        // Sessionless: an `Mcp-Session-Id` it may carry is ignored.
+        return Ok(match msg {
+            Message::Request(r) if r.method == methods::SUBSCRIPTIONS_LISTEN => {
+                listen::open(st, req.scope, &req.principal, r)
+            }
+            Message::Request(r) => {
+                run::single(st, req.scope, req.principal, None, h, r, Some(m)).await
+            }
+            _ => StatusCode::ACCEPTED.into_response(),
+        });
+    }
     if let Message::Request(r) = &msg {
         if r.method == methods::INITIALIZE {
             let (id, params) = (r.id.clone(), r.params.clone());
             return Ok(Box::pin(initialize(st, req.scope, req.principal, id, params)).await);
         }
     }
-    let params = match &msg {
-        Message::Request(r) => r.params.as_ref(),
-        Message::Notification(n) => n.params.as_ref(),
-        _ => None,
-    };
-    let version = declared_version(h, params);
-    if let Some(v) = version {
-        if !protocol::is_supported_version(v) {
-            return Err(TransportError::UnsupportedVersion {
-                id: msg.id().cloned().unwrap_or(Id::Null),
-                version: v.to_owned(),
-            });
-        }
-    }
-    let standalone =
-        version.is_some_and(protocol::is_stateless_version) || !st.gateway_cfg.stateful_sessions;
-    let session = match standalone {
-        true => None,
-        false => Some(resolve(st, &req, msg.id())?),
+    let session = match st.gateway_cfg.stateful_sessions {
+        true => Some(resolve(st, &req, msg.id())?),
+        false => None,
     };
     Ok(match msg {
         Message::Notification(_) => StatusCode::ACCEPTED.into_response(),
@@ -68,7 +75,7 @@ pub(super) async fn handle(st: &AppState, req: Admitted) -> Result<Response, Tra
         }
         // The request's own principal: a session never lends the rights of
         // the token that opened it to a narrower token of the same user.
-        Message::Request(r) => run::single(st, req.scope, req.principal, session, h, r).await,
+        Message::Request(r) => run::single(st, req.scope, req.principal, session, h, r, None).await,
     })
 }
 
@@ -123,10 +130,4 @@ async fn batch(
     }
     out.push(b']');
     Ok(json_body(StatusCode::OK, out))
-}
-
-/// The protocol version a request declares: header, or the stateless `_meta` key.
-fn declared_version<'a>(h: &'a HeaderMap, params: Option<&'a Value>) -> Option<&'a str> {
-    header_str(h, MCP_PROTOCOL_VERSION)
-        .or_else(|| params?.get("_meta")?.get(meta::PROTOCOL_VERSION)?.as_str())
 }

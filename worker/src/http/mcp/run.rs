@@ -8,6 +8,7 @@
 //! resumes with `GET` + `Last-Event-ID`).
 
 use super::accepts;
+use super::modern::{missing_capability, CapabilityGate, Modern};
 use crate::gateway::dispatch::{dispatch, Context};
 use crate::gateway::error::RpcError;
 use crate::gateway::events::{self, EventStore};
@@ -18,14 +19,15 @@ use crate::wire::json_body;
 use axum::body::{Body, Bytes};
 use axum::response::{IntoResponse, Response};
 use fleetgate_mcp::jsonrpc::{self, ErrorObject, Id};
-use fleetgate_mcp::protocol;
+use fleetgate_mcp::protocol::{self, error_codes};
 use futures_util::FutureExt;
 use http::{header, HeaderMap, HeaderValue, StatusCode};
 use serde_json::value::RawValue;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context as TaskContext, Poll};
 use tokio::sync::mpsc;
 
@@ -36,15 +38,134 @@ pub(super) struct Call(Option<Pin<Box<dyn Future<Output = Vec<u8>> + Send>>>);
 
 impl Call {
     pub(super) fn new(st: &AppState, ctx: Context, req: fleetgate_mcp::Request) -> Call {
+        Call::shaped(st, ctx, req, None).0
+    }
+
+    /// A call whose answer, for a 2026-07-28 request (`modern`), is shaped
+    /// as that revision wants ([`shape_result`]); the returned cell holds
+    /// the HTTP status its answer needs once it is done.
+    pub(super) fn shaped(
+        st: &AppState,
+        mut ctx: Context,
+        req: fleetgate_mcp::Request,
+        modern: Option<(u64, &Modern)>,
+    ) -> (Call, Arc<AtomicU16>) {
+        let missing = Arc::new(Mutex::new(None));
+        let modern = modern.map(|(ttl_ms, m)| {
+            ctx.handler = Arc::new(CapabilityGate {
+                inner: ctx.handler.clone(),
+                declared: m.capabilities.clone(),
+                missing: missing.clone(),
+            });
+            ttl_ms
+        });
         let core = st.core.clone();
         let id = req.id.clone();
+        let status = Arc::new(AtomicU16::new(200));
+        let cell = status.clone();
         let call = AssertUnwindSafe(async move {
             let res = dispatch(&core, &ctx, &req.method, req.params).await;
-            answer_bytes(&req.id, res)
+            let lacked = *missing.lock().unwrap_or_else(PoisonError::into_inner);
+            if let (Some(_), Some(cap)) = (modern, lacked) {
+                cell.store(StatusCode::BAD_REQUEST.as_u16(), Ordering::Relaxed);
+                return jsonrpc::encode_error(&req.id, &missing_capability(cap));
+            }
+            match (modern, res) {
+                (Some(ttl_ms), Ok(v)) => {
+                    let v = shape_result(&req.method, v, ttl_ms);
+                    jsonrpc::encode_response(&req.id, &v)
+                }
+                (Some(_), Err(e)) => {
+                    cell.store(modern_status(&e).as_u16(), Ordering::Relaxed);
+                    answer_bytes(&req.id, Err(e))
+                }
+                (None, res) => answer_bytes(&req.id, res),
+            }
         })
         .catch_unwind()
         .map(move |done| done.unwrap_or_else(|_| internal(&id)));
-        Call(Some(Box::pin(call)))
+        (Call(Some(Box::pin(call))), status)
+    }
+}
+
+/// The HTTP status of a 2026-07-28 error answer: 404 for a method fleetgate
+/// does not serve, 400 for the errors the revision ties to it (a missing
+/// client capability, header mismatch, unsupported version, whoever raised
+/// them), 200 otherwise (a JSON-RPC error about the call itself).
+fn modern_status(e: &RpcError) -> StatusCode {
+    if matches!(e, RpcError::MethodNotFound(_)) {
+        return StatusCode::NOT_FOUND;
+    }
+    match e.to_error_object().code {
+        error_codes::HEADER_MISMATCH
+        | error_codes::MISSING_REQUIRED_CLIENT_CAPABILITY
+        | error_codes::UNSUPPORTED_PROTOCOL_VERSION => StatusCode::BAD_REQUEST,
+        _ => StatusCode::OK,
+    }
+}
+
+/// A 2026-07-28 result: `resultType` (absent means `"complete"`, so it is
+/// added as that), and for complete results of the cacheable methods
+/// `ttlMs`/`cacheScope` unless present. What an upstream already put there
+/// stays as it sent it; the fields are spliced in after the opening brace,
+/// nothing else is re-encoded.
+///
+/// The hints fleetgate adds say what it knows: `ttl_ms` is how often every
+/// worker reloads the registry its lists come from (a client keeping a list
+/// that long is no staler than the fleet itself may be, and changes are
+/// announced on `subscriptions/listen` streams); `cacheScope` is
+/// `"private"` because what a caller sees depends on the scope its token
+/// reaches, so no cache may share it across tokens. A `resources/read` an
+/// upstream answered without hints gets `ttlMs: 0`: fleetgate does not
+/// cache upstream content and cannot tell how long it stays fresh.
+pub(super) fn shape_result(method: &str, v: Box<RawValue>, ttl_ms: u64) -> Box<RawValue> {
+    #[derive(serde::Deserialize)]
+    struct Probe {
+        #[serde(rename = "resultType")]
+        result_type: Option<String>,
+        #[serde(rename = "ttlMs")]
+        ttl: Option<serde::de::IgnoredAny>,
+        #[serde(rename = "cacheScope")]
+        scope: Option<serde::de::IgnoredAny>,
+    }
+    let text = v.get();
+    let Some(body) = text.trim_start().strip_prefix('{') else {
+        return v; // not an object: nothing to add to
+    };
+    let Ok(p) = serde_json::from_str::<Probe>(text) else {
+        return v;
+    };
+    let mut add = String::new();
+    let complete = match &p.result_type {
+        None => {
+            add.push_str(r#""resultType":"complete","#);
+            true
+        }
+        Some(t) => t == protocol::result_type::COMPLETE,
+    };
+    if complete && protocol::CACHEABLE_METHODS.contains(&method) {
+        if p.ttl.is_none() {
+            let ttl = if method == protocol::methods::RESOURCES_READ {
+                0
+            } else {
+                ttl_ms
+            };
+            add.push_str(&format!(r#""ttlMs":{ttl},"#));
+        }
+        if p.scope.is_none() {
+            add.push_str(r#""cacheScope":"private","#);
+        }
+    }
+    if add.is_empty() {
+        return v;
+    }
+    if body.trim_start().starts_with('}') {
+        add.pop(); // `{}`: no member follows
+    }
+    let out = format!("{{{add}{body}");
+    match RawValue::from_string(out) {
+        Ok(shaped) => shaped,
+        Err(_) => v,
     }
 }
 
@@ -78,6 +199,7 @@ pub(super) async fn single(
     session: Option<Arc<Session>>,
     h: &HeaderMap,
     req: fleetgate_mcp::Request,
+    modern: Option<Modern>,
 ) -> Response {
     let sse_ok = accepts(h, protocol::CONTENT_TYPE_SSE);
     let (tx, mut rx) = mpsc::channel::<Bytes>(32);
@@ -96,7 +218,9 @@ pub(super) async fn single(
         Some(s) => Context::session(principal, scope, s.clone(), to_client, passthrough),
         None => Context::pooled(principal, scope, to_client, passthrough),
     };
-    let mut call = Call::new(st, ctx, req);
+    let ttl_ms = st.gateway_cfg.registry_poll.as_millis() as u64;
+    let (mut call, status) = Call::shaped(st, ctx, req, modern.as_ref().map(|m| (ttl_ms, m)));
+    let keep = move |m: &Bytes| modern.as_ref().is_none_or(|md| allowed_modern(md, m));
     // `biased`, messages first: whatever the upstream sent before its result
     // must reach the client before the result does (and turns the answer into
     // an SSE stream). The call can send its last messages and finish in one
@@ -104,12 +228,13 @@ pub(super) async fn single(
     // messages are drained from the channel before its result is used.
     let (first, finished) = tokio::select! {
         biased;
-        Some(first) = rx.recv(), if sse_ok => (first, None),
+        Some(first) = next_kept(&mut rx, &keep), if sse_ok => (first, None),
         body = &mut call => {
             drop(attached.take());
-            match rx.try_recv() {
-                Ok(first) if sse_ok => (first, Some(body)),
-                _ => return json_body(StatusCode::OK, body),
+            let status = StatusCode::from_u16(status.load(Ordering::Relaxed)).unwrap_or(StatusCode::OK);
+            match drain_kept(&mut rx, &keep) {
+                Some(first) if sse_ok => (first, Some(body)),
+                _ => return json_body(status, body),
             }
         }
     };
@@ -126,7 +251,7 @@ pub(super) async fn single(
             None => loop {
                 tokio::select! {
                     biased;
-                    Some(m) = rx.recv() => {
+                    Some(m) = next_kept(&mut rx, &keep) => {
                         w.append(&n, m);
                     }
                     body = &mut call => break body,
@@ -134,13 +259,64 @@ pub(super) async fn single(
             },
         };
         drop(attached);
-        while let Ok(m) = rx.try_recv() {
+        while let Some(m) = drain_kept(&mut rx, &keep) {
             w.append(&n, m);
         }
         w.append(&n, Bytes::from(body));
         w.finish(&n);
     });
     sse_response(Body::from_stream(events::follow(store, name, 0)))
+}
+
+/// The next message the call sent that may reach the client.
+async fn next_kept(
+    rx: &mut mpsc::Receiver<Bytes>,
+    keep: &impl Fn(&Bytes) -> bool,
+) -> Option<Bytes> {
+    loop {
+        let m = rx.recv().await?;
+        if keep(&m) {
+            return Some(m);
+        }
+    }
+}
+
+/// [`next_kept`] without waiting.
+fn drain_kept(rx: &mut mpsc::Receiver<Bytes>, keep: &impl Fn(&Bytes) -> bool) -> Option<Bytes> {
+    loop {
+        let m = rx.try_recv().ok()?;
+        if keep(&m) {
+            return Some(m);
+        }
+    }
+}
+
+/// What a 2026-07-28 request's response stream may carry: notifications
+/// only (the revision sends no requests on it), and `notifications/message`
+/// only at or above the level the request asked for in `_meta` (none
+/// without it).
+fn allowed_modern(m: &Modern, msg: &Bytes) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Probe {
+        method: Option<String>,
+        id: Option<serde::de::IgnoredAny>,
+        params: Option<LogParams>,
+    }
+    #[derive(serde::Deserialize)]
+    struct LogParams {
+        level: Option<String>,
+    }
+    let Ok(p) = serde_json::from_slice::<Probe>(msg) else {
+        return true;
+    };
+    match (p.method.as_deref(), p.id) {
+        (Some(_), Some(_)) => false,
+        (Some(protocol::methods::LOG_MESSAGE), None) => {
+            let level = p.params.and_then(|l| l.level).unwrap_or_default();
+            m.wants_log(&level)
+        }
+        _ => true,
+    }
 }
 
 fn answer_bytes(id: &Id, res: Result<Box<RawValue>, RpcError>) -> Vec<u8> {
@@ -170,4 +346,45 @@ pub(super) fn sse_response(body: Body) -> Response {
         body,
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shape_result;
+    use serde_json::value::RawValue;
+    use serde_json::{json, Value};
+
+    fn shaped(method: &str, text: &str) -> Value {
+        let raw = RawValue::from_string(text.to_owned()).unwrap();
+        serde_json::from_str(shape_result(method, raw, 500).get()).unwrap()
+    }
+
+    #[test]
+    fn results_get_what_2026_needs_and_keep_the_rest() {
+        assert_eq!(
+            shaped("tools/call", r#"{"content":[]}"#),
+            json!({"resultType": "complete", "content": []})
+        );
+        assert_eq!(
+            shaped("tools/call", "{ }"),
+            json!({"resultType": "complete"})
+        );
+        assert_eq!(
+            shaped("tools/list", r#"{"tools":[]}"#),
+            json!({"resultType": "complete", "ttlMs": 500, "cacheScope": "private", "tools": []})
+        );
+        // An upstream read without hints: fleetgate cannot tell its freshness.
+        assert_eq!(shaped("resources/read", "{}")["ttlMs"], 0);
+        // What a 2026 upstream sent stays as it sent it.
+        let up = r#"{"resultType":"complete","ttlMs":9,"cacheScope":"public","contents":[]}"#;
+        let raw = RawValue::from_string(up.to_owned()).unwrap();
+        assert_eq!(shape_result("resources/read", raw, 500).get(), up);
+        // An interim MRTR result carries no caching hints.
+        let mrtr = r#"{"resultType":"input_required","inputRequests":{}}"#;
+        let raw = RawValue::from_string(mrtr.to_owned()).unwrap();
+        assert_eq!(shape_result("tools/list", raw, 500).get(), mrtr);
+        // Not an object: nothing to add to.
+        let raw = RawValue::from_string("[1]".to_owned()).unwrap();
+        assert_eq!(shape_result("tools/call", raw, 500).get(), "[1]");
+    }
 }
