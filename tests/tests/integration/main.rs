@@ -17,6 +17,8 @@
 //!   (`/sse`, `/message`), across workers and with Redis.
 //! - [`legacy_sse`]: upstreams on the legacy HTTP+SSE transport.
 //! - [`mcp`]: MCP Streamable HTTP and `/rpc`, federated to upstreams.
+//! - [`modern_upstream`]: 2026-07-28 (session-less) upstreams: era
+//!   negotiation, discovery, calls, `Mcp-Param-*` headers, `subscriptions/listen`.
 //! - [`rest`]: the REST API on SQLite and PostgreSQL, and its OpenAPI document.
 //! - [`resume`]: resuming SSE streams with `Last-Event-ID`.
 //! - [`resume_redis`]: resuming after the owner's death, events kept in Redis.
@@ -44,6 +46,7 @@ mod fleet;
 mod legacy_down;
 mod legacy_sse;
 mod mcp;
+mod modern_upstream;
 mod rest;
 mod resume;
 mod resume_redis;
