@@ -104,8 +104,13 @@ pub const TOOLS: &[ToolDef] = &[
     ToolDef {
         tool: Tool::EchoHeaders,
         name: "echo_headers",
-        description: "Returns the HTTP request headers of this tools/call (lower-cased names) as structuredContent and as JSON text.",
-        schema: empty_schema,
+        description: "Returns the HTTP request headers of this tools/call (lower-cased names) as structuredContent and as JSON text. `region` is marked `x-mcp-header: Region`: 2026-07-28 clients send it as `Mcp-Param-Region` too.",
+        schema: || {
+            json!({
+                "type": "object",
+                "properties": { "region": { "type": "string", "x-mcp-header": "Region" } }
+            })
+        },
         output_schema: None,
     },
     ToolDef {

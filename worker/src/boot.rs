@@ -226,6 +226,11 @@ async fn serve_until_stopped(
     state.sessions.watch_registry(state.core.registry.clone());
     let refresher = crate::gateway::catalog::spawn_refresher(state.core.clone());
     let _ = state.core.federation.list_changed.set(refresher);
+    let _ = state
+        .core
+        .federation
+        .registry
+        .set(state.core.registry.clone());
     crate::gateway::catalog::spawn_view_watch(
         state.core.registry.clone(),
         state.sessions.clone(),

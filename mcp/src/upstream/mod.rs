@@ -27,6 +27,8 @@
 //! - `legacy_sse`: the HTTP+SSE transport of 2024-11-05: one GET stream
 //!   carries every message from the upstream, requests are POSTed elsewhere.
 //! - `standalone`: the standalone stream ([`UpstreamSession::listen`]).
+//! - `listen`: its 2026-07-28 counterpart, the `subscriptions/listen` stream.
+//! - `params`: `x-mcp-header` tool parameters ([`ParamHeaders`]).
 //! - `handler`: server → client messages ([`ServerMessageHandler`],
 //!   [`NoopHandler`], [`channel_handler`]) and answering them.
 //! - `discover`: paginated discovery of tools, resources, templates, prompts.
@@ -73,11 +75,17 @@
 //! what arrives there to a handler of its own, for the session's life (see
 //! `standalone`).
 //!
+//! On a stateless (2026-07-28) upstream the same call opens a
+//! `subscriptions/listen` stream instead (list changes, and updates of the
+//! resources named with [`UpstreamSession::subscribe_resource`]).
+//!
+//! # Headers
+//! `Mcp-Method` and `Mcp-Name` are sent on every stateless request; a tool's
+//! `Mcp-Param-*` headers need its `inputSchema`, which the caller holds:
+//! [`ParamHeaders`] computes them and
+//! [`RequestOptions::headers`] carries them.
+//!
 //! # Not done yet
-//! - The 2026-07-28 `subscriptions/listen` stream is not opened.
-//! - 2026-07-28 `x-mcp-header` tool parameters (`Mcp-Param-*` headers) are not
-//!   mirrored: that needs the tool's `inputSchema` at call time. `Mcp-Method`
-//!   and `Mcp-Name` are sent.
 //! - https upstreams need this crate's `rustls` feature (off by default to
 //!   keep the build lean); without it they fail with `Unreachable`.
 
@@ -85,6 +93,8 @@ mod discover;
 mod error;
 mod handler;
 mod legacy_sse;
+mod listen;
+mod params;
 mod session;
 mod standalone;
 mod stateless;
@@ -105,6 +115,8 @@ pub use handler::{
     channel_handler, BoxFuture, ChannelHandler, NoopHandler, ServerMessage, ServerMessageHandler,
 };
 pub use legacy_sse::{ENDPOINT_EVENT, LEGACY_PROTOCOL_VERSION};
+pub use listen::SUBSCRIPTIONS_LISTEN;
+pub use params::{ParamHeaders, PARAM_HEADER_PREFIX, X_MCP_HEADER};
 pub use session::RequestOptions;
 pub use standalone::Listening;
 pub use stateless::MAX_INPUT_ROUNDS;
@@ -194,6 +206,9 @@ pub struct UpstreamSession {
     /// The standalone stream's tasks ([`UpstreamSession::listen`]), ended
     /// with the session.
     standalone: std::sync::Mutex<Vec<tokio::task::AbortHandle>>,
+    /// A stateless session's `subscriptions/listen`: its handler and the
+    /// resources it asks updates of (see `listen`).
+    listen: listen::Listen,
 }
 
 impl Drop for UpstreamSession {

@@ -35,6 +35,11 @@ pub struct RequestOptions {
     /// Stateless upstreams only: resolve `input_required` results through
     /// the handler and retry (default `true`).
     pub resolve_input_required: bool,
+    /// Headers for this request's POSTs only (over Streamable HTTP), on top
+    /// of the session's: a tool's `Mcp-Param-*` headers
+    /// ([`ParamHeaders`](super::ParamHeaders)). Ignored on the legacy SSE
+    /// transport.
+    pub headers: HeaderMap,
 }
 
 impl Default for RequestOptions {
@@ -42,6 +47,7 @@ impl Default for RequestOptions {
         RequestOptions {
             timeout: None,
             resolve_input_required: true,
+            headers: HeaderMap::new(),
         }
     }
 }
@@ -199,6 +205,7 @@ impl UpstreamSession {
             timeout,
             next_id: AtomicI64::new(1),
             standalone: Default::default(),
+            listen: Default::default(),
         }
     }
 
@@ -256,7 +263,7 @@ impl UpstreamSession {
         self.timeout
     }
 
-    fn next_id(&self) -> Id {
+    pub(super) fn next_id(&self) -> Id {
         Id::Number(self.next_id.fetch_add(1, Ordering::Relaxed))
     }
 
@@ -301,8 +308,15 @@ impl UpstreamSession {
                 // its box on every request).
                 let outcome = match &self.inner.transport {
                     Link::StreamableHttp(t) => {
-                        t.call(&self.inner, &id, method, params.as_deref(), handler)
-                            .await
+                        t.call(
+                            &self.inner,
+                            &id,
+                            method,
+                            params.as_deref(),
+                            handler,
+                            &options.headers,
+                        )
+                        .await
                     }
                     Link::LegacySse(t) => {
                         Box::pin(t.call(&self.inner, &id, method, params.as_deref(), handler))
@@ -382,7 +396,10 @@ impl Inner {
         handler: &dyn ServerMessageHandler,
     ) -> Result<(Box<RawValue>, Option<HeaderValue>), UpstreamError> {
         match &self.transport {
-            Link::StreamableHttp(t) => t.call(self, id, method, params, handler).await,
+            Link::StreamableHttp(t) => {
+                t.call(self, id, method, params, handler, &HeaderMap::new())
+                    .await
+            }
             // Boxed: the legacy exchange is rare and would grow every call.
             Link::LegacySse(t) => Box::pin(t.call(self, id, method, params, handler))
                 .await

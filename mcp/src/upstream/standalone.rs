@@ -31,7 +31,7 @@ use crate::protocol;
 use crate::sse::SseDecoder;
 
 /// Messages buffered between a stream's reader and its pump.
-const PUMP_CAPACITY: usize = 256;
+pub(super) const PUMP_CAPACITY: usize = 256;
 /// The wait before reopening a stream that ended and set no `retry`.
 const DEFAULT_REOPEN_DELAY: Duration = Duration::from_millis(500);
 /// The longest wait between attempts while the upstream keeps failing.
@@ -42,8 +42,9 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 pub enum Listening {
     /// The stream is open (or, on the legacy transport, was open already).
     Open,
-    /// The upstream offers none: `405`, a stateless (2026-07-28) upstream,
-    /// or a session the upstream no longer knows (`404`).
+    /// The upstream offers none: `405`, a session the upstream no longer
+    /// knows (`404`), or a stateless (2026-07-28) upstream that refused
+    /// `subscriptions/listen`.
     NotOffered,
     /// Opening failed for now (why); it is tried again in the background.
     Retrying(String),
@@ -65,9 +66,11 @@ impl UpstreamSession {
     /// ends the stream). Returns once the upstream has answered the first
     /// attempt (or the session's timeout passed), so that a request sent
     /// next finds the stream open. Calling it again replaces the handler.
+    /// On a stateless upstream it opens `subscriptions/listen` instead (see
+    /// `listen`).
     pub async fn listen(&self, handler: Arc<dyn ServerMessageHandler>) -> Listening {
         if self.inner.stateless {
-            return Listening::NotOffered;
+            return self.listen_stateless(handler).await;
         }
         let (tx, rx) = mpsc::channel(PUMP_CAPACITY);
         let pump = tokio::spawn(pump(self.inner.clone(), rx, handler)).abort_handle();
@@ -102,16 +105,20 @@ impl UpstreamSession {
         if outcome == Listening::NotOffered {
             pump.abort();
         }
-        let mut tasks = self
+        self.replace_listening(std::iter::once(pump).chain(reader).collect());
+        outcome
+    }
+
+    /// Ends the stream's current tasks, and keeps `tasks` instead.
+    pub(super) fn replace_listening(&self, tasks: Vec<tokio::task::AbortHandle>) {
+        let mut current = self
             .standalone
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        for old in tasks.drain(..) {
+        for old in current.drain(..) {
             old.abort();
         }
-        tasks.push(pump);
-        tasks.extend(reader);
-        outcome
+        current.extend(tasks);
     }
 
     /// Ends the standalone stream's tasks.
@@ -216,7 +223,12 @@ async fn read(s: &Inner, mut resp: Option<net::Response>, tx: PumpTx) {
 }
 
 /// Reads one response of the stream to its end; `false` once the pump is gone.
-async fn drain(s: &Inner, mut resp: net::Response, decoder: &mut SseDecoder, tx: &PumpTx) -> bool {
+pub(super) async fn drain(
+    s: &Inner,
+    mut resp: net::Response,
+    decoder: &mut SseDecoder,
+    tx: &PumpTx,
+) -> bool {
     let mut events = Vec::new();
     loop {
         let done = match resp.chunk().await {
@@ -270,13 +282,18 @@ async fn drain(s: &Inner, mut resp: net::Response, decoder: &mut SseDecoder, tx:
 }
 
 /// Hands the stream's messages to `handler`.
-async fn pump(
+pub(super) async fn pump(
     inner: Arc<Inner>,
     mut rx: mpsc::Receiver<Incoming>,
     handler: Arc<dyn ServerMessageHandler>,
 ) {
     while let Some(m) = rx.recv().await {
         match m {
+            Incoming::Notification(n) if inner.stateless => {
+                if let Some(n) = super::listen::tidy(n) {
+                    handler.on_notification(n).await;
+                }
+            }
             Incoming::Notification(n) => handler.on_notification(n).await,
             Incoming::Request(r) => {
                 let (inner, handler) = (inner.clone(), handler.clone());

@@ -65,11 +65,7 @@ pub(super) async fn discover(
                 .map(|a| a.iter().filter_map(Value::as_str).collect())
                 .unwrap_or_default();
             if supported.contains(&STATELESS_PROTOCOL_VERSION) {
-                let server_info = result
-                    .get("_meta")
-                    .and_then(|m| m.get(meta::SERVER_INFO))
-                    .cloned()
-                    .unwrap_or(Value::Null);
+                let server_info = server_info_of(&result);
                 return Ok(Some(UpstreamSession::with_identity(
                     result,
                     server_info,
@@ -126,6 +122,50 @@ pub(super) async fn discover(
         }) => Ok(None),
         Err(e) => Err(e),
     }
+}
+
+impl UpstreamClient {
+    /// A stateless (2026-07-28) session with the upstream `url`, whose
+    /// `server/discover` answered `discovered` before (on this or another
+    /// session): nothing is sent, since this era has no handshake; the
+    /// capabilities and identity are the answer's. For a caller that
+    /// remembers an upstream's era (as the spec suggests, per origin) and
+    /// would otherwise probe it again for each session. `timeout` is the
+    /// session's default per-request deadline.
+    pub fn stateless_session(
+        &self,
+        url: &str,
+        headers: &HeaderMap,
+        discovered: &Value,
+        timeout: Duration,
+    ) -> Result<UpstreamSession, UpstreamError> {
+        super::check_url(url)?;
+        let inner = streamable_http::open(
+            self,
+            url,
+            headers,
+            STATELESS_PROTOCOL_VERSION,
+            None,
+            true,
+            true,
+        )?;
+        Ok(UpstreamSession::with_identity(
+            discovered.clone(),
+            server_info_of(discovered),
+            inner,
+            timeout,
+        ))
+    }
+}
+
+/// The server's identity in a `server/discover` result.
+fn server_info_of(result: &Value) -> Value {
+    result
+        .get("_meta")
+        .and_then(|m| m.get(meta::SERVER_INFO))
+        .or_else(|| result.get("serverInfo"))
+        .cloned()
+        .unwrap_or(Value::Null)
 }
 
 /// A stateless request's params: `_meta` carries the version, and the

@@ -168,9 +168,19 @@ pub(super) fn open(
 }
 
 impl StreamableHttp {
-    /// Headers for a POST: base + (stateless) `Mcp-Method`/`Mcp-Name`.
-    fn post_headers(&self, s: &Inner, method: &str, params: Option<&Value>) -> HeaderMap {
+    /// Headers for a POST: base + (stateless) `Mcp-Method`/`Mcp-Name` +
+    /// the request's own.
+    pub(super) fn post_headers(
+        &self,
+        s: &Inner,
+        method: &str,
+        params: Option<&Value>,
+        extra: &HeaderMap,
+    ) -> HeaderMap {
         let mut h = self.base_headers.clone();
+        for (k, v) in extra {
+            h.insert(k.clone(), v.clone());
+        }
         if s.stateless {
             if let Ok(v) = HeaderValue::from_str(&protocol::encode_header_value(method)) {
                 h.insert(MCP_METHOD, v);
@@ -195,7 +205,7 @@ impl StreamableHttp {
         let rb = self
             .http
             .post(&self.target)
-            .headers(self.post_headers(s, method, params))
+            .headers(self.post_headers(s, method, params, &HeaderMap::new()))
             .body(body.to_vec());
         let resp = s.send(rb).await?;
         let status = resp.status();
@@ -240,6 +250,7 @@ impl StreamableHttp {
         method: &str,
         params: Option<&Value>,
         handler: &dyn ServerMessageHandler,
+        extra: &HeaderMap,
     ) -> Result<(Box<RawValue>, Option<HeaderValue>), UpstreamError> {
         let with_meta;
         let params = if s.stateless {
@@ -252,7 +263,7 @@ impl StreamableHttp {
         let rb = self
             .http
             .post(&self.target)
-            .headers(self.post_headers(s, method, params))
+            .headers(self.post_headers(s, method, params, extra))
             .body(body);
         let resp = s.send(rb).await?;
         let status = resp.status();

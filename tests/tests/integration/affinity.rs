@@ -15,7 +15,12 @@ use std::time::Duration;
 async fn fleet_with_upstream(
     workers: &str,
 ) -> (Fleet, fleetgate_test_upstream::RunningUpstream, String) {
-    let up = Upstream::builder().name("aff").spawn().await.unwrap();
+    let up = Upstream::builder()
+        .stateless_draft(false)
+        .name("aff")
+        .spawn()
+        .await
+        .unwrap();
     let fleet = Fleet::builder().env("WORKERS", workers).start();
     gateway::register(&fleet, "aff", &up.url()).await;
     let sid = gateway::server_with_everything(&fleet, "aff").await;

@@ -30,7 +30,12 @@ fn fleet_at(redis_url: &str, workers: usize, mode: &str) -> Fleet {
 }
 
 async fn with_upstream(fleet: &Fleet, n: usize) -> (RunningUpstream, String) {
-    let up = Upstream::builder().name("aff").spawn().await.unwrap();
+    let up = Upstream::builder()
+        .stateless_draft(false)
+        .name("aff")
+        .spawn()
+        .await
+        .unwrap();
     gateway::register(fleet, "aff", &up.url()).await;
     let sid = gateway::server_with_everything(fleet, "aff").await;
     gateway::known_everywhere(&fleet.url(&format!("/servers/{sid}/mcp")), n).await;
@@ -322,6 +327,7 @@ async fn forwarded_scope_and_errors(mode: &str) {
     let redis = RedisServer::start();
     let fleet = fleet(&redis, 3, mode);
     let a = Upstream::builder()
+        .stateless_draft(false)
         .name("a")
         .tools_prefix("a_")
         .unwrap()
@@ -329,6 +335,7 @@ async fn forwarded_scope_and_errors(mode: &str) {
         .await
         .unwrap();
     let b = Upstream::builder()
+        .stateless_draft(false)
         .name("b")
         .tools_prefix("b_")
         .unwrap()
@@ -762,7 +769,12 @@ async fn two_hosts_share_one_redis_and_one_database() {
     };
     let a = host("127.0.0.2");
     let b = host("127.0.0.3");
-    let up = Upstream::builder().name("aff").spawn().await.unwrap();
+    let up = Upstream::builder()
+        .stateless_draft(false)
+        .name("aff")
+        .spawn()
+        .await
+        .unwrap();
     gateway::register(&a, "aff", &up.url()).await;
     let sid = gateway::server_with_everything(&a, "aff").await;
     let path = format!("/servers/{sid}/mcp");

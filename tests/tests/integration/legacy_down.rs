@@ -268,7 +268,12 @@ async fn fleet_with_upstream(
     builder: FleetBuilder,
     workers: usize,
 ) -> (Fleet, RunningUpstream, String) {
-    let up = Upstream::builder().name("ld").spawn().await.unwrap();
+    let up = Upstream::builder()
+        .stateless_draft(false)
+        .name("ld")
+        .spawn()
+        .await
+        .unwrap();
     let fleet = builder.env("WORKERS", workers.to_string()).start();
     gateway::register(&fleet, "ld", &up.url()).await;
     let sid = gateway::server_with_everything(&fleet, "ld").await;
@@ -557,7 +562,12 @@ fn mint(args: &[&str]) -> String {
 /// that server's message path from `/sse`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_gate_and_the_sessions_user_hold() {
-    let up = Upstream::builder().name("ld").spawn().await.unwrap();
+    let up = Upstream::builder()
+        .stateless_draft(false)
+        .name("ld")
+        .spawn()
+        .await
+        .unwrap();
     let fleet = Fleet::builder()
         .env("WORKERS", "2")
         .env("AUTH_REQUIRED", "true")

@@ -20,6 +20,8 @@
 //! - [`mcp`]: MCP Streamable HTTP and `/rpc`, federated to upstreams.
 //! - [`modern`]: MCP 2026-07-28 downstream beside the 2025 era: per-request
 //!   checks, result shapes, `subscriptions/listen`.
+//! - [`modern_upstream`]: 2026-07-28 (session-less) upstreams: era
+//!   negotiation, discovery, calls, `Mcp-Param-*` headers, `subscriptions/listen`.
 //! - [`rest`]: the REST API on SQLite and PostgreSQL, and its OpenAPI document.
 //! - [`resume`]: resuming SSE streams with `Last-Event-ID`.
 //! - [`resume_redis`]: resuming after the owner's death, events kept in Redis.
@@ -49,6 +51,7 @@ mod legacy_down;
 mod legacy_sse;
 mod mcp;
 mod modern;
+mod modern_upstream;
 mod rest;
 mod resume;
 mod resume_redis;

@@ -8,7 +8,12 @@ use fleetgate_tests::mcp::McpClient;
 use serde_json::{json, Value};
 
 async fn upstream(name: &str) -> RunningUpstream {
-    Upstream::builder().name(name).spawn().await.unwrap()
+    Upstream::builder()
+        .stateless_draft(false)
+        .name(name)
+        .spawn()
+        .await
+        .unwrap()
 }
 
 async fn register(fleet: &Fleet, name: &str, up: &RunningUpstream) -> Value {

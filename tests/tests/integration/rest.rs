@@ -100,7 +100,12 @@ impl Api {
 }
 
 async fn upstream(name: &str) -> RunningUpstream {
-    Upstream::builder().name(name).spawn().await.unwrap()
+    Upstream::builder()
+        .stateless_draft(false)
+        .name(name)
+        .spawn()
+        .await
+        .unwrap()
 }
 
 fn names(items: &[Value], key: &str) -> BTreeSet<String> {
@@ -710,6 +715,7 @@ async fn refresh(database_url: Option<&str>) {
     // The same address now serves tools under other names.
     first.shutdown().await;
     let second = Upstream::builder()
+        .stateless_draft(false)
         .name("gamma")
         .port(port)
         .tools_prefix("v2_")
@@ -763,6 +769,7 @@ async fn refresh(database_url: Option<&str>) {
         dead.as_str()
     );
     let third = Upstream::builder()
+        .stateless_draft(false)
         .name("gamma3")
         .tools_prefix("v3_")
         .unwrap()

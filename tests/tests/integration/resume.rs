@@ -91,7 +91,12 @@ async fn call_disconnect_resume(c: &McpClient, tool: &str) -> (String, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_dropped_post_stream_is_resumed_with_last_event_id() {
-    let up = Upstream::builder().name("res").spawn().await.unwrap();
+    let up = Upstream::builder()
+        .stateless_draft(false)
+        .name("res")
+        .spawn()
+        .await
+        .unwrap();
     let fleet = Fleet::builder().env("WORKERS", "1").start();
     gateway::register(&fleet, "res", &up.url()).await;
     let mut c = McpClient::fresh(fleet.url("/mcp"));
@@ -104,7 +109,12 @@ async fn a_dropped_post_stream_is_resumed_with_last_event_id() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_owner_replays_whichever_worker_the_get_lands_on() {
-    let up = Upstream::builder().name("res").spawn().await.unwrap();
+    let up = Upstream::builder()
+        .stateless_draft(false)
+        .name("res")
+        .spawn()
+        .await
+        .unwrap();
     let fleet = Fleet::builder().env("WORKERS", "3").start();
     gateway::register(&fleet, "res", &up.url()).await;
     let sid = gateway::server_with_everything(&fleet, "res").await;
@@ -119,7 +129,12 @@ async fn the_owner_replays_whichever_worker_the_get_lands_on() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_get_stream_has_ids_and_resumes() {
-    let up = Upstream::builder().name("res").spawn().await.unwrap();
+    let up = Upstream::builder()
+        .stateless_draft(false)
+        .name("res")
+        .spawn()
+        .await
+        .unwrap();
     let fleet = Fleet::builder().env("WORKERS", "1").start();
     gateway::register(&fleet, "res", &up.url()).await;
     let mut c = McpClient::fresh(fleet.url("/mcp"));

@@ -26,7 +26,12 @@ fn fleet(redis: &RedisServer) -> Fleet {
 
 /// An upstream behind a virtual server every worker knows; the server's MCP URL.
 async fn with_upstream(fleet: &Fleet) -> (RunningUpstream, String) {
-    let up = Upstream::builder().name("res").spawn().await.unwrap();
+    let up = Upstream::builder()
+        .stateless_draft(false)
+        .name("res")
+        .spawn()
+        .await
+        .unwrap();
     gateway::register(fleet, "res", &up.url()).await;
     let sid = gateway::server_with_everything(fleet, "res").await;
     let url = fleet.url(&format!("/servers/{sid}/mcp"));

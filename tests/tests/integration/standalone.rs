@@ -20,7 +20,12 @@ async fn setup(name: &str) -> (RunningUpstream, Fleet, McpClient) {
 }
 
 async fn setup_on(name: &str, fleet: Fleet, workers: usize) -> (RunningUpstream, Fleet, McpClient) {
-    let up = Upstream::builder().name(name).spawn().await.unwrap();
+    let up = Upstream::builder()
+        .stateless_draft(false)
+        .name(name)
+        .spawn()
+        .await
+        .unwrap();
     gateway::register(&fleet, name, &up.url()).await;
     let sid = gateway::server_with_everything(&fleet, name).await;
     let url = fleet.url(&format!("/servers/{sid}/mcp"));
@@ -169,6 +174,7 @@ async fn without_a_get_stream_a_calls_stream_carries_them() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_requests_outside_calls_are_answered_by_the_client() {
     let up = Upstream::builder()
+        .stateless_draft(false)
         .name("asks")
         .standalone_requests(true)
         .spawn()
@@ -223,7 +229,12 @@ async fn upstream_requests_outside_calls_are_answered_by_the_client() {
 /// its catalog and tells every session whose view changed, on every worker.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upstream_catalog_change_reaches_every_session() {
-    let up = Upstream::builder().name("grows").spawn().await.unwrap();
+    let up = Upstream::builder()
+        .stateless_draft(false)
+        .name("grows")
+        .spawn()
+        .await
+        .unwrap();
     let fleet = Fleet::builder().env("WORKERS", "2").start();
     gateway::register(&fleet, "grows", &up.url()).await;
     let url = fleet.url("/mcp");

@@ -1,7 +1,12 @@
-//! Asking an upstream what it offers: connect, `initialize`, list everything,
-//! close; and turning the raw MCP objects into the store's [`Discovered`].
+//! Asking an upstream what it offers: connect (negotiating its era:
+//! `server/discover`, else `initialize`; the era found is remembered by the
+//! federation), list everything in that era, close; and turning the raw MCP
+//! objects into the store's [`Discovered`]. A modern upstream's tool whose
+//! `x-mcp-header` annotations break the spec's rules is left out, as the
+//! spec requires of clients.
 
 use crate::gateway::federation::Federation;
+use fleetgate_mcp::upstream::ParamHeaders;
 use fleetgate_mcp::{UpstreamError, UpstreamSession};
 use fleetgate_store::{
     Discovered, DiscoveredPrompt, DiscoveredResource, DiscoveredResourceTemplate, DiscoveredTool,
@@ -17,8 +22,9 @@ pub struct Found {
     pub skipped: Vec<String>,
 }
 
-/// Connects to `url` over `transport` with `headers`, discovers everything and
-/// closes the session. Every error names the URL. For [`Transport::Sse`],
+/// Connects to `url` over `transport` with `headers` (probing its era
+/// afresh), discovers everything and closes the session. Every error names
+/// the URL. For [`Transport::Sse`],
 /// `url` is the upstream's SSE endpoint (`http://host/sse`).
 pub async fn discover(
     fed: &Federation,
@@ -34,16 +40,7 @@ pub async fn discover(
             map.insert(k, v);
         }
     }
-    let session = fed
-        .client
-        .connect_with_transport(
-            url,
-            crate::gateway::federation::upstream_transport(transport),
-            map,
-            fleetgate_mcp::protocol::LATEST_STATEFUL_PROTOCOL_VERSION,
-            fed.timeout,
-        )
-        .await?;
+    let session = fed.connect_probing(url, transport, headers, map).await?;
     let result = from_session(&session).await;
     if let Err(e) = session.close().await {
         tracing::debug!(upstream = url, error = %e, "closing the discovery session failed");
@@ -54,11 +51,15 @@ pub async fn discover(
 async fn from_session(session: &UpstreamSession) -> Result<Found, UpstreamError> {
     let raw = session.discover().await?;
     let mut skipped = Vec::new();
+    let stateless = session.is_stateless();
     let mut discovered = Discovered {
         tools: raw
             .tools
             .into_iter()
-            .filter_map(|t| keep(tool(&t), "tool", &t, &mut skipped))
+            .filter_map(|t| {
+                keep(tool(&t), "tool", &t, &mut skipped)
+                    .filter(|t| !stateless || headers_ok(t, &mut skipped))
+            })
             .collect(),
         resources: raw
             .resources
@@ -90,6 +91,17 @@ async fn from_session(session: &UpstreamSession) -> Result<Found, UpstreamError>
         discovered,
         skipped,
     })
+}
+
+/// A modern upstream's tool whose `x-mcp-header` annotations are valid.
+fn headers_ok(t: &DiscoveredTool, skipped: &mut Vec<String>) -> bool {
+    match ParamHeaders::of(&t.input_schema) {
+        Ok(_) => true,
+        Err(why) => {
+            skipped.push(format!("skipped the tool {:?}: {why}", t.name));
+            false
+        }
+    }
 }
 
 fn keep<T>(item: Option<T>, what: &str, raw: &Value, skipped: &mut Vec<String>) -> Option<T> {

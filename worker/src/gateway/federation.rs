@@ -8,8 +8,29 @@
 //!   sessions are never shared with another client, and close with it.
 //! - `/rpc` carries no session; it uses the worker's pool, keyed by principal and
 //!   gateway: reused across calls, never shared between principals.
+//!
+//! # Eras
+//! Each upstream's era is negotiated once and remembered per worker
+//! ([`Federation::eras`], keyed by what reaches it: URL, transport, auth
+//! headers): `server/discover` first, falling back to `initialize` on the
+//! errors the 2026-07-28 spec names. Discovery (registration, refresh,
+//! re-registration) always probes afresh and records what it found; a call
+//! whose answer says the era changed forgets it and is retried once after a
+//! new probe. A modern (2026-07-28) upstream has no session: "opening" one
+//! costs no request (the session object carries the remembered
+//! `server/discover` answer, `_meta` goes on every request), its standalone
+//! stream is a `subscriptions/listen` stream, `resources/subscribe` becomes
+//! that stream's filter, and a tool's `x-mcp-header` parameters (from its
+//! `inputSchema` in the registry) go out as `Mcp-Param-*` headers.
 
+use crate::gateway::registry::Registry;
+use crate::gateway::scope::Scope;
 use crate::gateway::session::{Listener, Session};
+use fleetgate_mcp::jsonrpc::{self, ErrorObject};
+use fleetgate_mcp::protocol::{
+    error_codes, LATEST_STATEFUL_PROTOCOL_VERSION, STATELESS_PROTOCOL_VERSION,
+};
+use fleetgate_mcp::upstream::{Listening, ParamHeaders};
 use fleetgate_mcp::{
     NoopHandler, RequestOptions, ServerMessageHandler, UpstreamClient, UpstreamError,
     UpstreamSession,
@@ -18,6 +39,7 @@ use fleetgate_store::Gateway;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::value::RawValue;
 use serde_json::Value;
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 use tokio::sync::OnceCell;
@@ -171,6 +193,40 @@ impl UpstreamSet {
     }
 }
 
+/// What an upstream speaks.
+#[derive(Debug, Clone)]
+pub enum Era {
+    /// 2026-07-28 and later: no sessions; its `server/discover` answer.
+    Modern(Arc<Value>),
+    /// `initialize`-based (2025-11-25 and earlier, or the legacy SSE
+    /// transport).
+    Legacy,
+}
+
+/// Where an era is remembered: what reaches the upstream.
+fn era_key(
+    url: &str,
+    transport: fleetgate_store::Transport,
+    auth_headers: &BTreeMap<String, String>,
+) -> String {
+    let mut key = format!("{transport:?}\0{url}");
+    for (k, v) in auth_headers {
+        key.push('\0');
+        key.push_str(k);
+        key.push('\0');
+        key.push_str(v);
+    }
+    key
+}
+
+/// The mirrored parameters of the tools that have some, by
+/// `(gateway id, upstream tool name)`, for one registry version.
+#[derive(Default)]
+struct ParamIndex {
+    version: Option<i64>,
+    tools: foldhash::HashMap<(String, String), Arc<ParamHeaders>>,
+}
+
 /// Talks to upstream gateways.
 pub struct Federation {
     pub client: UpstreamClient,
@@ -180,6 +236,13 @@ pub struct Federation {
     /// Where upstreams' list changes are reported (set once at boot:
     /// [`crate::gateway::catalog::spawn_refresher`]).
     pub list_changed: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<String>>,
+    /// Each upstream's era (see the module docs).
+    eras: Mutex<foldhash::HashMap<String, Era>>,
+    /// The registry, whose tools' `inputSchema`s say which call arguments
+    /// go out as `Mcp-Param-*` headers (set once at boot; without it none
+    /// do).
+    pub registry: std::sync::OnceLock<Arc<Registry>>,
+    params: Mutex<ParamIndex>,
 }
 
 impl Federation {
@@ -198,11 +261,76 @@ impl Federation {
             timeout,
             pool: UpstreamSet::default(),
             list_changed: std::sync::OnceLock::new(),
+            eras: Mutex::default(),
+            registry: std::sync::OnceLock::new(),
+            params: Mutex::default(),
         }
     }
 
+    /// The era remembered for what `gateway` points at.
+    pub fn era(&self, gateway: &Gateway) -> Option<Era> {
+        let key = era_key(&gateway.url, gateway.transport, &gateway.auth_headers);
+        self.eras
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
+            .cloned()
+    }
+
+    fn forget_era(&self, gateway: &Gateway) {
+        let key = era_key(&gateway.url, gateway.transport, &gateway.auth_headers);
+        self.eras
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&key);
+    }
+
+    /// Connects to an upstream whose era is not known: `server/discover`
+    /// first, `initialize` if it is a legacy server (the client library's
+    /// probe); the era found is remembered.
+    pub async fn connect_probing(
+        &self,
+        url: &str,
+        transport: fleetgate_store::Transport,
+        auth_headers: &BTreeMap<String, String>,
+        headers: HeaderMap,
+    ) -> Result<UpstreamSession, UpstreamError> {
+        let session = self
+            .client
+            .connect_with_transport(
+                url,
+                upstream_transport(transport),
+                headers,
+                STATELESS_PROTOCOL_VERSION,
+                self.timeout,
+            )
+            .await?;
+        let era = if session.is_stateless() {
+            Era::Modern(Arc::new(session.init_result().clone()))
+        } else {
+            Era::Legacy
+        };
+        tracing::debug!(
+            upstream = url,
+            era = if session.is_stateless() {
+                "modern"
+            } else {
+                "legacy"
+            },
+            version = session.protocol_version(),
+            "upstream era negotiated"
+        );
+        self.eras
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(era_key(url, transport, auth_headers), era);
+        Ok(session)
+    }
+
     /// Opens a session to `gateway` (its auth headers plus the caller's
-    /// passthrough headers).
+    /// passthrough headers), in the era remembered for it (probing it if
+    /// none is). A legacy upstream that refuses `initialize` may have become
+    /// modern: it is probed again.
     pub async fn open(
         &self,
         gateway: &Gateway,
@@ -217,15 +345,76 @@ impl Federation {
         for (k, v) in extra {
             headers.insert(k.clone(), v.clone());
         }
-        self.client
-            .connect_with_transport(
+        let probe = |headers| {
+            self.connect_probing(
                 &gateway.url,
-                upstream_transport(gateway.transport),
+                gateway.transport,
+                &gateway.auth_headers,
                 headers,
-                fleetgate_mcp::protocol::LATEST_STATEFUL_PROTOCOL_VERSION,
-                self.timeout,
             )
-            .await
+        };
+        let opened = match self.era(gateway) {
+            None => probe(headers).await,
+            Some(Era::Modern(discovered)) => {
+                self.client
+                    .stateless_session(&gateway.url, &headers, &discovered, self.timeout)
+            }
+            Some(Era::Legacy) => {
+                let connected = self
+                    .client
+                    .connect_with_transport(
+                        &gateway.url,
+                        upstream_transport(gateway.transport),
+                        headers.clone(),
+                        LATEST_STATEFUL_PROTOCOL_VERSION,
+                        self.timeout,
+                    )
+                    .await;
+                match connected {
+                    Err(e) if refused_by_era(&e) => {
+                        tracing::info!(gateway = %gateway.name, error = %e, "a legacy upstream refused initialize; probing its era again");
+                        self.forget_era(gateway);
+                        probe(headers).await
+                    }
+                    other => other,
+                }
+            }
+        };
+        opened.map_err(|e| name_gateway(e, gateway))
+    }
+
+    /// The `Mcp-Param-*` headers of a `tools/call` of `gateway`'s tool
+    /// (from its `inputSchema` in the registry).
+    fn param_headers(&self, gateway: &Gateway, params: Option<&Value>) -> HeaderMap {
+        let Some(params) = params else {
+            return HeaderMap::new();
+        };
+        let Some(name) = params.get("name").and_then(Value::as_str) else {
+            return HeaderMap::new();
+        };
+        let Some(registry) = self.registry.get() else {
+            return HeaderMap::new();
+        };
+        let snap = registry.snapshot();
+        let mut index = self.params.lock().unwrap_or_else(PoisonError::into_inner);
+        if index.version != Some(snap.version) {
+            index.version = Some(snap.version);
+            index.tools.clear();
+            for t in snap.scope(&Scope::All).map_or(&[][..], |i| &i.tools[..]) {
+                if let Ok(p) = ParamHeaders::of(&t.item.input_schema) {
+                    if !p.is_empty() {
+                        let key = (t.item.gateway_id.clone(), t.item.original_name.clone());
+                        index.tools.insert(key, Arc::new(p));
+                    }
+                }
+            }
+        }
+        let found = index
+            .tools
+            .get(&(gateway.id.clone(), name.to_owned()))
+            .cloned();
+        drop(index);
+        found.map_or_else(HeaderMap::new, |p| p.headers(params.get("arguments")))
     }
 
     /// Calls `method` on `gateway` through the session `set[key]`, opening it if
@@ -283,14 +472,28 @@ impl Federation {
                     .map_err(|_| timed_out())??,
             }
             .clone();
-            if !opened.serves(gateway) {
+            let era_moved = self
+                .era(gateway)
+                .is_some_and(|era| matches!(era, Era::Modern(_)) != opened.session.is_stateless());
+            if !opened.serves(gateway) || era_moved {
                 tracing::info!(upstream = %gateway.url, "gateway changed; opening a new upstream session");
                 set.forget(key, &cell);
                 close_all(vec![set.take(key, opened.session)]);
                 continue;
             }
+            let stateless = opened.session.is_stateless();
+            if stateless && matches!(method, "resources/subscribe" | "resources/unsubscribe") {
+                return self
+                    .listen_for(set, &opened.session, gateway, method, params.as_ref())
+                    .await;
+            }
             let options = RequestOptions {
                 timeout: Some(deadline.saturating_duration_since(Instant::now())),
+                headers: if stateless && method == "tools/call" {
+                    self.param_headers(gateway, params.as_ref())
+                } else {
+                    HeaderMap::new()
+                },
                 ..RequestOptions::default()
             };
             match opened
@@ -303,15 +506,178 @@ impl Federation {
                     set.forget(key, &cell);
                     retried = true;
                 }
+                Err(e) if stateless && !retried && answered_by_legacy(&e) => {
+                    tracing::info!(upstream = %gateway.url, error = %e, "a modern upstream answered as a legacy one; probing its era again");
+                    self.forget_era(gateway);
+                    set.forget(key, &cell);
+                    retried = true;
+                }
                 Err(UpstreamError::Timeout { url, .. }) => {
                     return Err(UpstreamError::Timeout {
                         url,
                         after: self.timeout,
                     })
                 }
-                other => return other,
+                Err(e) => {
+                    if stateless && code_of(&e) == Some(error_codes::HEADER_MISMATCH) {
+                        // The spec's remedy: list the tools again (their
+                        // `x-mcp-header`s may have changed).
+                        if let Some(tx) = self.list_changed.get() {
+                            let _ = tx.send(gateway.id.clone());
+                        }
+                    }
+                    return Err(name_gateway(e, gateway));
+                }
+                ok => return ok,
             }
         }
+    }
+}
+
+impl Federation {
+    /// `resources/subscribe`/`unsubscribe` of a downstream client, for a
+    /// modern upstream: the 2026-07-28 revision removed them, and the
+    /// session's `subscriptions/listen` filter carries the URI instead.
+    /// Answered `{}` as the legacy methods are; pooled sessions (no client
+    /// to deliver to) only remember it.
+    async fn listen_for(
+        &self,
+        set: &UpstreamSet,
+        session: &UpstreamSession,
+        gateway: &Gateway,
+        method: &str,
+        params: Option<&Value>,
+    ) -> Result<Box<RawValue>, UpstreamError> {
+        let Some(uri) = params.and_then(|p| p.get("uri")).and_then(Value::as_str) else {
+            return Err(UpstreamError::Rpc {
+                url: gateway.url.clone(),
+                error: ErrorObject::new(
+                    jsonrpc::INVALID_PARAMS,
+                    format!("{method} needs params.uri (a string)"),
+                ),
+            });
+        };
+        let on = method == "resources/subscribe";
+        let listening = session.subscribe_resource(uri, on).await;
+        if on && set.listener.is_some() && listening == Listening::NotOffered {
+            return Err(UpstreamError::Rpc {
+                url: gateway.url.clone(),
+                error: ErrorObject::new(
+                    jsonrpc::METHOD_NOT_FOUND,
+                    format!(
+                        "gateway {:?} ({}) speaks MCP {} and does not offer subscriptions/listen, so updates of {uri} cannot be subscribed to",
+                        gateway.name,
+                        gateway.url,
+                        session.protocol_version()
+                    ),
+                ),
+            });
+        }
+        Ok(jsonrpc::raw(&serde_json::json!({})))
+    }
+}
+
+/// The JSON-RPC error code of an upstream's error answer.
+fn code_of(e: &UpstreamError) -> Option<i64> {
+    match e {
+        UpstreamError::Rpc { error, .. } => Some(error.code),
+        _ => None,
+    }
+}
+
+/// An answer to a modern request that a legacy server gives: a `400`,
+/// `404` or `405` without a JSON-RPC error (as the spec's backward
+/// compatibility reads it), or an unsupported-version error whose
+/// `supported` versions no longer hold the modern one. Such answers come
+/// before anything is run, so the request may be sent again.
+fn answered_by_legacy(e: &UpstreamError) -> bool {
+    match e {
+        UpstreamError::Http {
+            status: 400 | 404 | 405,
+            ..
+        } => true,
+        UpstreamError::Rpc { error, .. } => {
+            error.code == error_codes::UNSUPPORTED_PROTOCOL_VERSION
+                && !supported_versions(error).contains(&STATELESS_PROTOCOL_VERSION)
+        }
+        _ => false,
+    }
+}
+
+/// A failed `initialize` that a modern-only server would give.
+fn refused_by_era(e: &UpstreamError) -> bool {
+    matches!(
+        e,
+        UpstreamError::Rpc { .. }
+            | UpstreamError::Http {
+                status: 400..=499,
+                ..
+            }
+    )
+}
+
+/// The `supported` versions of an unsupported-version error.
+fn supported_versions(error: &ErrorObject) -> Vec<&str> {
+    error
+        .data
+        .as_ref()
+        .and_then(|d| d.get("supported"))
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default()
+}
+
+/// Names the gateway (and what is missing) in the errors a client can act
+/// on: the upstream's era or version refusals, a client capability it
+/// requires, a header mismatch, a protocol breach. The code and `data` stay
+/// the upstream's.
+fn name_gateway(e: UpstreamError, gateway: &Gateway) -> UpstreamError {
+    let who = format!("gateway {:?} ({})", gateway.name, gateway.url);
+    match e {
+        UpstreamError::Rpc { url, mut error } => {
+            let what = match error.code {
+                error_codes::MISSING_REQUIRED_CLIENT_CAPABILITY => {
+                    let caps: Vec<String> = error
+                        .data
+                        .as_ref()
+                        .and_then(|d| d.get("requiredCapabilities"))
+                        .and_then(Value::as_object)
+                        .map(|m| m.keys().cloned().collect())
+                        .unwrap_or_default();
+                    let caps = if caps.is_empty() {
+                        "a client capability".to_owned()
+                    } else {
+                        format!("the client capabilities {}", caps.join(", "))
+                    };
+                    Some(format!(
+                        "{who} requires {caps}, which the client did not declare"
+                    ))
+                }
+                error_codes::UNSUPPORTED_PROTOCOL_VERSION => Some(format!(
+                    "{who} does not speak MCP {}; it supports {:?}",
+                    error
+                        .data
+                        .as_ref()
+                        .and_then(|d| d.get("requested"))
+                        .and_then(Value::as_str)
+                        .unwrap_or("(the version asked for)"),
+                    supported_versions(&error),
+                )),
+                error_codes::HEADER_MISMATCH => Some(format!(
+                    "{who} refused the request's headers (its tool list is being read again)"
+                )),
+                _ => None,
+            };
+            if let Some(what) = what {
+                error.message = format!("{what}: {}", error.message);
+            }
+            UpstreamError::Rpc { url, error }
+        }
+        UpstreamError::Protocol { url, reason } => UpstreamError::Protocol {
+            reason: format!("{who}: {reason}"),
+            url,
+        },
+        other => other,
     }
 }
 
@@ -328,7 +694,9 @@ pub fn upstream_transport(t: fleetgate_store::Transport) -> fleetgate_mcp::Trans
 /// `logging/setLevel` to an upstream that offers logging (a refusal is
 /// only logged: the client's own request succeeded at the gateway).
 async fn send_log_level(s: &UpstreamSession, level: &str) {
-    if s.server_capabilities().get("logging").is_none() {
+    // The modern era removed `logging/setLevel` (the level travels in each
+    // request's `_meta` instead).
+    if s.is_stateless() || s.server_capabilities().get("logging").is_none() {
         return;
     }
     let params = serde_json::json!({ "level": level });
@@ -354,7 +722,13 @@ pub fn close_all(sessions: Vec<Closing>) {
     }
     tokio::spawn(async move {
         for c in sessions {
-            for uri in c.subscribed {
+            // A modern upstream's subscriptions end with its listen stream.
+            let subscribed = if c.session.is_stateless() {
+                Vec::new()
+            } else {
+                c.subscribed
+            };
+            for uri in subscribed {
                 let params = serde_json::json!({ "uri": uri });
                 let undone = c
                     .session
