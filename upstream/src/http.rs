@@ -237,6 +237,11 @@ async fn post_mcp(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         return stateless::handle(&shared, &headers, msg, acc, version).await;
     }
     if msg.method.as_deref() == Some("initialize") && msg.id.is_some() {
+        if !shared.cfg.stateful {
+            let id = msg.id.take().unwrap_or(Value::Null);
+            let text = format!("this server speaks only {DRAFT_VERSION}: use server/discover");
+            return rpc_http_error(StatusCode::BAD_REQUEST, &id, -32022, &text);
+        }
         return initialize(&shared, msg, acc);
     }
     if let Some(v) = version {

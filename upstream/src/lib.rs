@@ -239,6 +239,14 @@ impl UpstreamBuilder {
         self
     }
 
+    /// Serve the `initialize`-based eras too (default: on). Off: a
+    /// 2026-07-28-only server: `server/discover` lists only that version and
+    /// `initialize` is refused (400, -32022).
+    pub fn stateful(mut self, on: bool) -> Self {
+        self.cfg.stateful = on;
+        self
+    }
+
     /// The axum router, for embedding in another server. Stats are reachable through the
     /// router's `/stats` only.
     pub fn router(self) -> axum::Router {

@@ -74,6 +74,7 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Cli, String> {
                 )
             }
             "--no-stateless-draft" => b = b.stateless_draft(false),
+            "--modern-only" => b = b.stateful(false),
             "--standalone-requests" => b = b.standalone_requests(true),
             "--workers" => {
                 workers = Some(

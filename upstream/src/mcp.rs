@@ -112,7 +112,9 @@ pub fn initialize_result(shared: &Shared, version: &str) -> Value {
 /// `server/discover` (2026-07-28 draft).
 pub fn discover_result(shared: &Shared) -> Value {
     let mut versions = vec![DRAFT_VERSION];
-    versions.extend_from_slice(STATEFUL_VERSIONS);
+    if shared.cfg.stateful {
+        versions.extend_from_slice(STATEFUL_VERSIONS);
+    }
     json!({
         "supportedVersions": versions,
         "capabilities": capabilities(),

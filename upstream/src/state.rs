@@ -47,6 +47,9 @@ pub struct Config {
     pub sse_retry_ms: u64,
     pub client_request_timeout: Duration,
     pub stateless: bool,
+    /// Also serve the `initialize`-based era (default). Off: a 2026-07-28-only
+    /// server, which refuses `initialize` and lists only that version.
+    pub stateful: bool,
     /// Server-to-client requests of tools go on the session's standalone GET stream,
     /// unrelated to the call (as the reference TypeScript SDK server sends them).
     pub standalone_requests: bool,
@@ -64,6 +67,7 @@ impl Default for Config {
             sse_retry_ms: 500,
             client_request_timeout: Duration::from_secs(60),
             stateless: true,
+            stateful: true,
             standalone_requests: false,
         }
     }

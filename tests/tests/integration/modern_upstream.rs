@@ -69,7 +69,12 @@ fn text(result: &Value) -> &str {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_modern_upstreams_own_tools_are_discovered_and_called_without_any_initialize() {
-    let up = Upstream::builder().name("modern").spawn().await.unwrap();
+    let up = Upstream::builder()
+        .name("modern")
+        .stateful(false)
+        .spawn()
+        .await
+        .unwrap();
     let (fleet, c) = setup(&up, "modern").await;
     // Tools and prompts it offers only in the 2026-07-28 era.
     let tools = registered_tools(&fleet).await;
@@ -100,7 +105,12 @@ async fn a_modern_upstreams_own_tools_are_discovered_and_called_without_any_init
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn x_mcp_header_parameters_reach_a_modern_upstream_as_mcp_param_headers() {
-    let up = Upstream::builder().name("params").spawn().await.unwrap();
+    let up = Upstream::builder()
+        .name("params")
+        .stateful(false)
+        .spawn()
+        .await
+        .unwrap();
     let (fleet, c) = setup(&up, "params").await;
     let r = c
         .call_tool("echo_headers", json!({"region": "us-west1"}))
@@ -170,7 +180,12 @@ async fn a_2025_only_upstream_is_reached_with_initialize_as_before() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_modern_upstreams_listen_stream_is_opened_for_a_session_and_read() {
-    let up = Upstream::builder().name("listen").spawn().await.unwrap();
+    let up = Upstream::builder()
+        .name("listen")
+        .stateful(false)
+        .spawn()
+        .await
+        .unwrap();
     let (_fleet, c) = setup(&up, "listen").await;
     // The first call through the session opens its upstream listen stream.
     let r = c.call_tool("echo", json!({"text": "x"})).await;

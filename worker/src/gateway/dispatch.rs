@@ -131,15 +131,21 @@ pub async fn dispatch(
     if let Err(denied) = crate::auth::authorize_mcp(&ctx.principal.claims, method) {
         return Err(RpcError::Forbidden(denied.to_string()));
     }
-    let snap = core.registry.snapshot();
-    let idx = snap
-        .scope(&ctx.scope)
-        .ok_or_else(|| RpcError::ServerNotFound(ctx.scope.server_id().unwrap_or("").to_owned()))?;
     let params = match params {
         None => Map::new(),
         Some(Value::Object(m)) => m,
         Some(_) => return Err(RpcError::InvalidParams("params must be an object".into())),
     };
+    let mut snap = core.registry.snapshot();
+    // Read your writes: what this worker does not know may have been
+    // registered a moment ago through another worker; the store says so
+    // before "not found" is answered.
+    if !knows(&snap, &ctx.scope, method, &params) && core.registry.refresh_on_miss().await {
+        snap = core.registry.snapshot();
+    }
+    let idx = snap
+        .scope(&ctx.scope)
+        .ok_or_else(|| RpcError::ServerNotFound(ctx.scope.server_id().unwrap_or("").to_owned()))?;
     match method {
         "initialize" => Ok(raw(&initialize_result(&snap, &ctx.scope, &params))),
         "server/discover" => Ok(raw(&discover_result(&snap, &ctx.scope))),
@@ -234,6 +240,23 @@ pub async fn dispatch(
             Ok(raw(&json!({})))
         }
         other => Err(RpcError::MethodNotFound(other.to_owned())),
+    }
+}
+
+/// Whether `snap` knows the scope and the item `method` names (a tool,
+/// prompt or resource), when it names one.
+fn knows(snap: &Snapshot, scope: &Scope, method: &str, params: &Map<String, Value>) -> bool {
+    let Some(idx) = snap.scope(scope) else {
+        return false;
+    };
+    let named = |key| params.get(key).and_then(Value::as_str);
+    match method {
+        "tools/call" => named("name").is_none_or(|n| idx.tool(n).is_some()),
+        "prompts/get" => named("name").is_none_or(|n| idx.prompt(n).is_some()),
+        "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
+            named("uri").is_none_or(|u| resource_gateway(idx, u).is_ok())
+        }
+        _ => true,
     }
 }
 

@@ -203,6 +203,18 @@ pub enum Era {
     Legacy,
 }
 
+/// Whether a `server/discover` answer lists an `initialize`-based version.
+fn speaks_2025(discovered: &Value) -> bool {
+    discovered
+        .get("supportedVersions")
+        .and_then(Value::as_array)
+        .is_some_and(|v| {
+            v.iter()
+                .filter_map(Value::as_str)
+                .any(|v| fleetgate_mcp::protocol::STATEFUL_PROTOCOL_VERSIONS.contains(&v))
+        })
+}
+
 /// Where an era is remembered: what reaches the upstream.
 fn era_key(
     url: &str,
@@ -295,16 +307,34 @@ impl Federation {
         auth_headers: &BTreeMap<String, String>,
         headers: HeaderMap,
     ) -> Result<UpstreamSession, UpstreamError> {
-        let session = self
+        let mut session = self
             .client
             .connect_with_transport(
                 url,
                 upstream_transport(transport),
-                headers,
+                headers.clone(),
                 STATELESS_PROTOCOL_VERSION,
                 self.timeout,
             )
             .await?;
+        // An upstream that speaks both eras is used in the 2025 one: what its
+        // 2025-era clients get through fleetgate (sampling and elicitation
+        // mid-call, resource subscriptions, sessions) cannot yet be carried
+        // across eras (issue 22, item 3), and nothing it offers is lost that
+        // way except tools of the new era alone.
+        if session.is_stateless() && speaks_2025(session.init_result()) {
+            let initialized = self
+                .client
+                .connect_with_transport(
+                    url,
+                    upstream_transport(transport),
+                    headers,
+                    fleetgate_mcp::protocol::LATEST_STATEFUL_PROTOCOL_VERSION,
+                    self.timeout,
+                )
+                .await?;
+            session = initialized;
+        }
         let era = if session.is_stateless() {
             Era::Modern(Arc::new(session.init_result().clone()))
         } else {

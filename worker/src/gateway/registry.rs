@@ -250,6 +250,21 @@ impl Registry {
             .clone()
     }
 
+    /// After a lookup missed: reloads if the store has a newer version than
+    /// this worker's snapshot. True if a newer snapshot is now in place.
+    /// (One indexed one-row read per miss; concurrent misses wait for one
+    /// reload.)
+    pub async fn refresh_on_miss(&self) -> bool {
+        let seen = self.snapshot().version;
+        match self.refresh(false).await {
+            Ok(()) => self.snapshot().version != seen,
+            Err(e) => {
+                tracing::debug!(error = %e, "could not check the registry version after a miss");
+                false
+            }
+        }
+    }
+
     /// Reloads when the database's registry version moved (or always, with `force`).
     pub async fn refresh(&self, force: bool) -> Result<(), StoreError> {
         let _one_at_a_time = self.reload_lock.lock().await;

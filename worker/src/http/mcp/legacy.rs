@@ -82,7 +82,7 @@ async fn open_stream(
     if req.method() != Method::GET {
         return Err(TransportError::MethodNotAllowed { allow: "GET" });
     }
-    let scope = path_scope(st, &who, server)?;
+    let scope = path_scope(st, &who, server).await?;
     check_origin(st, req.headers())?;
     let sid = st.cluster.mint(&scope, &who);
     st.cluster.claim(&sid, &who).await;
@@ -215,7 +215,7 @@ async fn post(
     if req.method() != Method::POST {
         return Err(TransportError::MethodNotAllowed { allow: "POST" });
     }
-    let scope = path_scope(st, &who, server)?;
+    let scope = path_scope(st, &who, server).await?;
     check_origin(st, req.headers())?;
     let Some(session) = session_param(req.uri().query()) else {
         return Err(TransportError::SessionParamRequired);

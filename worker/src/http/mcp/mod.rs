@@ -77,7 +77,7 @@ async fn admit(
     who: Principal,
     req: Request,
 ) -> Result<Response, TransportError> {
-    let scope = path_scope(st, &who, server)?;
+    let scope = path_scope(st, &who, server).await?;
     let (parts, body) = req.into_parts();
     let stateful = st.gateway_cfg.stateful_sessions;
     match parts.method {
@@ -195,14 +195,14 @@ impl Handler for Here {
 
 /// The scope of the path: `None` (everything the caller may see) or the
 /// virtual server `/servers/{id}/…` names.
-fn path_scope(
+async fn path_scope(
     st: &AppState,
     who: &Principal,
     server: Option<String>,
 ) -> Result<Scope, TransportError> {
     match server {
         None => scoped(who, Scope::All),
-        Some(id) => server_scope(st, who, id),
+        Some(id) => server_scope(st, who, id).await,
     }
 }
 
@@ -214,12 +214,16 @@ fn scoped(who: &Principal, asked: Scope) -> Result<Scope, TransportError> {
 }
 
 /// The scope of `/servers/{id}/…`, or 404.
-fn server_scope(st: &AppState, who: &Principal, id: String) -> Result<Scope, TransportError> {
+/// A server this worker does not know may have been created a moment ago
+/// through another: the store is asked before 404 is answered.
+async fn server_scope(st: &AppState, who: &Principal, id: String) -> Result<Scope, TransportError> {
     let scope = scoped(who, Scope::Server(id.into()))?;
-    match st.core.registry.snapshot().scope(&scope) {
-        Some(_) => Ok(scope),
-        None => Err(TransportError::ServerNotFound),
+    let registry = &st.core.registry;
+    let known = |r: &crate::gateway::registry::Registry| r.snapshot().scope(&scope).is_some();
+    if known(registry) || (registry.refresh_on_miss().await && known(registry)) {
+        return Ok(scope);
     }
+    Err(TransportError::ServerNotFound)
 }
 
 /// A header's value as text. Named by a [`HeaderName`] constant: a `&str`
