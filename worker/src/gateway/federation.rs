@@ -13,7 +13,10 @@
 //! Each upstream's era is negotiated once and remembered per worker
 //! ([`Federation::eras`], keyed by what reaches it: URL, transport, auth
 //! headers): `server/discover` first, falling back to `initialize` on the
-//! errors the 2026-07-28 spec names. Discovery (registration, refresh,
+//! errors the 2026-07-28 spec names. An upstream that lists an
+//! `initialize`-based version as well is used in that era: its 2025-era
+//! clients' sampling, elicitation and subscriptions cannot yet be carried
+//! across eras. Discovery (registration, refresh,
 //! re-registration) always probes afresh and records what it found; a call
 //! whose answer says the era changed forgets it and is retried once after a
 //! new probe. A modern (2026-07-28) upstream has no session: "opening" one
