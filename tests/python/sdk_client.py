@@ -1,13 +1,18 @@
 """The official MCP Python SDK (`mcp` 2.x from PyPI) as a client.
 
-usage: python sdk_client.py {streamable|sse} URL [ECHO_TOOL [NOTIFY_TOOL]]
+usage: python sdk_client.py {streamable|sse|auto|2026-07-28} URL [ECHO_TOOL [NOTIFY_TOOL]]
 
 `streamable`: the SDK's Streamable HTTP client in legacy mode (the 2025-era
 `initialize` handshake and an `Mcp-Session-Id` session; the SDK opens the
 standalone GET stream once the session is initialized). `sse`: its HTTP+SSE
 client of 2024-11-05 (`GET URL`, messages POSTed to the announced endpoint).
 
-Connects, lists tools, calls ECHO_TOOL (default `echo`) with
+`auto`: the SDK's default mode (`server/discover` first, the newest era both
+sides speak, else `initialize`); `2026-07-28`: that era directly. These two only
+list tools and call ECHO_TOOL (the notifications outside requests of that era
+come on `subscriptions/listen`, not tested here), and print the era used.
+
+Otherwise: connects, lists tools, calls ECHO_TOOL (default `echo`) with
 {"text": "from the sdk"}, subscribes to test://watched-resource, sets the log
 level to debug, calls NOTIFY_TOOL (default `notify_later`), then waits (10 s at
 most) until its notification handlers have seen both a
@@ -38,6 +43,8 @@ from mcp.shared.exceptions import MCPDeprecationWarning
 warnings.filterwarnings("ignore", category=MCPDeprecationWarning)
 
 WATCHED = "test://watched-resource"
+# The modes that may speak the 2026-07-28 era (no notifications checked).
+MODERN_MODES = ("auto", "2026-07-28")
 WAIT_SECONDS = 10
 
 
@@ -57,6 +64,17 @@ async def run(transport: str, url: str, echo_tool: str, notify_tool: str, got: d
         got["logs"].append(params.model_dump(mode="json", exclude_none=True))
         logged.set()
 
+    if transport in MODERN_MODES:
+        async with Client(url, mode=transport) as client:
+            got["protocolVersion"] = client.protocol_version
+            got["step"] = "tools/list"
+            tools = await client.list_tools()
+            got["tools"] = [t.name for t in tools.tools]
+            got["step"] = "tools/call " + echo_tool
+            echo = await client.call_tool(echo_tool, {"text": "from the sdk"})
+            got["result"] = echo.model_dump(mode="json", exclude_none=True)
+            got["step"] = "done"
+        return
     server: Any = url if transport == "streamable" else sse_client(url)
     async with Client(server, mode="legacy", message_handler=on_message, logging_callback=on_log) as client:
         got["protocolVersion"] = client.protocol_version
@@ -92,7 +110,7 @@ def describe(e: BaseException) -> str:
 
 def main() -> int:
     args = sys.argv[1:]
-    if len(args) < 2 or args[0] not in ("streamable", "sse"):
+    if len(args) < 2 or args[0] not in ("streamable", "sse", *MODERN_MODES):
         print(__doc__, file=sys.stderr)
         return 64
     transport, url = args[0], args[1]
@@ -116,7 +134,10 @@ def main() -> int:
         got["error"] = describe(e)
         traceback.print_exc(file=sys.stderr)
     print(json.dumps(got), flush=True)
-    ok = got["error"] is None and WATCHED in got["updated"] and bool(got["logs"])
+    if transport in MODERN_MODES:
+        ok = got["error"] is None and got["step"] == "done"
+    else:
+        ok = got["error"] is None and WATCHED in got["updated"] and bool(got["logs"])
     return 0 if ok else 1
 
 

@@ -198,6 +198,12 @@ async fn a_killed_owner_is_replaced_and_its_session_goes_on() {
     c.call_tool("echo", json!({"text": "before"})).await;
     let before = up.stats().sessions_initialized;
     proc::signal(owner, Signal::SIGKILL);
+    // Gone before the next call (a call sent while it still dies may have
+    // reached it: its outcome would be unknown, and it would not run again).
+    eventually(Duration::from_secs(5), "the owner gone", || async {
+        (!proc::alive(owner)).then_some(())
+    })
+    .await;
     // The session goes on: no "Session not found", no 30 s hang.
     let started = std::time::Instant::now();
     let r = c.call_tool("echo", json!({"text": "after"})).await;

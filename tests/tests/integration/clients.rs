@@ -257,3 +257,36 @@ async fn official_typescript_sdk_lists_and_calls_tools() {
         "the SDK's DELETE closed upstream sessions too"
     );
 }
+
+/// The Python SDK in its default mode (`auto`: `server/discover` first) and
+/// in 2026-07-28 mode lists and calls tools through fleetgate, which it
+/// speaks 2026-07-28 with (fleetgate's `server/discover` offers it), as it
+/// does directly against the upstream; on both workers, fresh connections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_sdk_default_and_2026_modes_list_and_call_tools() {
+    let up = Upstream::builder().name("sdk").spawn().await.unwrap();
+    let (fleet, sid) = fleet_with_server(&up).await;
+    for mode in ["auto", "2026-07-28"] {
+        for (where_, url) in [
+            ("directly", up.url()),
+            (
+                "through fleetgate",
+                fleet.url(&format!("/servers/{sid}/mcp")),
+            ),
+        ] {
+            let r = run(Sdk::Python, vec![mode.into(), url]).await;
+            let v = &r.got;
+            assert!(
+                r.ok,
+                "{mode} {where_}: failed at {}:\n{}",
+                v["step"], r.output
+            );
+            assert_eq!(v["protocolVersion"], "2026-07-28", "{mode} {where_}: {v}");
+            assert!(
+                v["tools"].as_array().unwrap().iter().any(|t| t == "echo"),
+                "{mode} {where_}: {v}"
+            );
+            assert_eq!(text(&v["result"]), "from the sdk", "{mode} {where_}: {v}");
+        }
+    }
+}
