@@ -25,19 +25,7 @@ where
     F: FnOnce() -> Fut,
     Fut: Future<Output = Result<Conn, E>>,
 {
-    let encoded = request.encode();
-    if let Some(mut conn) = pool.take(&key) {
-        match conn.exchange(&encoded).await {
-            Ok(head) => return Ok(Response::new(head, conn, pool.clone(), key)),
-            Err(Failure::NotSent(_) | Failure::Unanswered(_)) => {}
-            Err(Failure::Broken(e)) => return Err(SendError::Http(e)),
-        }
-    }
-    let mut conn = open().await.map_err(SendError::Connect)?;
-    match conn.exchange(&encoded).await {
-        Ok(head) => Ok(Response::new(head, conn, pool.clone(), key)),
-        Err(f) => Err(SendError::Http(f.into_error())),
-    }
+    exchange(pool, key, open, request, false).await
 }
 
 /// [`send`] for a request that must never be acted on twice. A pooled
@@ -45,8 +33,8 @@ where
 /// written on it in full (its peer cannot have acted on it); a request
 /// written in full whose connection then ends without a whole answer head is
 /// [`SendError::Unanswered`], and nothing is sent again. [`SendError::Http`]
-/// here means the request was not delivered. (Pooled connections
-/// are checked for a peer's close before use, so a peer that closed one while
+/// here means the request was not delivered. (Pooled connections are
+/// checked for a peer's close before use, so a peer that closed one while
 /// idle is seen then, not after the request.)
 pub async fn send_once<F, Fut, E>(
     pool: &Arc<IdleConnections>,
@@ -58,21 +46,38 @@ where
     F: FnOnce() -> Fut,
     Fut: Future<Output = Result<Conn, E>>,
 {
+    exchange(pool, key, open, request, true).await
+}
+
+/// [`send`] (`once`: [`send_once`]).
+async fn exchange<F, Fut, E>(
+    pool: &Arc<IdleConnections>,
+    key: String,
+    open: F,
+    request: &Request<'_>,
+    once: bool,
+) -> Result<Response, SendError<E>>
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<Conn, E>>,
+{
     let encoded = request.encode();
     if let Some(mut conn) = pool.take(&key) {
         match conn.exchange(&encoded).await {
             Ok(head) => return Ok(Response::new(head, conn, pool.clone(), key)),
             Err(Failure::NotSent(_)) => {}
-            Err(Failure::Unanswered(e) | Failure::Broken(e)) => {
+            Err(Failure::Unanswered(_)) if !once => {}
+            Err(Failure::Unanswered(e) | Failure::Broken(e)) if once => {
                 return Err(SendError::Unanswered(e))
             }
+            Err(f) => return Err(SendError::Http(f.into_error())),
         }
     }
     let mut conn = open().await.map_err(SendError::Connect)?;
     match conn.exchange(&encoded).await {
         Ok(head) => Ok(Response::new(head, conn, pool.clone(), key)),
-        Err(Failure::NotSent(e)) => Err(SendError::Http(e)),
-        Err(Failure::Unanswered(e) | Failure::Broken(e)) => Err(SendError::Unanswered(e)),
+        Err(Failure::Unanswered(e) | Failure::Broken(e)) if once => Err(SendError::Unanswered(e)),
+        Err(f) => Err(SendError::Http(f.into_error())),
     }
 }
 

@@ -17,7 +17,6 @@
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, PoisonError};
-use std::time::Duration;
 
 use http::header::CONTENT_TYPE;
 use http::{HeaderMap, StatusCode};
@@ -30,7 +29,6 @@ use super::{stateless, Inner, Link, ServerMessageHandler, UpstreamSession};
 use crate::jsonrpc::{self, Id, Notification};
 use crate::net;
 use crate::protocol;
-use crate::sse::SseDecoder;
 
 /// The method that opens the stream.
 pub const SUBSCRIPTIONS_LISTEN: &str = "subscriptions/listen";
@@ -38,10 +36,6 @@ pub const SUBSCRIPTIONS_LISTEN: &str = "subscriptions/listen";
 const ACKNOWLEDGED: &str = "notifications/subscriptions/acknowledged";
 /// The `_meta` key naming the subscription a message belongs to.
 const SUBSCRIPTION_ID: &str = "io.modelcontextprotocol/subscriptionId";
-/// The wait before reopening a stream that ended.
-const REOPEN_DELAY: Duration = Duration::from_millis(500);
-/// The longest wait between attempts while the upstream keeps failing.
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// A stateless session's listening: who gets what arrives, which resources
 /// it asks updates of, and a lock that makes reopenings take turns (each
@@ -234,39 +228,17 @@ impl StreamableHttp {
     }
 }
 
-/// Reads the listen stream for the session's life, reopening it.
-async fn read(s: &Inner, mut resp: Option<net::Response>, id: Id, params: Value, tx: PumpTx) {
+/// Reads the listen stream for the session's life, reopening it (a listen
+/// stream is a new request each time: no event id carries over).
+async fn read(s: &Inner, first: Option<net::Response>, id: Id, params: Value, tx: PumpTx) {
     let Link::StreamableHttp(t) = &s.transport else {
         return;
     };
-    let mut failures = 0u32;
-    loop {
-        if let Some(r) = resp.take() {
-            let mut decoder = SseDecoder::with_max_event_size(t.max_event_bytes);
-            if !standalone::drain(s, r, &mut decoder, &tx).await {
-                return; // nobody listens any more
-            }
-            tracing::debug!(upstream = %s.url, "the subscriptions/listen stream ended; reopening it");
-        }
-        let wait = (REOPEN_DELAY * 2u32.saturating_pow(failures.min(6))).min(MAX_BACKOFF);
-        tokio::time::sleep(wait).await;
-        match t.open_listen(s, &id, &params).await {
-            Ok(r) => {
-                failures = 0;
-                resp = Some(r);
-            }
-            Err(Refusal::Final) => {
-                tracing::debug!(upstream = %s.url, "the upstream no longer offers subscriptions/listen");
-                return;
-            }
-            Err(Refusal::Retry(why)) => {
-                failures += 1;
-                if failures == 1 || failures.is_multiple_of(10) {
-                    tracing::warn!(upstream = %s.url, reason = %why, "could not reopen the upstream's subscriptions/listen stream; retrying");
-                }
-            }
-        }
-    }
+    let (id, params) = (&id, &params);
+    standalone::keep_reading(s, "subscriptions/listen", first, tx, |_| {
+        t.open_listen(s, id, params)
+    })
+    .await;
 }
 
 #[cfg(test)]

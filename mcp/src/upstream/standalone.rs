@@ -178,16 +178,41 @@ impl StreamableHttp {
 }
 
 /// Reads the standalone stream for the session's life, reopening it.
-async fn read(s: &Inner, mut resp: Option<net::Response>, tx: PumpTx) {
+async fn read(s: &Inner, first: Option<net::Response>, tx: PumpTx) {
     let Link::StreamableHttp(t) = &s.transport else {
         return;
+    };
+    keep_reading(s, "standalone", first, tx, |last_event_id| async move {
+        t.open_get(s, last_event_id.as_deref()).await
+    })
+    .await;
+}
+
+/// Reads a long-lived stream (`what`: for logs) for the session's life:
+/// each response to its end, then opens it again with `open` (given the
+/// last event id seen, for a resumable stream), after the stream's `retry`
+/// or [`DEFAULT_REOPEN_DELAY`], backing off to [`MAX_BACKOFF`] while opening
+/// fails. Ends when the pump is gone or the upstream refuses for good.
+pub(super) async fn keep_reading<'a, F, Fut>(
+    s: &'a Inner,
+    what: &str,
+    mut resp: Option<net::Response>,
+    tx: PumpTx,
+    mut open: F,
+) where
+    F: FnMut(Option<String>) -> Fut,
+    Fut: std::future::Future<Output = Result<net::Response, Refusal>> + 'a,
+{
+    let max_event_bytes = match &s.transport {
+        Link::StreamableHttp(t) => t.max_event_bytes,
+        Link::LegacySse(_) => return,
     };
     let mut last_event_id: Option<String> = None;
     let mut retry = DEFAULT_REOPEN_DELAY;
     let mut failures = 0u32;
     loop {
         if let Some(r) = resp.take() {
-            let mut decoder = SseDecoder::with_max_event_size(t.max_event_bytes);
+            let mut decoder = SseDecoder::with_max_event_size(max_event_bytes);
             if !drain(s, r, &mut decoder, &tx).await {
                 return; // nobody listens any more
             }
@@ -195,7 +220,7 @@ async fn read(s: &Inner, mut resp: Option<net::Response>, tx: PumpTx) {
                 last_event_id = Some(id.to_owned());
             }
             retry = decoder.retry().unwrap_or(retry);
-            tracing::debug!(upstream = %s.url, "the standalone stream ended; reopening it");
+            tracing::debug!(upstream = %s.url, stream = what, "the stream ended; reopening it");
         }
         let wait = if failures == 0 {
             retry
@@ -203,19 +228,19 @@ async fn read(s: &Inner, mut resp: Option<net::Response>, tx: PumpTx) {
             (retry * 2u32.saturating_pow(failures.min(6))).min(MAX_BACKOFF)
         };
         tokio::time::sleep(wait).await;
-        match t.open_get(s, last_event_id.as_deref()).await {
+        match open(last_event_id.clone()).await {
             Ok(r) => {
                 failures = 0;
                 resp = Some(r);
             }
             Err(Refusal::Final) => {
-                tracing::debug!(upstream = %s.url, "the upstream no longer offers a standalone stream");
+                tracing::debug!(upstream = %s.url, stream = what, "the upstream no longer offers the stream");
                 return;
             }
             Err(Refusal::Retry(why)) => {
                 failures += 1;
                 if failures == 1 || failures.is_multiple_of(10) {
-                    tracing::warn!(upstream = %s.url, reason = %why, "could not reopen the upstream's standalone stream; retrying");
+                    tracing::warn!(upstream = %s.url, stream = what, reason = %why, "could not reopen the upstream's stream; retrying");
                 }
             }
         }

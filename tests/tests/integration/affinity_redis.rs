@@ -907,9 +907,26 @@ async fn concurrent_and_timed_out(mode: &str) {
         took < Duration::from_millis(700 * 3),
         "{forwarded} forwarded calls of 700 ms took {took:?} together"
     );
-    // Slower than the upstream timeout: the owner's -32001, forwarded or not.
+    // Slower than the upstream timeout, from a connection another worker
+    // holds (so forwarded): the owner's -32001, not the forward's 504.
+    let owner_pid = fleetgate_tests::security::worker_pid(&owner).unwrap();
+    let other = *fleet.workers().iter().find(|p| **p != owner_pid).unwrap();
+    let far = std::sync::Arc::new(clients_on(&fleet, &c, other, 1).await.pop().unwrap());
     let before = sum(&scrape(&fleet, 3).await, "forwarded_served");
-    let answers = calls(6, 4000).await;
+    let answers = futures_util::future::join_all((0..3).map(|_| {
+        let far = far.clone();
+        async move {
+            let started = Instant::now();
+            let a = far
+                .request(
+                    "tools/call",
+                    json!({"name": "slow", "arguments": {"ms": 4000}}),
+                )
+                .await;
+            (a, started.elapsed())
+        }
+    }))
+    .await;
     let forwarded = sum(&scrape(&fleet, 3).await, "forwarded_served") - before;
     for (a, took) in &answers {
         assert_eq!(worker_of(a), owner, "the owner answered: {a:?}");
@@ -921,7 +938,7 @@ async fn concurrent_and_timed_out(mode: &str) {
         assert!(a.response()["id"].is_u64(), "{a:?}");
         assert!(*took < Duration::from_millis(3500), "{took:?}");
     }
-    assert!(forwarded > 0, "some calls were forwarded");
+    assert_eq!(forwarded, 3, "the calls were forwarded");
     let m = scrape(&fleet, 3).await;
     assert_eq!(sum(&m, "forward_timeouts"), 0, "no forward gave up");
 }
