@@ -107,7 +107,10 @@ pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, BodyError> {
 /// holding its connection forever.
 pub struct Deadline<B> {
     body: B,
-    sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
+    at: tokio::time::Instant,
+    /// Made the first time the body is not ready (most bodies never are
+    /// not: they came with their head).
+    sleep: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
     after: std::time::Duration,
 }
 
@@ -115,7 +118,8 @@ impl<B> Deadline<B> {
     pub fn new(body: B, after: std::time::Duration) -> Deadline<B> {
         Deadline {
             body,
-            sleep: Box::pin(tokio::time::sleep(after)),
+            at: tokio::time::Instant::now() + after,
+            sleep: None,
             after,
         }
     }
@@ -142,10 +146,16 @@ where
         let this = &mut *self;
         match std::pin::Pin::new(&mut this.body).poll_frame(cx) {
             Poll::Ready(frame) => Poll::Ready(frame.map(|f| f.map_err(Into::into))),
-            Poll::Pending => match this.sleep.as_mut().poll(cx) {
-                Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyTimedOut(this.after))))),
-                Poll::Pending => Poll::Pending,
-            },
+            Poll::Pending => {
+                let at = this.at;
+                let sleep = this
+                    .sleep
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
+                match sleep.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyTimedOut(this.after))))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
         }
     }
 

@@ -911,20 +911,18 @@ async fn concurrent_and_timed_out(mode: &str) {
     // holds (so forwarded): the owner's -32001, not the forward's 504.
     let owner_pid = fleetgate_tests::security::worker_pid(&owner).unwrap();
     let other = *fleet.workers().iter().find(|p| **p != owner_pid).unwrap();
-    let far = std::sync::Arc::new(clients_on(&fleet, &c, other, 1).await.pop().unwrap());
+    // One connection each: a client's concurrent requests would open more.
+    let far = clients_on(&fleet, &c, other, 3).await;
     let before = sum(&scrape(&fleet, 3).await, "forwarded_served");
-    let answers = futures_util::future::join_all((0..3).map(|_| {
-        let far = far.clone();
-        async move {
-            let started = Instant::now();
-            let a = far
-                .request(
-                    "tools/call",
-                    json!({"name": "slow", "arguments": {"ms": 4000}}),
-                )
-                .await;
-            (a, started.elapsed())
-        }
+    let answers = futures_util::future::join_all(far.iter().map(|far| async move {
+        let started = Instant::now();
+        let a = far
+            .request(
+                "tools/call",
+                json!({"name": "slow", "arguments": {"ms": 4000}}),
+            )
+            .await;
+        (a, started.elapsed())
     }))
     .await;
     let forwarded = sum(&scrape(&fleet, 3).await, "forwarded_served") - before;
