@@ -198,14 +198,16 @@ async fn a_killed_owner_is_replaced_and_its_session_goes_on() {
     c.call_tool("echo", json!({"text": "before"})).await;
     let before = up.stats().sessions_initialized;
     proc::signal(owner, Signal::SIGKILL);
-    // Gone before the next call (a call sent while it still dies may have
-    // reached it: its outcome would be unknown, and it would not run again).
     eventually(Duration::from_secs(5), "the owner gone", || async {
         (!proc::alive(owner)).then_some(())
     })
     .await;
-    // The session goes on: no "Session not found", no 30 s hang.
+    // The session goes on: no "Session not found", no 30 s hang. (A `ping`
+    // first: a call a dying owner may still have taken is not run again,
+    // and its answer says so; a ping may run again.)
     let started = std::time::Instant::now();
+    let p = c.request("ping", json!({})).await;
+    assert_eq!(p.status, 200, "{p:?}");
     let r = c.call_tool("echo", json!({"text": "after"})).await;
     assert_eq!(r["content"][0]["text"], "after");
     assert!(

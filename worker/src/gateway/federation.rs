@@ -43,6 +43,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::value::RawValue;
 use serde_json::Value;
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 use tokio::sync::OnceCell;
@@ -55,6 +56,8 @@ type Cell = Arc<OnceCell<Opened>>;
 #[derive(Clone)]
 struct Opened {
     session: Arc<UpstreamSession>,
+    /// [`Federation::era_epoch`] when it was opened.
+    era_epoch: u64,
     url: String,
     transport: fleetgate_store::Transport,
     auth_headers: std::collections::BTreeMap<String, String>,
@@ -253,6 +256,9 @@ pub struct Federation {
     pub list_changed: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<String>>,
     /// Each upstream's era (see the module docs).
     eras: Mutex<foldhash::HashMap<String, Era>>,
+    /// Moves whenever a remembered era changes or is forgotten: a call
+    /// looks its upstream's era up again only then (not on every call).
+    era_epoch: AtomicU64,
     /// The registry, whose tools' `inputSchema`s say which call arguments
     /// go out as `Mcp-Param-*` headers (set once at boot; without it none
     /// do).
@@ -277,6 +283,7 @@ impl Federation {
             pool: UpstreamSet::default(),
             list_changed: std::sync::OnceLock::new(),
             eras: Mutex::default(),
+            era_epoch: AtomicU64::new(0),
             registry: std::sync::OnceLock::new(),
             params: Mutex::default(),
         }
@@ -294,10 +301,14 @@ impl Federation {
 
     fn forget_era(&self, gateway: &Gateway) {
         let key = era_key(&gateway.url, gateway.transport, &gateway.auth_headers);
-        self.eras
+        let forgotten = self
+            .eras
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&key);
+        if forgotten.is_some() {
+            self.era_epoch.fetch_add(1, Ordering::AcqRel);
+        }
     }
 
     /// Connects to an upstream whose era is not known: `server/discover`
@@ -353,10 +364,15 @@ impl Federation {
             version = session.protocol_version(),
             "upstream era negotiated"
         );
-        self.eras
+        let modern = matches!(era, Era::Modern(_));
+        let before = self
+            .eras
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(era_key(url, transport, auth_headers), era);
+        if before.is_some_and(|b| matches!(b, Era::Modern(_)) != modern) {
+            self.era_epoch.fetch_add(1, Ordering::AcqRel);
+        }
         Ok(session)
     }
 
@@ -473,6 +489,7 @@ impl Federation {
         let mut retried = false;
         loop {
             let cell = set.cell(key);
+            let epoch = self.era_epoch.load(Ordering::Acquire);
             let opening = cell.get_or_try_init(|| async {
                 // Boxed: opening is a large future, run once per session;
                 // inline, every call's future would carry (and move) it.
@@ -493,6 +510,7 @@ impl Federation {
                 }
                 Ok::<_, UpstreamError>(Opened {
                     session: Arc::new(session),
+                    era_epoch: epoch,
                     url: gateway.url.clone(),
                     transport: gateway.transport,
                     auth_headers: gateway.auth_headers.clone(),
@@ -505,9 +523,10 @@ impl Federation {
                     .map_err(|_| timed_out())??,
             }
             .clone();
-            let era_moved = self
-                .era(gateway)
-                .is_some_and(|era| matches!(era, Era::Modern(_)) != opened.session.is_stateless());
+            let era_moved = opened.era_epoch != self.era_epoch.load(Ordering::Acquire)
+                && self.era(gateway).is_some_and(|era| {
+                    matches!(era, Era::Modern(_)) != opened.session.is_stateless()
+                });
             if !opened.serves(gateway) || era_moved {
                 tracing::info!(upstream = %gateway.url, "gateway changed; opening a new upstream session");
                 set.forget(key, &cell);
