@@ -557,6 +557,9 @@ async fn get_mcp(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         Err(r) => return *r,
     };
     if let Some(last) = headers.get(LAST_EVENT_ID).and_then(|v| v.to_str().ok()) {
+        if let Some((replay, rx)) = session.resume_standalone(last) {
+            return sse_stream(replay, Some(rx));
+        }
         if let Resume::Stream(replay, rx) = session.resume(last) {
             return sse_stream(replay, rx);
         }

@@ -19,7 +19,9 @@
 //! * Streamed POST answers of asynchronous tools are resumable: events carry ids
 //!   `STREAM-SEQ`, sessions speaking 2025-11-25 first get a priming event (id, `retry`,
 //!   empty data; SEP-1699), and `GET /mcp` with `Last-Event-ID` replays the rest. `GET`
-//!   without it opens the session's standalone stream (one per session, else 409).
+//!   without it opens the session's standalone stream (one per session, else 409). Its
+//!   events carry ids `g-N` and are kept for the session's life (also those sent while
+//!   no stream is open): `GET` with `Last-Event-ID: g-N` replays what followed.
 //! * Host/Origin must name a loopback host (DNS-rebinding protection; configurable).
 //!
 //! Tools ([`tool_names`]): `echo` {text}, `add` {a, b}, `slow` {ms} (cancellable,

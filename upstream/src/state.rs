@@ -204,6 +204,11 @@ pub struct Session {
 struct SessionState {
     closed: bool,
     standalone: Option<StreamTx>,
+    /// Every message sent on the standalone stream (ids `g-N`, N = index + 1),
+    /// kept for a client resuming it with `Last-Event-ID`, as an SDK server
+    /// with an event store does; a message sent while no stream is open is
+    /// kept too.
+    standalone_log: Vec<Bytes>,
     streams: HashMap<u64, StreamLog>,
     pending: HashMap<String, oneshot::Sender<Value>>,
     inflight: HashMap<String, (AbortHandle, Option<u64>)>,
@@ -283,13 +288,42 @@ impl Session {
         }
     }
 
-    /// Send a message on the standalone GET stream, if one is open.
+    /// Send a message on the standalone GET stream, if one is open (kept
+    /// for a resuming client either way). True if a live stream took it.
     pub fn send_standalone(&self, msg: &[u8]) -> bool {
-        let st = lock(&self.state);
+        let mut st = lock(&self.state);
+        // Kept for the session's life: a test server's sessions are short.
+        st.standalone_log.push(Bytes::copy_from_slice(msg));
+        let id = format!("g-{}", st.standalone_log.len());
         match &st.standalone {
-            Some(tx) => tx.send(rpc::sse_frame(None, msg)).is_ok(),
+            Some(tx) => tx.send(rpc::sse_frame(Some(&id), msg)).is_ok(),
             None => false,
         }
+    }
+
+    /// Resume the standalone stream after event `last_event_id` (`g-N`): the
+    /// messages sent since, then the stream goes on live. `None`: not such
+    /// an id (or a stream is open).
+    pub fn resume_standalone(
+        &self,
+        last_event_id: &str,
+    ) -> Option<(Vec<Bytes>, mpsc::UnboundedReceiver<Bytes>)> {
+        let seen: usize = last_event_id.strip_prefix("g-")?.parse().ok()?;
+        let mut st = lock(&self.state);
+        if st.closed || st.standalone.as_ref().is_some_and(|tx| !tx.is_closed()) {
+            return None;
+        }
+        let replay = st
+            .standalone_log
+            .iter()
+            .enumerate()
+            .skip(seen)
+            .map(|(i, m)| rpc::sse_frame(Some(&format!("g-{}", i + 1)), m))
+            .collect();
+        let (tx, rx) = mpsc::unbounded_channel();
+        st.standalone = Some(tx);
+        self.standalone_opened.notify_waiters();
+        Some((replay, rx))
     }
 
     /// Send a message on the standalone GET stream, waiting up to `wait` for the client

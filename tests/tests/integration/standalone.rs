@@ -382,3 +382,34 @@ async fn an_ended_upstream_stream_is_opened_again() {
     .await;
     read_until(&mut stream, updated).await;
 }
+
+/// What an upstream sends while its standalone stream is down is not lost:
+/// fleetgate resumes the stream with `Last-Event-ID` and the upstream
+/// replays it (as an SDK server with an event store does).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_stream_is_resumed_with_last_event_id() {
+    let (up, _fleet, c) = setup("resumes").await;
+    let mut stream = c.get_stream(None).send().await.unwrap();
+    assert_eq!(stream.status(), 200);
+    let r = c
+        .request("resources/subscribe", json!({"uri": WATCHED}))
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    // One event on the stream, so there is an id to resume after.
+    assert_eq!(
+        tool_text(&c, "notify_resource_updated", json!({"uri": WATCHED})).await,
+        "sent"
+    );
+    read_until(&mut stream, updated).await;
+    // The stream ends; the next update is sent while it is down (kept by the
+    // upstream, not live), then fleetgate resumes it.
+    assert_eq!(tool_text(&c, "end_stream", json!({})).await, "ended");
+    let missed = json!({"uri": "test://watched-resource"});
+    assert_eq!(
+        tool_text(&c, "notify_resource_updated", missed).await,
+        "subscribed, but no standalone GET stream is open"
+    );
+    let got = read_until(&mut stream, updated).await;
+    assert!(!got.is_empty());
+    let _ = up;
+}
