@@ -626,14 +626,23 @@ async fn redis_down(mode: &str) {
     let mut redis = RedisServer::start();
     // Forwards give up after 10 s (UPSTREAM_TIMEOUT + 5): a pub/sub forward
     // published while Redis comes back can wait that long for its answer.
+    // REUSE_PORT: the kernel spreads fresh connections over both workers
+    // (on one shared socket, one worker may take all forty).
     let fleet = Fleet::builder()
         .env("WORKERS", "2")
+        .env("REUSE_PORT", "true")
         .env("REDIS_URL", redis.url())
         .env("AFFINITY_FORWARD", mode)
         .env("FLEET_SECRET", SECRET)
         .env("UPSTREAM_TIMEOUT", "5")
         .env("MCPGATEWAY_POOL_RPC_FORWARD_TIMEOUT", "10")
         .start();
+    // With REUSE_PORT each worker listens on a socket of its own, once up.
+    eventually(Duration::from_secs(10), "a worker listening", || async {
+        let r = fresh_client().get(fleet.url("/health")).send().await.ok()?;
+        r.status().is_success().then_some(())
+    })
+    .await;
     let (_up, sid) = with_upstream(&fleet, 2).await;
     let url = fleet.url(&format!("/servers/{sid}/mcp"));
     let mut c = fresh_mcp(url.clone());
