@@ -18,7 +18,6 @@
 use std::collections::BTreeSet;
 use std::sync::{Arc, PoisonError};
 
-use http::header::CONTENT_TYPE;
 use http::{HeaderMap, StatusCode};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
@@ -28,7 +27,6 @@ use super::streamable_http::StreamableHttp;
 use super::{stateless, Inner, Link, ServerMessageHandler, UpstreamSession};
 use crate::jsonrpc::{self, Id, Notification};
 use crate::net;
-use crate::protocol;
 
 /// The method that opens the stream.
 pub const SUBSCRIPTIONS_LISTEN: &str = "subscriptions/listen";
@@ -148,19 +146,9 @@ impl UpstreamSession {
                 "resourceSubscriptions": resources,
             }
         });
-        let first = tokio::time::timeout(self.timeout, t.open_listen(&self.inner, &id, &params))
-            .await
-            .unwrap_or_else(|_| {
-                Err(Refusal::Retry(format!(
-                    "no answer to {SUBSCRIPTIONS_LISTEN} within {} ms",
-                    self.timeout.as_millis()
-                )))
-            });
-        let outcome = match &first {
-            Ok(_) => Listening::Open,
-            Err(Refusal::Final) => Listening::NotOffered,
-            Err(Refusal::Retry(why)) => Listening::Retrying(why.clone()),
-        };
+        let opening = t.open_listen(&self.inner, &id, &params);
+        let (first, outcome) =
+            standalone::first_attempt(self.timeout, SUBSCRIPTIONS_LISTEN, opening).await;
         let mut tasks = Vec::new();
         if outcome != Listening::NotOffered {
             let (tx, rx) = mpsc::channel(standalone::PUMP_CAPACITY);
@@ -209,13 +197,8 @@ impl StreamableHttp {
             .await
             .map_err(|e| Refusal::Retry(e.to_string()))?;
         let status = resp.status();
-        let is_sse = resp
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.trim_start().starts_with(protocol::CONTENT_TYPE_SSE));
         match status {
-            s if s.is_success() && is_sse => Ok(resp),
+            s if s.is_success() && standalone::is_sse(&resp) => Ok(resp),
             // An answer at once (an error, or a result that ends it): the
             // upstream does not keep such a stream.
             s if s.is_success() => Err(Refusal::Final),

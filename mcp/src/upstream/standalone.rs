@@ -80,18 +80,8 @@ impl UpstreamSession {
                 (Listening::Open, None)
             }
             Link::StreamableHttp(t) => {
-                let first = tokio::time::timeout(self.timeout, t.open_get(&self.inner, None)).await;
-                let first = first.unwrap_or_else(|_| {
-                    Err(Refusal::Retry(format!(
-                        "no answer to the GET within {} ms",
-                        self.timeout.as_millis()
-                    )))
-                });
-                let outcome = match &first {
-                    Ok(_) => Listening::Open,
-                    Err(Refusal::Final) => Listening::NotOffered,
-                    Err(Refusal::Retry(why)) => Listening::Retrying(why.clone()),
-                };
+                let (first, outcome) =
+                    first_attempt(self.timeout, "the GET", t.open_get(&self.inner, None)).await;
                 match first {
                     Err(Refusal::Final) => (outcome, None),
                     first => {
@@ -123,14 +113,39 @@ impl UpstreamSession {
 
     /// Ends the standalone stream's tasks.
     pub(super) fn stop_listening(&self) {
-        let mut tasks = self
-            .standalone
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        for t in tasks.drain(..) {
-            t.abort();
-        }
+        self.replace_listening(Vec::new());
     }
+}
+
+/// The first attempt to open a long-lived stream, bounded by `timeout`
+/// (`what`: for the message), and what it means for the caller.
+pub(super) async fn first_attempt(
+    timeout: Duration,
+    what: &str,
+    open: impl std::future::Future<Output = Result<net::Response, Refusal>>,
+) -> (Result<net::Response, Refusal>, Listening) {
+    let first = tokio::time::timeout(timeout, open)
+        .await
+        .unwrap_or_else(|_| {
+            Err(Refusal::Retry(format!(
+                "no answer to {what} within {} ms",
+                timeout.as_millis()
+            )))
+        });
+    let outcome = match &first {
+        Ok(_) => Listening::Open,
+        Err(Refusal::Final) => Listening::NotOffered,
+        Err(Refusal::Retry(why)) => Listening::Retrying(why.clone()),
+    };
+    (first, outcome)
+}
+
+/// Whether an answer is an SSE stream.
+pub(super) fn is_sse(resp: &net::Response) -> bool {
+    resp.headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().starts_with(protocol::CONTENT_TYPE_SSE))
 }
 
 /// Why a `GET` gave no stream.
@@ -160,14 +175,9 @@ impl StreamableHttp {
             .await
             .map_err(|e| Refusal::Retry(e.to_string()))?;
         let status = resp.status();
-        let is_sse = resp
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.trim_start().starts_with(protocol::CONTENT_TYPE_SSE));
         match status {
             StatusCode::METHOD_NOT_ALLOWED | StatusCode::NOT_FOUND => Err(Refusal::Final),
-            s if s.is_success() && is_sse => Ok(resp),
+            s if s.is_success() && is_sse(&resp) => Ok(resp),
             s if s.is_success() => Err(Refusal::Retry(format!(
                 "HTTP {} without an SSE stream",
                 s.as_u16()

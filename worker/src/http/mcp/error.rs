@@ -67,6 +67,13 @@ pub enum TransportError {
 }
 
 impl TransportError {
+    /// The session's owner could not serve the request `body` (why): the
+    /// answer carries the request's id.
+    pub fn owner(body: &[u8], why: ForwardError) -> TransportError {
+        let id = fleetgate_mcp::jsonrpc::request_id(body).unwrap_or(Id::Null);
+        TransportError::Owner { id, why }
+    }
+
     /// The answer: status and body, per variant (no catch-all: a new
     /// variant needs its own decision).
     pub fn into_response(self) -> Response {

@@ -237,10 +237,7 @@ async fn post(
         Ok(Route::Answered(resp)) => return Ok(resp),
         // Never adopted: a session this worker does not hold is unknown here.
         Ok(Route::Here { .. }) => {}
-        Err(why) => {
-            let id = jsonrpc::request_id(&body).unwrap_or(Id::Null);
-            return Err(TransportError::Owner { id, why });
-        }
+        Err(why) => return Err(TransportError::owner(&body, why)),
     }
     let posted = Posted {
         scope,

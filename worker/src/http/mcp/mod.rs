@@ -43,7 +43,6 @@ use crate::wire::read_body;
 use axum::body::Bytes;
 use axum::extract::Request;
 use axum::response::Response;
-use fleetgate_mcp::jsonrpc::{self, Id};
 use http::{header, HeaderMap, HeaderName, HeaderValue, Method};
 use std::future::Future;
 
@@ -110,10 +109,7 @@ async fn admit(
     let adopt = match routed {
         Ok(Route::Here { adopt }) => adopt,
         Ok(Route::Answered(resp)) => return Ok(resp),
-        Err(why) => {
-            let id = jsonrpc::request_id(&body).unwrap_or(Id::Null);
-            return Err(TransportError::Owner { id, why });
-        }
+        Err(why) => return Err(TransportError::owner(&body, why)),
     };
     let req = Admitted {
         method: parts.method,
