@@ -239,30 +239,34 @@ async fn an_upstream_catalog_change_reaches_every_session() {
     gateway::register(&fleet, "grows", &up.url()).await;
     let url = fleet.url("/mcp");
     // Every worker knows the gateway (each learns of it at its next poll),
-    // so no session hears of the registration itself as a change.
+    // so no session hears of the registration itself as a change. Fresh
+    // connections may all land on one worker: wait until both workers, by the
+    // worker that answered, list the gateway's tools.
     let rpc = fleet.url("/rpc");
+    let knowing = std::sync::Mutex::new(std::collections::BTreeMap::new());
     fleetgate_tests::eventually(
         Duration::from_secs(10),
         "every worker lists the gateway's tools",
-        || {
-            let rpc = rpc.clone();
-            async move {
-                for _ in 0..8 {
-                    let listed: Value = fleetgate_tests::fresh_client()
-                        .post(&rpc)
-                        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}))
-                        .send()
-                        .await
-                        .ok()?
-                        .json()
-                        .await
-                        .ok()?;
-                    listed["result"]["tools"]
-                        .as_array()
-                        .filter(|t| !t.is_empty())?;
-                }
-                Some(())
-            }
+        || async {
+            let r = fleetgate_tests::fresh_client()
+                .post(&rpc)
+                .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}))
+                .send()
+                .await
+                .ok()?;
+            let worker = r
+                .headers()
+                .get("x-fleetgate-worker")?
+                .to_str()
+                .ok()?
+                .to_owned();
+            let listed: Value = r.json().await.ok()?;
+            let knows = listed["result"]["tools"]
+                .as_array()
+                .is_some_and(|t| !t.is_empty());
+            let mut k = knowing.lock().unwrap();
+            k.insert(worker, knows);
+            (k.len() == 2 && k.values().all(|v| *v)).then_some(())
         },
     )
     .await;
