@@ -160,6 +160,78 @@ impl Fleet {
         format!("http://{}{}", self.addr, path)
     }
 
+    /// Waits (up to 10 s) until a worker answers `/health`: with
+    /// `REUSE_PORT` each worker listens on a socket of its own, once it is up.
+    pub async fn listening(&self) {
+        crate::eventually(
+            std::time::Duration::from_secs(10),
+            "a worker listening",
+            || async {
+                let r = crate::fresh_client()
+                    .get(self.url("/health"))
+                    .send()
+                    .await
+                    .ok()?;
+                r.status().is_success().then_some(())
+            },
+        )
+        .await;
+    }
+
+    /// Sums the named counters over all `n` workers' `/metrics` (scraped on
+    /// fresh connections, several at a time, until every worker answered).
+    pub async fn metric_sums(&self, n: usize, names: &[&str]) -> Vec<u64> {
+        let client = crate::fresh_client();
+        let per_worker = std::sync::Mutex::new(std::collections::BTreeMap::new());
+        crate::eventually(
+            std::time::Duration::from_secs(15),
+            "every worker's /metrics",
+            || async {
+                let scrapes = (0..8).map(|_| async {
+                    let text = client
+                        .get(self.url("/metrics"))
+                        .send()
+                        .await
+                        .ok()?
+                        .text()
+                        .await
+                        .ok()?;
+                    let worker = text
+                        .lines()
+                        .find_map(|l| l.split("worker=\"").nth(1))?
+                        .split('"')
+                        .next()?
+                        .to_owned();
+                    Some((worker, text))
+                });
+                for (w, t) in futures_util::future::join_all(scrapes)
+                    .await
+                    .into_iter()
+                    .flatten()
+                {
+                    per_worker
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(w, t);
+                }
+                (per_worker.lock().unwrap_or_else(|e| e.into_inner()).len() == n).then_some(())
+            },
+        )
+        .await;
+        let per_worker = per_worker.into_inner().unwrap_or_else(|e| e.into_inner());
+        names
+            .iter()
+            .map(|name| {
+                per_worker
+                    .values()
+                    .flat_map(|t| t.lines())
+                    .filter(|l| l.starts_with(&format!("{name}{{")))
+                    .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+                    .sum()
+            })
+            .collect()
+    }
+
     pub fn stderr(&self) -> String {
         std::fs::read_to_string(self.dir.path.join("stderr.log")).unwrap_or_default()
     }

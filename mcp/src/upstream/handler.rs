@@ -33,6 +33,13 @@ pub trait ServerMessageHandler: Send + Sync {
     fn on_request(&self, request: Request) -> BoxFuture<'_, Result<Value, ErrorObject>> {
         Box::pin(async move { default_answer(&request) })
     }
+
+    /// Whether the client this handler stands for takes `input_required`
+    /// results itself (a 2026-07-28 client): a stateless upstream's are then
+    /// returned untouched, not resolved through [`Self::on_request`].
+    fn takes_input_required(&self) -> bool {
+        false
+    }
 }
 
 /// What a server request gets when nobody handles it: `ping` → `{}`, else

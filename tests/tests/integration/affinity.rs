@@ -33,51 +33,8 @@ async fn fleet_with_upstream(
 
 /// Sums the named counters over all `n` workers' `/metrics`.
 async fn metric_sums(fleet: &Fleet, n: usize, names: &[&str; 2]) -> (u64, u64) {
-    let client = fresh_client();
-    let per_worker = std::sync::Mutex::new(std::collections::BTreeMap::new());
-    // Fresh connections, several at a time, until every worker has answered.
-    eventually(
-        Duration::from_secs(15),
-        "every worker's /metrics",
-        || async {
-            let scrapes = (0..8).map(|_| async {
-                let text = client
-                    .get(fleet.url("/metrics"))
-                    .send()
-                    .await
-                    .ok()?
-                    .text()
-                    .await
-                    .ok()?;
-                let worker = text
-                    .lines()
-                    .find_map(|l| l.split("worker=\"").nth(1))?
-                    .split('"')
-                    .next()?
-                    .to_owned();
-                Some((worker, text))
-            });
-            for (w, t) in futures_util::future::join_all(scrapes)
-                .await
-                .into_iter()
-                .flatten()
-            {
-                per_worker.lock().unwrap().insert(w, t);
-            }
-            (per_worker.lock().unwrap().len() == n).then_some(())
-        },
-    )
-    .await;
-    let per_worker = per_worker.into_inner().unwrap();
-    let sum = |name: &str| -> u64 {
-        per_worker
-            .values()
-            .flat_map(|t| t.lines())
-            .filter(|l| l.starts_with(&format!("{name}{{")))
-            .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
-            .sum()
-    };
-    (sum(names[0]), sum(names[1]))
+    let sums = fleet.metric_sums(n, names).await;
+    (sums[0], sums[1])
 }
 
 fn fresh_mcp(url: String) -> McpClient {

@@ -637,12 +637,7 @@ async fn redis_down(mode: &str) {
         .env("UPSTREAM_TIMEOUT", "5")
         .env("MCPGATEWAY_POOL_RPC_FORWARD_TIMEOUT", "10")
         .start();
-    // With REUSE_PORT each worker listens on a socket of its own, once up.
-    eventually(Duration::from_secs(10), "a worker listening", || async {
-        let r = fresh_client().get(fleet.url("/health")).send().await.ok()?;
-        r.status().is_success().then_some(())
-    })
-    .await;
+    fleet.listening().await;
     let (_up, sid) = with_upstream(&fleet, 2).await;
     let url = fleet.url(&format!("/servers/{sid}/mcp"));
     let mut c = fresh_mcp(url.clone());

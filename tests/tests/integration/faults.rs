@@ -76,12 +76,7 @@ fn pid_of(worker: &str) -> u32 {
 
 async fn a_killed_owner_never_runs_a_call_twice(fleet: Fleet, workers: usize) {
     let up: RunningUpstream = Upstream::builder().name("once").spawn().await.unwrap();
-    // With REUSE_PORT each worker listens on a socket of its own, once it is up.
-    fleetgate_tests::eventually(Duration::from_secs(10), "a worker listening", || async {
-        let r = fresh_client().get(fleet.url("/health")).send().await.ok()?;
-        r.status().is_success().then_some(())
-    })
-    .await;
+    fleet.listening().await;
     gateway::register(&fleet, "once", &up.url()).await;
     let sid = gateway::server_with_everything(&fleet, "once").await;
     let path = format!("/servers/{sid}/mcp");

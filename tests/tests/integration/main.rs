@@ -22,6 +22,8 @@
 //!   checks, result shapes, `subscriptions/listen`.
 //! - [`modern_upstream`]: 2026-07-28 (session-less) upstreams: era
 //!   negotiation, discovery, calls, `Mcp-Param-*` headers, `subscriptions/listen`.
+//! - [`mrtr`]: input across eras: `input_required` for 2026 clients of 2025
+//!   upstreams, input requests on the stream for 2025 clients of modern tools.
 //! - [`rest`]: the REST API on SQLite and PostgreSQL, and its OpenAPI document.
 //! - [`resume`]: resuming SSE streams with `Last-Event-ID`.
 //! - [`resume_redis`]: resuming after the owner's death, events kept in Redis.
@@ -52,6 +54,7 @@ mod legacy_sse;
 mod mcp;
 mod modern;
 mod modern_upstream;
+mod mrtr;
 mod rest;
 mod resume;
 mod resume_redis;

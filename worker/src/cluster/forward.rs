@@ -10,12 +10,14 @@ use super::relay::{relay, ClientAnswer, OwnerAnswer};
 use super::route::session_id;
 use super::seal::{Kind, Outgoing, FORWARD_PATH, SIGNATURE_HEADER};
 use super::{Cluster, MAX_ANSWER};
+use crate::gateway::mrtr;
 use crate::gateway::scope::{Principal, Scope};
 use crate::metrics::Metrics;
 use crate::state::WORKER_HEADER;
 use axum::body::{Body, Bytes};
 use axum::response::Response;
 use fleetgate_http1 as net;
+use fleetgate_mcp::protocol::{MCP_METHOD, MCP_NAME, MCP_PROTOCOL_VERSION};
 use fleetgate_mcp::{jsonrpc, protocol};
 use http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use std::future::Future;
@@ -30,12 +32,14 @@ const OWNER_WAIT: Duration = Duration::from_secs(2);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Client headers the owner needs.
-static CARRIED: [HeaderName; 8] = [
+static CARRIED: [HeaderName; 10] = [
     header::CONTENT_TYPE,
     header::ACCEPT,
     protocol::MCP_SESSION_ID,
     protocol::X_MCP_SESSION_ID,
     protocol::MCP_PROTOCOL_VERSION,
+    MCP_METHOD,
+    MCP_NAME,
     protocol::LAST_EVENT_ID,
     header::ORIGIN,
     header::HOST,
@@ -55,12 +59,30 @@ pub struct Inbound<'a> {
 impl Inbound<'_> {
     /// The session the request names, if any: a legacy message names it in
     /// its query string (carried in its [`Kind`]), an MCP request in
-    /// `Mcp-Session-Id`.
+    /// `Mcp-Session-Id` or, a 2026-07-28 retry of a parked call, in its
+    /// `requestState` ([`crate::gateway::mrtr`]).
     pub fn session(&self) -> Option<&str> {
         match self.kind {
-            Kind::Mcp => session_id(self.headers),
+            Kind::Mcp => session_id(self.headers).or_else(|| self.parked_call()),
             Kind::LegacyMessage { session } => Some(session),
         }
+    }
+
+    /// The session holding the parked call a 2026-07-28 POST retries: only
+    /// a modern POST of a method that may be parked is looked into.
+    fn parked_call(&self) -> Option<&str> {
+        let h = |name| {
+            self.headers
+                .get(name)
+                .and_then(|v: &http::HeaderValue| v.to_str().ok())
+        };
+        let modern =
+            h(MCP_PROTOCOL_VERSION).is_some_and(|v| protocol::is_stateless_version(v.trim()));
+        let may_ask = h(MCP_METHOD).is_some_and(|m| mrtr::MAY_ASK.contains(&m.trim()));
+        if *self.method != Method::POST || !modern || !may_ask {
+            return None;
+        }
+        mrtr::routed_session(self.body)
     }
 }
 

@@ -40,7 +40,9 @@ pub async fn discover(
             map.insert(k, v);
         }
     }
-    let session = fed.connect_probing(url, transport, headers, map).await?;
+    let session = fed
+        .connect_probing(url, transport, headers, map, true)
+        .await?;
     let result = from_session(&session).await;
     if let Err(e) = session.close().await {
         tracing::debug!(upstream = url, error = %e, "closing the discovery session failed");

@@ -13,11 +13,15 @@
 //! Each upstream's era is negotiated once and remembered per worker
 //! ([`Federation::eras`], keyed by what reaches it: URL, transport, auth
 //! headers): `server/discover` first, falling back to `initialize` on the
-//! errors the 2026-07-28 spec names. An upstream that lists an
-//! `initialize`-based version as well is used in that era: its 2025-era
-//! clients' sampling, elicitation and subscriptions cannot yet be carried
-//! across eras. Discovery (registration, refresh,
-//! re-registration) always probes afresh and records what it found; a call
+//! errors the 2026-07-28 spec names. An upstream that speaks both eras is
+//! used in the era of each caller: a 2025 client keeps its own upstream
+//! session (its state, its standalone stream, its requests mid-call), a
+//! 2026-07-28 client goes stateless; what only the modern era offers (the
+//! 2025 era answers "not found") is called there for a 2025 client too,
+//! its `input_required` rounds resolved through that client. Discovery
+//! lists such an upstream in the modern era, whose catalog holds both.
+//! Discovery (registration, refresh, re-registration) always probes
+//! afresh and records what it found; a call
 //! whose answer says the era changed forgets it and is retried once after a
 //! new probe. A modern (2026-07-28) upstream has no session: "opening" one
 //! costs no request (the session object carries the remembered
@@ -56,6 +60,8 @@ type Cell = Arc<OnceCell<Opened>>;
 #[derive(Clone)]
 struct Opened {
     session: Arc<UpstreamSession>,
+    /// The upstream speaks both eras (this session is in one of them).
+    dual: bool,
     /// [`Federation::era_epoch`] when it was opened.
     era_epoch: u64,
     url: String,
@@ -313,15 +319,18 @@ impl Federation {
 
     /// Connects to an upstream whose era is not known: `server/discover`
     /// first, `initialize` if it is a legacy server (the client library's
-    /// probe); the era found is remembered.
+    /// probe); the era found is remembered. An upstream that speaks both
+    /// eras is remembered as modern and connected in the era `modern` asks
+    /// for (discovery asks for the modern one: it offers everything).
     pub async fn connect_probing(
         &self,
         url: &str,
         transport: fleetgate_store::Transport,
         auth_headers: &BTreeMap<String, String>,
         headers: HeaderMap,
+        modern: bool,
     ) -> Result<UpstreamSession, UpstreamError> {
-        let mut session = self
+        let probed = self
             .client
             .connect_with_transport(
                 url,
@@ -331,32 +340,27 @@ impl Federation {
                 self.timeout,
             )
             .await?;
-        // An upstream that speaks both eras is used in the 2025 one: what its
-        // 2025-era clients get through fleetgate (sampling and elicitation
-        // mid-call, resource subscriptions, sessions) cannot yet be carried
-        // across eras (issue 22, item 3), and nothing it offers is lost that
-        // way except tools of the new era alone.
-        if session.is_stateless() && speaks_2025(session.init_result()) {
-            let initialized = self
-                .client
+        let era = if probed.is_stateless() {
+            Era::Modern(Arc::new(probed.init_result().clone()))
+        } else {
+            Era::Legacy
+        };
+        let session = if probed.is_stateless() && !modern && speaks_2025(probed.init_result()) {
+            self.client
                 .connect_with_transport(
                     url,
                     upstream_transport(transport),
                     headers,
-                    fleetgate_mcp::protocol::LATEST_STATEFUL_PROTOCOL_VERSION,
+                    LATEST_STATEFUL_PROTOCOL_VERSION,
                     self.timeout,
                 )
-                .await?;
-            session = initialized;
-        }
-        let era = if session.is_stateless() {
-            Era::Modern(Arc::new(session.init_result().clone()))
+                .await?
         } else {
-            Era::Legacy
+            probed
         };
         tracing::debug!(
             upstream = url,
-            era = if session.is_stateless() {
+            era = if matches!(era, Era::Modern(_)) {
                 "modern"
             } else {
                 "legacy"
@@ -364,13 +368,13 @@ impl Federation {
             version = session.protocol_version(),
             "upstream era negotiated"
         );
-        let modern = matches!(era, Era::Modern(_));
+        let is_modern = matches!(era, Era::Modern(_));
         let before = self
             .eras
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(era_key(url, transport, auth_headers), era);
-        if before.is_some_and(|b| matches!(b, Era::Modern(_)) != modern) {
+        if before.is_some_and(|b| matches!(b, Era::Modern(_)) != is_modern) {
             self.era_epoch.fetch_add(1, Ordering::AcqRel);
         }
         Ok(session)
@@ -378,12 +382,14 @@ impl Federation {
 
     /// Opens a session to `gateway` (its auth headers plus the caller's
     /// passthrough headers), in the era remembered for it (probing it if
-    /// none is). A legacy upstream that refuses `initialize` may have become
-    /// modern: it is probed again.
+    /// none is); one that speaks both eras, in the era `modern` asks for. A
+    /// legacy upstream that refuses `initialize` may have become modern: it
+    /// is probed again.
     pub async fn open(
         &self,
         gateway: &Gateway,
         extra: &[(HeaderName, HeaderValue)],
+        modern: bool,
     ) -> Result<UpstreamSession, UpstreamError> {
         let mut headers = HeaderMap::new();
         for (k, v) in &gateway.auth_headers {
@@ -400,15 +406,15 @@ impl Federation {
                 gateway.transport,
                 &gateway.auth_headers,
                 headers,
+                modern,
             )
         };
         let opened = match self.era(gateway) {
             None => probe(headers).await,
-            Some(Era::Modern(discovered)) => {
-                self.client
-                    .stateless_session(&gateway.url, &headers, &discovered, self.timeout)
-            }
-            Some(Era::Legacy) => {
+            Some(Era::Modern(discovered)) if modern || !speaks_2025(&discovered) => self
+                .client
+                .stateless_session(&gateway.url, &headers, &discovered, self.timeout),
+            Some(Era::Modern(_) | Era::Legacy) => {
                 let connected = self
                     .client
                     .connect_with_transport(
@@ -430,6 +436,11 @@ impl Federation {
             }
         };
         opened.map_err(|e| name_gateway(e, gateway))
+    }
+
+    /// Whether `gateway` is remembered as speaking both eras.
+    fn dual(&self, gateway: &Gateway) -> bool {
+        matches!(self.era(gateway), Some(Era::Modern(d)) if speaks_2025(&d))
     }
 
     /// The `Mcp-Param-*` headers of a `tools/call` of `gateway`'s tool
@@ -487,14 +498,27 @@ impl Federation {
             after: self.timeout,
         };
         let mut retried = false;
+        // The era the caller speaks; a 2025 caller's call of what only the
+        // modern era of a dual-era upstream offers goes there (its input
+        // requests resolved through the caller).
+        let mut modern = handler.takes_input_required();
+        // A dual-era upstream's sessions of the era a caller does not speak
+        // live under another key of the same set.
+        let other_key = format!("{key}\0other-era");
+        let mut k: &str = key;
         loop {
-            let cell = set.cell(key);
+            let cell = set.cell(k);
             let epoch = self.era_epoch.load(Ordering::Acquire);
-            let opening = cell.get_or_try_init(|| async {
+            let wants_modern = modern;
+            let opening = cell.get_or_try_init(|| async move {
                 // Boxed: opening is a large future, run once per session;
                 // inline, every call's future would carry (and move) it.
-                let session = Box::pin(self.open(gateway, extra)).await?;
-                if let Some(owner) = &set.listener {
+                let session = Box::pin(self.open(gateway, extra, wants_modern)).await?;
+                let dual = self.dual(gateway);
+                // A dual-era upstream's updates come once, on its 2025-era
+                // session's stream.
+                let listens = !(dual && session.is_stateless());
+                if let (Some(owner), true) = (&set.listener, listens) {
                     let listener = Listener {
                         session: owner.clone(),
                         wait: self.timeout,
@@ -510,6 +534,7 @@ impl Federation {
                 }
                 Ok::<_, UpstreamError>(Opened {
                     session: Arc::new(session),
+                    dual,
                     era_epoch: epoch,
                     url: gateway.url.clone(),
                     transport: gateway.transport,
@@ -524,16 +549,28 @@ impl Federation {
             }
             .clone();
             let era_moved = opened.era_epoch != self.era_epoch.load(Ordering::Acquire)
-                && self.era(gateway).is_some_and(|era| {
-                    matches!(era, Era::Modern(_)) != opened.session.is_stateless()
+                && self.era(gateway).is_some_and(|era| match era {
+                    Era::Modern(d) => !speaks_2025(&d) && !opened.session.is_stateless(),
+                    Era::Legacy => opened.session.is_stateless(),
                 });
             if !opened.serves(gateway) || era_moved {
                 tracing::info!(upstream = %gateway.url, "gateway changed; opening a new upstream session");
-                set.forget(key, &cell);
-                close_all(vec![set.take(key, opened.session)]);
+                set.forget(k, &cell);
+                close_all(vec![set.take(k, opened.session)]);
                 continue;
             }
             let stateless = opened.session.is_stateless();
+            if opened.dual && stateless != modern {
+                if k == key {
+                    k = &other_key;
+                } else {
+                    // Both keys hold the same era (one was reopened by a
+                    // caller of the other): this one is reopened in ours.
+                    set.forget(k, &cell);
+                    close_all(vec![set.take(k, opened.session)]);
+                }
+                continue;
+            }
             if stateless && matches!(method, "resources/subscribe" | "resources/unsubscribe") {
                 return self
                     .listen_for(set, &opened.session, gateway, method, params.as_ref())
@@ -546,6 +583,7 @@ impl Federation {
                 } else {
                     HeaderMap::new()
                 },
+                resolve_input_required: !handler.takes_input_required(),
                 ..RequestOptions::default()
             };
             match opened
@@ -555,14 +593,19 @@ impl Federation {
             {
                 Err(e) if e.is_session_expired() && !retried => {
                     tracing::info!(upstream = %gateway.url, "upstream session expired; opening a new one");
-                    set.forget(key, &cell);
+                    set.forget(k, &cell);
                     retried = true;
                 }
                 Err(e) if stateless && !retried && answered_by_legacy(&e) => {
                     tracing::info!(upstream = %gateway.url, error = %e, "a modern upstream answered as a legacy one; probing its era again");
                     self.forget_era(gateway);
-                    set.forget(key, &cell);
+                    set.forget(k, &cell);
                     retried = true;
+                }
+                // Refused, so not run: what the 2025 era does not know may
+                // be the modern era's alone.
+                Err(e) if opened.dual && !modern && only_in_modern_era(method, &e) => {
+                    modern = true;
                 }
                 Err(UpstreamError::Timeout { url, .. }) => {
                     return Err(UpstreamError::Timeout {
@@ -627,6 +670,21 @@ impl Federation {
         }
         Ok(jsonrpc::raw(&serde_json::json!({})))
     }
+}
+
+/// Whether `e`, a 2025-era answer to `method`, says the name asked for is
+/// unknown there (as SDK servers answer an unknown tool, prompt or
+/// resource): it may exist in the modern era of the same upstream.
+fn only_in_modern_era(method: &str, e: &UpstreamError) -> bool {
+    crate::gateway::mrtr::MAY_ASK.contains(&method)
+        && matches!(
+            code_of(e),
+            Some(
+                jsonrpc::METHOD_NOT_FOUND
+                    | jsonrpc::INVALID_PARAMS
+                    | crate::gateway::error::RESOURCE_NOT_FOUND
+            )
+        )
 }
 
 /// The JSON-RPC error code of an upstream's error answer.

@@ -9,6 +9,8 @@
 //! - [`catalog`]: upstream list changes refresh the catalog; sessions hear
 //!   of changes to what they see.
 //! - [`discovery`]: asking an upstream what it offers.
+//! - [`mrtr`]: a 2026-07-28 client's call that an `initialize`-era upstream
+//!   asks for input, parked until the client's retry brings it.
 //! - [`events`]: stored SSE events, for clients resuming a stream (`Last-Event-ID`).
 //! - [`error`]: [`error::RpcError`], mapped to wire codes in one place.
 
@@ -18,6 +20,7 @@ pub mod dispatch;
 pub mod error;
 pub mod events;
 pub mod federation;
+pub mod mrtr;
 pub mod registry;
 pub mod scope;
 pub mod session;

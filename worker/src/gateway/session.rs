@@ -54,6 +54,9 @@ pub struct Session {
     pub view_version: AtomicI64,
     /// Unix seconds of the last request that used this session.
     last_used: AtomicU64,
+    /// The call this session holds for a 2026-07-28 client's retry, if it
+    /// was opened for one ([`crate::gateway::mrtr`]).
+    parked: OnceLock<Arc<crate::gateway::mrtr::Parked>>,
 }
 
 fn unix_secs() -> u64 {
@@ -73,6 +76,16 @@ impl Session {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .is_empty()
+    }
+
+    /// Makes this session the holder of a parked call (once).
+    pub fn park(&self, call: Arc<crate::gateway::mrtr::Parked>) {
+        let _ = self.parked.set(call);
+    }
+
+    /// The parked call this session holds, if any.
+    pub fn parked(&self) -> Option<&Arc<crate::gateway::mrtr::Parked>> {
+        self.parked.get()
     }
 
     /// Delivers the client's answer to a request sent to it; false if nobody waits.
@@ -357,6 +370,7 @@ impl Sessions {
                     .map_or(i64::MIN, |r| r.snapshot().version),
             ),
             last_used: AtomicU64::new(unix_secs()),
+            parked: OnceLock::new(),
         });
         self.map
             .write()

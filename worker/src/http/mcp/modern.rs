@@ -17,6 +17,7 @@
 //! - a method the revision removed → 404, -32601 (as any unknown method).
 
 use super::{header_str, TransportError};
+use crate::gateway::mrtr::Ask;
 use fleetgate_mcp::jsonrpc::{ErrorObject, Id, Message, INVALID_PARAMS, METHOD_NOT_FOUND};
 use fleetgate_mcp::protocol::{
     self, decode_header_value, error_codes, mcp_name_of, meta, MCP_METHOD, MCP_NAME,
@@ -240,14 +241,19 @@ fn capability_for(method: &str) -> Option<&'static str> {
 }
 
 /// Stands between a modern request's call and the handler of what its
-/// upstream sends mid-call: an upstream request needing a capability the
-/// client did not declare is refused to the upstream and remembered, and the
-/// call's answer becomes `MissingRequiredClientCapabilityError` (a server
-/// MUST NOT rely on capabilities the client has not declared).
+/// upstream sends mid-call. The 2026-07-28 client takes `input_required`
+/// results itself (a modern upstream's pass through untouched); an
+/// `initialize`-era upstream's mid-call request for input goes to `asks`,
+/// where the call is parked for the client's retry
+/// ([`crate::gateway::mrtr`]). One needing a capability the client did not
+/// declare is refused to the upstream and remembered, and the call's answer
+/// becomes `MissingRequiredClientCapabilityError` (a server MUST NOT rely on
+/// capabilities the client has not declared).
 pub(crate) struct CapabilityGate {
     pub inner: Arc<dyn ServerMessageHandler>,
     pub declared: Value,
     pub missing: Arc<Mutex<Option<&'static str>>>,
+    pub asks: tokio::sync::mpsc::UnboundedSender<Ask>,
 }
 
 impl ServerMessageHandler for CapabilityGate {
@@ -256,14 +262,30 @@ impl ServerMessageHandler for CapabilityGate {
     }
 
     fn on_request(&self, r: fleetgate_mcp::Request) -> BoxFuture<'_, Result<Value, ErrorObject>> {
-        if let Some(cap) = capability_for(&r.method) {
-            if self.declared.get(cap).is_none() {
-                *self.missing.lock().unwrap_or_else(PoisonError::into_inner) = Some(cap);
-                let e = missing_capability(cap);
-                return Box::pin(async move { Err(e) });
-            }
+        let Some(cap) = capability_for(&r.method) else {
+            return self.inner.on_request(r);
+        };
+        if self.declared.get(cap).is_none() {
+            *self.missing.lock().unwrap_or_else(PoisonError::into_inner) = Some(cap);
+            let e = missing_capability(cap);
+            return Box::pin(async move { Err(e) });
         }
-        self.inner.on_request(r)
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let sent = self.asks.send(Ask { request: r, answer });
+        Box::pin(async move {
+            sent.map_err(|_| {
+                ErrorObject::internal_error("the call is no longer waiting for input")
+            })?;
+            answered.await.unwrap_or_else(|_| {
+                Err(ErrorObject::internal_error(
+                    "the client did not retry the call with the input asked for",
+                ))
+            })
+        })
+    }
+
+    fn takes_input_required(&self) -> bool {
+        true
     }
 }
 

@@ -1,6 +1,7 @@
 //! POST: one JSON-RPC message or a batch. A 2026-07-28 message is checked
 //! ([`super::modern`]) and served without a session (`subscriptions/listen`
-//! by [`super::listen`]); otherwise `initialize` opens a session and every
+//! by [`super::listen`]; a retry of a parked call by its holder,
+//! [`crate::gateway::mrtr`]); otherwise `initialize` opens a session and every
 //! other message needs its session (`Mcp-Session-Id`) unless sessions are
 //! off. Notifications and responses are accepted (202); requests are run
 //! ([`super::run`]).
@@ -10,6 +11,7 @@ use super::run::{self, Call};
 use super::session::{initialize, resolve};
 use super::{header_str, listen, Admitted, TransportError};
 use crate::gateway::dispatch::Context;
+use crate::gateway::mrtr;
 use crate::state::AppState;
 use crate::wire::json_body;
 use axum::response::{IntoResponse, Response};
@@ -42,6 +44,10 @@ pub(super) async fn handle(st: &AppState, req: Admitted) -> Result<Response, Tra
         return Ok(match msg {
             Message::Request(r) if r.method == methods::SUBSCRIPTIONS_LISTEN => {
                 listen::open(st, req.scope, &req.principal, r)
+            }
+            // A retry bringing the input a parked call waits for.
+            Message::Request(r) if mrtr::token_session(r.params.as_ref()).is_some() => {
+                Box::pin(run::resume(st, req.scope, req.principal, r)).await
             }
             Message::Request(r) => {
                 run::single(st, req.scope, req.principal, None, h, r, Some(m)).await

@@ -12,6 +12,7 @@ use super::modern::{missing_capability, CapabilityGate, Modern};
 use crate::gateway::dispatch::{dispatch, Context};
 use crate::gateway::error::RpcError;
 use crate::gateway::events::{self, EventStore};
+use crate::gateway::mrtr;
 use crate::gateway::scope::{Principal, Scope};
 use crate::gateway::session::Session;
 use crate::state::AppState;
@@ -42,50 +43,207 @@ impl Call {
     }
 
     /// A call whose answer, for a 2026-07-28 request (`modern`), is shaped
-    /// as that revision wants ([`shape_result`]); the returned cell holds
-    /// the HTTP status its answer needs once it is done.
+    /// as that revision wants ([`shape_result`]), and which is parked when
+    /// its upstream asks for input mid-call ([`crate::gateway::mrtr`]); the
+    /// returned cell holds the HTTP status its answer needs once it is done.
     pub(super) fn shaped(
         st: &AppState,
         mut ctx: Context,
         req: fleetgate_mcp::Request,
         modern: Option<(u64, &Modern)>,
     ) -> (Call, Arc<AtomicU16>) {
-        let missing = Arc::new(Mutex::new(None));
-        let modern = modern.map(|(ttl_ms, m)| {
-            ctx.handler = Arc::new(CapabilityGate {
-                inner: ctx.handler.clone(),
-                declared: m.capabilities.clone(),
-                missing: missing.clone(),
-            });
-            ttl_ms
-        });
-        let core = st.core.clone();
-        let id = req.id.clone();
         let status = Arc::new(AtomicU16::new(200));
-        let cell = status.clone();
-        let call = AssertUnwindSafe(async move {
-            let res = dispatch(&core, &ctx, &req.method, req.params).await;
-            let lacked = *missing.lock().unwrap_or_else(PoisonError::into_inner);
-            if let (Some(_), Some(cap)) = (modern, lacked) {
-                cell.store(StatusCode::BAD_REQUEST.as_u16(), Ordering::Relaxed);
-                return jsonrpc::encode_error(&req.id, &missing_capability(cap));
+        let id = req.id.clone();
+        let call: Pin<Box<dyn Future<Output = Vec<u8>> + Send>> = match modern {
+            None => {
+                let core = st.core.clone();
+                Box::pin(async move {
+                    let res = dispatch(&core, &ctx, &req.method, req.params).await;
+                    answer_bytes(&req.id, res)
+                })
             }
-            match (modern, res) {
-                (Some(ttl_ms), Ok(v)) => {
-                    let v = shape_result(&req.method, v, ttl_ms);
-                    jsonrpc::encode_response(&req.id, &v)
-                }
-                (Some(_), Err(e)) => {
-                    cell.store(modern_status(&e).as_u16(), Ordering::Relaxed);
-                    answer_bytes(&req.id, Err(e))
-                }
-                (None, res) => answer_bytes(&req.id, res),
+            Some((ttl_ms, m)) => {
+                let missing = Arc::new(Mutex::new(None));
+                let (asks_tx, asks) = mpsc::unbounded_channel();
+                ctx.handler = Arc::new(CapabilityGate {
+                    inner: ctx.handler.clone(),
+                    declared: m.capabilities.clone(),
+                    missing: missing.clone(),
+                    asks: asks_tx,
+                });
+                let shape = Shape {
+                    ttl_ms,
+                    missing,
+                    status: status.clone(),
+                };
+                Box::pin(modern_call(st.clone(), ctx, req, shape, asks))
             }
-        })
-        .catch_unwind()
-        .map(move |done| done.unwrap_or_else(|_| internal(&id)));
+        };
+        let call = AssertUnwindSafe(call)
+            .catch_unwind()
+            .map(move |done| done.unwrap_or_else(|_| internal(&id)));
         (Call(Some(Box::pin(call))), status)
     }
+}
+
+/// How a 2026-07-28 call's answer is finished.
+struct Shape {
+    /// `ttlMs` of list results.
+    ttl_ms: u64,
+    /// A capability the upstream needed and the client had not declared.
+    missing: Arc<Mutex<Option<&'static str>>>,
+    /// The answer's HTTP status.
+    status: Arc<AtomicU16>,
+}
+
+impl Shape {
+    fn answer(&self, id: &Id, method: &str, res: Result<Box<RawValue>, RpcError>) -> Vec<u8> {
+        let lacked = *self.missing.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(cap) = lacked {
+            self.status
+                .store(StatusCode::BAD_REQUEST.as_u16(), Ordering::Relaxed);
+            return jsonrpc::encode_error(id, &missing_capability(cap));
+        }
+        match res {
+            Ok(v) => jsonrpc::encode_response(id, &shape_result(method, v, self.ttl_ms)),
+            Err(e) => {
+                self.status
+                    .store(modern_status(&e).as_u16(), Ordering::Relaxed);
+                answer_bytes(id, Err(e))
+            }
+        }
+    }
+}
+
+/// A 2026-07-28 request's call: its answer, or — when its upstream asks
+/// for input before answering — `input_required`, the call going on parked.
+async fn modern_call(
+    st: AppState,
+    ctx: Context,
+    req: fleetgate_mcp::Request,
+    shape: Shape,
+    mut asks: mpsc::UnboundedReceiver<mrtr::Ask>,
+) -> Vec<u8> {
+    let fleetgate_mcp::Request { id, method, params } = req;
+    let name = protocol::mcp_name_of(&method, params.as_ref()).map(str::to_owned);
+    let (scope, principal) = (ctx.scope.clone(), ctx.principal.clone());
+    let core = st.core.clone();
+    let m = method.clone();
+    let mut run = Box::pin(async move { dispatch(&core, &ctx, &m, params).await });
+    let first = tokio::select! {
+        biased;
+        res = &mut run => return shape.answer(&id, &method, res),
+        Some(first) = asks.recv() => first,
+    };
+    // Parked: held by a session of its own, so that the retry finds this
+    // worker the way a session's request finds its owner.
+    let (steps, steps_rx) = mpsc::unbounded_channel();
+    let parked = Arc::new(mrtr::Parked::new(method, name, steps_rx));
+    parked.wait_on(first);
+    while let Ok(more) = asks.try_recv() {
+        parked.wait_on(more);
+    }
+    let sid = st.cluster.mint(&scope, &principal);
+    st.cluster.claim(&sid, &principal).await;
+    let session = st.sessions.create(
+        sid.clone(),
+        scope,
+        principal,
+        protocol::STATELESS_PROTOCOL_VERSION,
+    );
+    session.park(parked.clone());
+    let cluster = st.cluster.clone();
+    let held = sid.clone();
+    tokio::spawn(async move {
+        let res = loop {
+            tokio::select! {
+                biased;
+                Some(more) = asks.recv() => {
+                    let _ = steps.send(mrtr::Step::Ask(more));
+                }
+                res = &mut run => break res,
+            }
+        };
+        let _ = steps.send(mrtr::Step::Done(res));
+        drop(session);
+        tokio::time::sleep(mrtr::DONE_KEPT).await;
+        cluster.release(&held).await;
+    });
+    input_required(&id, &parked, &sid)
+}
+
+/// An `input_required` answer listing what the parked call held by session
+/// `sid` waits for.
+fn input_required(id: &Id, parked: &mrtr::Parked, sid: &str) -> Vec<u8> {
+    let result = serde_json::json!({
+        "resultType": "input_required",
+        "inputRequests": parked.input_requests(),
+        "requestState": mrtr::token(sid),
+    });
+    jsonrpc::encode_response(id, &jsonrpc::raw(&result))
+}
+
+/// A 2026-07-28 retry whose `requestState` names a parked call: the
+/// client's `inputResponses` go to the requests waiting for them, and the
+/// answer is what the call does next.
+pub(super) async fn resume(
+    st: &AppState,
+    scope: Scope,
+    principal: Principal,
+    req: fleetgate_mcp::Request,
+) -> Response {
+    let status = Arc::new(AtomicU16::new(200));
+    let shape = Shape {
+        ttl_ms: st.gateway_cfg.registry_poll.as_millis() as u64,
+        missing: Arc::default(),
+        status: status.clone(),
+    };
+    let refuse = |msg: &str| {
+        json_body(
+            StatusCode::OK,
+            jsonrpc::encode_error(&req.id, &ErrorObject::invalid_params(msg)),
+        )
+    };
+    let params = req.params.as_ref();
+    let sid = mrtr::token_session(params).unwrap_or_default();
+    let held = st
+        .sessions
+        .get(sid, &scope)
+        .filter(|s| super::session::may_use(s, &principal));
+    let Some(parked) = held.as_ref().and_then(|s| s.parked()) else {
+        return refuse(
+            "requestState names a call that is no longer waiting for input (it ended, timed out, or the worker holding it restarted); call again without requestState",
+        );
+    };
+    if parked.method != req.method
+        || parked.name.as_deref() != protocol::mcp_name_of(&req.method, params)
+    {
+        return refuse("requestState belongs to another request");
+    }
+    let responses = match params.and_then(|p| p.get("inputResponses")) {
+        None => serde_json::Map::new(),
+        Some(serde_json::Value::Object(r)) => r.clone(),
+        Some(_) => return refuse("inputResponses must be an object"),
+    };
+    let body =
+        if parked.answer(&responses) {
+            input_required(&req.id, parked, sid)
+        } else {
+            // The parked call's own upstream timeout ends it first.
+            let wait = st.core.federation.timeout + std::time::Duration::from_secs(5);
+            match parked.next(wait).await {
+                mrtr::Next::Input => input_required(&req.id, parked, sid),
+                mrtr::Next::Done(res) => {
+                    st.cluster.release(sid).await;
+                    shape.answer(&req.id, &req.method, res)
+                }
+                mrtr::Next::Gone => return refuse(
+                    "the call waiting for this input has ended; call again without requestState",
+                ),
+            }
+        };
+    let status = StatusCode::from_u16(status.load(Ordering::Relaxed)).unwrap_or(StatusCode::OK);
+    json_body(status, body)
 }
 
 /// The HTTP status of a 2026-07-28 error answer: 404 for a method fleetgate
