@@ -584,7 +584,6 @@ impl Federation {
                     HeaderMap::new()
                 },
                 resolve_input_required: !handler.takes_input_required(),
-                ..RequestOptions::default()
             };
             match opened
                 .session
