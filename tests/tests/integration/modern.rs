@@ -331,6 +331,31 @@ async fn results_are_shaped_for_2026_requests_only() {
     }
     let r = old.call_tool(&echo, json!({"text": "o"})).await;
     assert!(r.get("resultType").is_none(), "{r}");
+
+    // An unknown tool or resource: -32602 in 2026-07-28 (SEP-2164), the
+    // codes of earlier revisions for them.
+    let unknown = [
+        (
+            "tools/call",
+            json!({"name": "no-such-tool", "arguments": {}}),
+            -32601,
+        ),
+        (
+            "resources/read",
+            json!({"uri": "test://no-such-resource"}),
+            -32002,
+        ),
+    ];
+    for (m, params, earlier) in unknown {
+        let a = c.request(m, params.clone()).await;
+        assert_eq!(
+            (a.status, a.error_code()),
+            (200, Some(-32602)),
+            "{m}: {a:?}"
+        );
+        let a = old.request(m, params).await;
+        assert_eq!(a.error_code(), Some(earlier), "{m} (2025): {a:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

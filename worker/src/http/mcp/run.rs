@@ -109,10 +109,21 @@ impl Shape {
             Err(e) => {
                 self.status
                     .store(modern_status(&e).as_u16(), Ordering::Relaxed);
-                answer_bytes(id, Err(e))
+                jsonrpc::encode_error(id, &modern_error(&e))
             }
         }
     }
+}
+
+/// The error object of a 2026-07-28 answer: that revision names an unknown
+/// tool or resource with -32602 (Invalid Params), where fleetgate answers
+/// earlier revisions as they were answered (-32601, -32002).
+fn modern_error(e: &RpcError) -> ErrorObject {
+    let mut obj = e.to_error_object();
+    if matches!(e, RpcError::ToolNotFound(_) | RpcError::ResourceNotFound(_)) {
+        obj.code = jsonrpc::INVALID_PARAMS;
+    }
+    obj
 }
 
 /// A 2026-07-28 request's call: its answer, or — when its upstream asks
