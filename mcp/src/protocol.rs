@@ -137,6 +137,12 @@ pub mod methods {
     pub const ELICITATION_CREATE: &str = "elicitation/create";
     /// `roots/list` (server → client).
     pub const ROOTS_LIST: &str = "roots/list";
+    /// `resources/subscribe` (2025 era).
+    pub const RESOURCES_SUBSCRIBE: &str = "resources/subscribe";
+    /// `resources/unsubscribe` (2025 era).
+    pub const RESOURCES_UNSUBSCRIBE: &str = "resources/unsubscribe";
+    /// `notifications/resources/updated`.
+    pub const RESOURCES_UPDATED: &str = "notifications/resources/updated";
     /// `subscriptions/listen` (2026-07-28): a long-lived notification stream.
     pub const SUBSCRIPTIONS_LISTEN: &str = "subscriptions/listen";
     /// `notifications/subscriptions/acknowledged` (2026-07-28): the first

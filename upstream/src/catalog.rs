@@ -116,7 +116,7 @@ pub const TOOLS: &[ToolDef] = &[
     ToolDef {
         tool: Tool::NotifyResourceUpdated,
         name: "notify_resource_updated",
-        description: "Sends notifications/resources/updated for `uri` (default test://watched-resource) on the session's standalone GET stream if the session subscribed to it.",
+        description: "Sends notifications/resources/updated for `uri` (default test://watched-resource) on the session's standalone GET stream if the session subscribed to it; session-less (2026-07-28), to every subscriptions/listen stream whose resourceSubscriptions hold it.",
         schema: || {
             json!({
                 "type": "object",
@@ -320,7 +320,7 @@ pub const DRAFT_TOOLS: &[(&str, &str)] = &[
     ),
     (
         "test_trigger_tool_change",
-        "Sends notifications/tools/list_changed to subscriptions/listen streams",
+        "Adds the tool `revealed` to tools/list and sends notifications/tools/list_changed to subscriptions/listen streams",
     ),
     (
         "test_trigger_prompt_change",
@@ -341,6 +341,8 @@ pub struct Catalog {
     pub tools_list: Vec<u8>,
     /// tools/list for stateless draft requests: [`TOOLS`] plus [`DRAFT_TOOLS`].
     pub draft_tools_list: Vec<u8>,
+    /// The same once `revealed` is listed.
+    pub revealed_draft_tools_list: Vec<u8>,
     pub resources_list: Vec<u8>,
     pub templates_list: Vec<u8>,
     pub prompts_list: Vec<u8>,
@@ -379,18 +381,22 @@ impl Catalog {
         draft_tools.extend(DRAFT_TOOLS.iter().chain(crate::mrtr::TOOLS).map(|(name, description)| {
             json!({ "name": format!("{prefix}{name}"), "description": description, "inputSchema": empty_schema() })
         }));
-        let mut revealed = tools.clone();
-        revealed.push(json!({
+        let revealed_tool = json!({
             "name": format!("{prefix}{REVEALED}"),
             "description": "Listed once reveal_tool was called; answers `revealed`.",
             "inputSchema": empty_schema(),
-        }));
+        });
+        let mut revealed = tools.clone();
+        revealed.push(revealed_tool.clone());
+        let mut revealed_draft = draft_tools.clone();
+        revealed_draft.push(revealed_tool);
         Self {
             revealed_tools_list: to_vec(json!({ "tools": revealed })),
             tool_names,
             lookup,
             tools_list: to_vec(json!({ "tools": tools })),
             draft_tools_list: to_vec(json!({ "tools": draft_tools })),
+            revealed_draft_tools_list: to_vec(json!({ "tools": revealed_draft })),
             resources_list: to_vec(json!({ "resources": resources() })),
             templates_list: to_vec(json!({ "resourceTemplates": [{
                 "uriTemplate": "test://template/{id}/data",

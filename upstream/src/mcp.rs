@@ -357,7 +357,16 @@ fn call_tool(req: Req<'_>) -> Reply {
                         "subscribed, but no standalone GET stream is open"
                     }
                 }
-                _ => "not subscribed",
+                Some(_) => "not subscribed",
+                // Session-less (2026-07-28): to every listen stream that
+                // subscribed to it.
+                None => {
+                    let _ = req
+                        .shared
+                        .list_changes
+                        .send(ListChange::Updated(uri.into()));
+                    "announced"
+                }
             };
             text_result(&id, text, false)
         }

@@ -73,12 +73,14 @@ impl Default for Config {
     }
 }
 
-/// A list change announced to `subscriptions/listen` streams (stateless draft).
-#[derive(Clone, Copy, Debug)]
+/// A change announced to `subscriptions/listen` streams (stateless draft):
+/// a list, or a resource (to the streams subscribed to its URI).
+#[derive(Clone, Debug)]
 pub enum ListChange {
     Tools,
     Prompts,
     Resources,
+    Updated(Arc<str>),
 }
 
 pub struct Shared {

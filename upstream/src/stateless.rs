@@ -229,7 +229,10 @@ pub async fn handle(
         .map(|i| i as u8);
     let msg = match method {
         "server/discover" => rpc::result_msg(&id, &mcp::discover_result(shared)),
-        "tools/list" => rpc::raw_result_msg(&id, &catalog.draft_tools_list),
+        "tools/list" => match shared.revealed.load(std::sync::atomic::Ordering::Relaxed) {
+            true => rpc::raw_result_msg(&id, &catalog.revealed_draft_tools_list),
+            false => rpc::raw_result_msg(&id, &catalog.draft_tools_list),
+        },
         // SEP-2164: an unknown resource is invalid params (-32602), not -32002.
         "resources/read"
             if body_name.is_some_and(|u| crate::catalog::read_resource(u).is_none()) =>
@@ -384,6 +387,11 @@ fn draft_tool(
         }
         "test_trigger_tool_change" | "test_trigger_prompt_change" => {
             let change = if name == "test_trigger_tool_change" {
+                // A real change, as the reference server makes: the tool
+                // `revealed` is listed from now on.
+                shared
+                    .revealed
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
                 ListChange::Tools
             } else {
                 ListChange::Prompts
@@ -424,6 +432,19 @@ fn listen(shared: &Shared, id: Value, params: Option<&Value>) -> Response {
             honored.insert(k.into(), Value::Bool(true));
         }
     }
+    let watched: Vec<String> = filter
+        .and_then(|f| f.get("resourceSubscriptions"))
+        .and_then(Value::as_array)
+        .map(|u| {
+            u.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    if filter.is_some_and(|f| f.get("resourceSubscriptions").is_some()) {
+        honored.insert("resourceSubscriptions".into(), json!(watched));
+    }
     let meta = json!({ "io.modelcontextprotocol/subscriptionId": id });
     let ack = rpc::message(
         None,
@@ -432,29 +453,38 @@ fn listen(shared: &Shared, id: Value, params: Option<&Value>) -> Response {
     );
     let rx = shared.list_changes.subscribe();
     let stop = shared.stopping.subscribe();
-    let tail = futures_util::stream::unfold(
-        (rx, stop, meta),
-        move |(mut rx, mut stop, meta)| async move {
+    let tail = futures_util::stream::unfold((rx, stop, meta), move |(mut rx, mut stop, meta)| {
+        let watched = watched.clone();
+        async move {
             loop {
                 let change = tokio::select! {
                     c = rx.recv() => c,
                     _ = stop.wait_for(|s| *s) => return None,
                 };
-                let method = match change {
-                    Ok(ListChange::Tools) if tools => "notifications/tools/list_changed",
-                    Ok(ListChange::Prompts) if prompts => "notifications/prompts/list_changed",
-                    Ok(ListChange::Resources) if resources => {
-                        "notifications/resources/list_changed"
+                let (method, params) = match change {
+                    Ok(ListChange::Tools) if tools => {
+                        ("notifications/tools/list_changed", json!({ "_meta": meta }))
                     }
+                    Ok(ListChange::Prompts) if prompts => (
+                        "notifications/prompts/list_changed",
+                        json!({ "_meta": meta }),
+                    ),
+                    Ok(ListChange::Resources) if resources => (
+                        "notifications/resources/list_changed",
+                        json!({ "_meta": meta }),
+                    ),
+                    Ok(ListChange::Updated(uri)) if watched.iter().any(|w| **w == *uri) => (
+                        "notifications/resources/updated",
+                        json!({ "_meta": meta, "uri": &*uri }),
+                    ),
                     Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
                     Err(broadcast::error::RecvError::Closed) => return None,
                 };
-                let frame =
-                    rpc::sse_frame(None, &rpc::message(None, method, &json!({ "_meta": meta })));
+                let frame = rpc::sse_frame(None, &rpc::message(None, method, &params));
                 return Some((frame, (rx, stop, meta)));
             }
-        },
-    );
+        }
+    });
     let head = futures_util::stream::iter([rpc::sse_frame(None, &ack)]);
     let body =
         axum::body::Body::from_stream(head.chain(tail).map(Ok::<Bytes, std::convert::Infallible>));

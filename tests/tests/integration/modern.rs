@@ -461,8 +461,8 @@ async fn listen_streams_hear_of_list_changes() {
     );
     assert_eq!(
         ack["params"]["notifications"],
-        json!({"toolsListChanged": true}),
-        "what is honoured: resource updates are not fed yet: {ack}"
+        json!({"toolsListChanged": true, "resourceSubscriptions": []}),
+        "what is honoured: no gateway serves that URI: {ack}"
     );
 
     // A second upstream registered: the tools this scope lists change.
@@ -483,6 +483,97 @@ async fn listen_streams_hear_of_list_changes() {
         assert_ne!(m["method"], "notifications/prompts/list_changed", "{m}");
         assert_ne!(m["method"], "notifications/resources/list_changed", "{m}");
     }
+}
+
+/// Opens a `subscriptions/listen` stream on `url` with `notifications`.
+async fn listen(url: &str, id: &str, notifications: Value) -> reqwest::Response {
+    let body = json!({"jsonrpc":"2.0","id": id,"method":"subscriptions/listen",
+        "params":{"_meta": meta(), "notifications": notifications}});
+    let resp = fleetgate_tests::fresh_client()
+        .post(url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", V)
+        .header("mcp-method", "subscriptions/listen")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    resp
+}
+
+/// What an upstream announces reaches a listen stream as it happens: its
+/// tool list really changing (the upstream's own listen stream, read by
+/// fleetgate for the stream), and updates of the resources the stream
+/// subscribed to, with the URI it knows and its subscription id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listen_streams_hear_what_upstreams_announce() {
+    let fleet = Fleet::builder().env("WORKERS", "1").start();
+    let up = upstream("announces").await;
+    let gw = gateway::register(&fleet, "announces", &up.url()).await;
+    let watched = "test://watched-resource";
+    let mut resp = listen(
+        &fleet.url("/mcp"),
+        "sub-2",
+        json!({"toolsListChanged": true, "resourceSubscriptions": [watched, "test://nobody"]}),
+    )
+    .await;
+    let mut buf = String::new();
+    let (_, ack) = read_until(&mut resp, &mut buf, Duration::from_secs(5), |_| true).await;
+    let ack = ack.expect("the acknowledgment");
+    assert_eq!(
+        ack["params"]["notifications"],
+        json!({"toolsListChanged": true, "resourceSubscriptions": [watched]}),
+        "{ack}"
+    );
+    // fleetgate listens to the upstream for the stream.
+    fleetgate_tests::eventually(
+        Duration::from_secs(10),
+        "subscriptions/listen opened upstream",
+        || async { (up.stats().method("subscriptions/listen") >= 1).then_some(()) },
+    )
+    .await;
+    let c = modern_client(&fleet);
+    let notify = exposed(&fleet, &gw, "notify_resource_updated").await;
+    let a = c
+        .request(
+            "tools/call",
+            json!({"name": notify, "arguments": {"uri": watched}}),
+        )
+        .await;
+    assert_eq!(a.result()["content"][0]["text"], "announced", "{a:?}");
+    let (_, updated) = read_until(&mut resp, &mut buf, Duration::from_secs(10), |m| {
+        m["method"] == "notifications/resources/updated"
+    })
+    .await;
+    let updated = updated.expect("resources/updated on the listen stream");
+    assert_eq!(updated["params"]["uri"], watched, "{updated}");
+    assert_eq!(
+        updated["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"],
+        "sub-2"
+    );
+    // The upstream's tool list changes (no registry write by anyone): the
+    // stream hears of it once fleetgate lists the new tool.
+    let trigger = exposed(&fleet, &gw, "test_trigger_tool_change").await;
+    c.request("tools/call", json!({"name": trigger, "arguments": {}}))
+        .await;
+    let (_, changed) = read_until(&mut resp, &mut buf, Duration::from_secs(10), |m| {
+        m["method"] == "notifications/tools/list_changed"
+    })
+    .await;
+    assert!(changed.is_some(), "tools/list_changed on the listen stream");
+    let tools = c.request("tools/list", json!({})).await;
+    assert!(
+        tools.result()["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["name"].as_str().unwrap().ends_with("revealed")),
+        "{tools:?}"
+    );
+    // Closing the stream ends what was opened upstream for it.
+    drop(resp);
 }
 
 fn base64(s: &str) -> String {

@@ -133,11 +133,8 @@ pub struct Listen {
 
 /// The `subscriptions/listen` streams open in this worker process (each
 /// worker is its own process and watches the registry itself, so a stream
-/// is told about changes by the worker that holds it).
-///
-/// Resource-update notices (`resourceSubscriptions`) are not fed yet: an
-/// upstream's `notifications/resources/updated` would be matched here by URI
-/// against a stream's subscribed URIs and sent the same way.
+/// is told about changes by the worker that holds it). Resource updates
+/// reach a stream from the upstreams it listens to ([`crate::gateway::feed`]).
 pub static LISTENERS: Listeners = Listeners(Mutex::new(Vec::new()));
 
 pub struct Listeners(Mutex<Vec<Listen>>);

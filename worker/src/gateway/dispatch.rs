@@ -267,7 +267,7 @@ fn str_param<'a>(p: &'a Map<String, Value>, key: &str, method: &str) -> Result<&
 }
 
 /// The gateway serving `uri`: a listed resource, or the first template matching it.
-fn resource_gateway(idx: &ScopeIndex, uri: &str) -> Result<String, RpcError> {
+pub(crate) fn resource_gateway(idx: &ScopeIndex, uri: &str) -> Result<String, RpcError> {
     if let Some(r) = idx.resource(uri) {
         return Ok(r.gateway_id.clone());
     }
@@ -456,14 +456,13 @@ fn initialize_result(snap: &Snapshot, scope: &Scope, params: &Map<String, Value>
 }
 
 /// `DiscoverResult` (2026-07-28 `server/discover`): the server's identity in
-/// `_meta`. The capabilities are the 2026 ones: resource updates are not
-/// offered on listen streams (no `subscribe`), and list changes are
-/// (`listChanged`, served by `subscriptions/listen`). `resultType` and the
+/// `_meta`. The capabilities are the 2026 ones: list changes and resource
+/// updates (`listChanged`, `subscribe`) are served by `subscriptions/listen`. `resultType` and the
 /// caching hints are added with every 2026 result's
 /// (`http::mcp::run::shape_result`).
 fn discover_result(snap: &Snapshot, scope: &Scope) -> Value {
     let mut caps = capabilities();
-    caps["resources"] = json!({"listChanged": true});
+    caps["resources"] = json!({"listChanged": true, "subscribe": true});
     json!({
         "supportedVersions": protocol::SUPPORTED_PROTOCOL_VERSIONS,
         "capabilities": caps,

@@ -8,6 +8,8 @@
 //! - [`session`]: downstream sessions and the mid-call client channel.
 //! - [`catalog`]: upstream list changes refresh the catalog; sessions hear
 //!   of changes to what they see.
+//! - [`feed`]: what upstreams tell a 2026-07-28 `subscriptions/listen`
+//!   stream (list changes, resource updates).
 //! - [`discovery`]: asking an upstream what it offers.
 //! - [`mrtr`]: a 2026-07-28 client's call that an `initialize`-era upstream
 //!   asks for input, parked until the client's retry brings it.
@@ -20,6 +22,7 @@ pub mod dispatch;
 pub mod error;
 pub mod events;
 pub mod federation;
+pub mod feed;
 pub mod mrtr;
 pub mod registry;
 pub mod scope;

@@ -2,12 +2,15 @@
 //! stays open. Its first message is `notifications/subscriptions/acknowledged`
 //! with the filter fleetgate honours; then the `list_changed` notices of the
 //! kinds the client opted in to, whenever its scope's view changes
-//! ([`crate::gateway::catalog`]), each tagged with the subscription id (the
+//! ([`crate::gateway::catalog`]), and the `notifications/resources/updated`
+//! of the `resourceSubscriptions` some gateway of its scope serves
+//! ([`crate::gateway::feed`]), each tagged with the subscription id (the
 //! request's id). A comment line every [`KEEP_ALIVE`] keeps intermediaries
 //! from closing a quiet stream. The client ends it by closing the stream.
 
 use super::run::sse_response;
 use crate::gateway::catalog::{Kind, Listen, LISTENERS};
+use crate::gateway::feed;
 use crate::gateway::scope::{Principal, Scope};
 use crate::state::AppState;
 use axum::body::{Body, Bytes};
@@ -55,8 +58,22 @@ pub(super) fn open(
             kinds.push(kind);
         }
     }
-    // `resourceSubscriptions` is left out of the acknowledgment: resource
-    // updates are not fed to listen streams yet (see `catalog::LISTENERS`).
+    let asked_uris: Vec<String> = asked
+        .and_then(|a| a.get("resourceSubscriptions"))
+        .and_then(Value::as_array)
+        .map(|u| {
+            u.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    // Honoured: the URIs some gateway of the scope serves.
+    let uris = feed::resolve(&st.core, &scope, &asked_uris);
+    let served: Vec<&String> = uris.values().flatten().collect();
+    if asked.is_some_and(|a| a.contains_key("resourceSubscriptions")) {
+        honoured.insert("resourceSubscriptions".into(), json!(served));
+    }
     let subscription = id_value(&req.id);
     let ack = json!({
         "_meta": {meta::SUBSCRIPTION_ID: subscription},
@@ -65,6 +82,15 @@ pub(super) fn open(
     let ack = jsonrpc::encode_notification(methods::SUBSCRIPTIONS_ACKNOWLEDGED, Some(&ack));
     let (tx, rx) = mpsc::channel::<Bytes>(BUFFER);
     // Registered before the answer starts: a change from now on is told.
+    let list_changes = !kinds.is_empty();
+    feed::spawn(
+        st.core.clone(),
+        scope.clone(),
+        list_changes,
+        uris,
+        subscription.clone(),
+        tx.clone(),
+    );
     LISTENERS.add(Listen {
         scope,
         kinds,
