@@ -1,6 +1,6 @@
 // The official MCP TypeScript SDK (@modelcontextprotocol/sdk) as a client.
 //
-// Usage: node sdk-client.mjs {streamable|sse} <url> [echo-tool [notify-tool]]
+// Usage: node sdk-client.mjs {streamable|sse} <url> [echo-tool [notify-tool [input-tools]]]
 //
 // streamable: StreamableHTTPClientTransport, which opens the standalone GET
 // stream once the session is initialized. sse: SSEClientTransport, the HTTP+SSE
@@ -14,10 +14,17 @@
 // notifications/message, which the server sends outside any request. A
 // Streamable HTTP session is ended with DELETE. Prints one JSON line with what
 // it got; exits 1 when a step failed or a notification is missing.
+//
+// <input-tools> (comma-separated): tools that ask the client for input while
+// they run (elicitation, sampling), each called with {} after <echo-tool>, the
+// client's handlers answering (every field of an elicitation form "sdk", a
+// sampled "from the sdk"); their result texts are kept under "inputs".
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { SSEClientTransport } from "@modelcontextprotocol/sdk/client/sse.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import {
+  CreateMessageRequestSchema,
+  ElicitRequestSchema,
   LoggingMessageNotificationSchema,
   ResourceUpdatedNotificationSchema,
 } from "@modelcontextprotocol/sdk/types.js";
@@ -25,7 +32,8 @@ import {
 const WATCHED = "test://watched-resource";
 const WAIT_MS = 10_000;
 
-const [kind, url, echoTool = "echo", notifyTool = "notify_later"] = process.argv.slice(2);
+const [kind, url, echoTool = "echo", notifyTool = "notify_later", inputTools = ""] =
+  process.argv.slice(2);
 if (!["streamable", "sse"].includes(kind) || !url) {
   console.error("usage: node sdk-client.mjs {streamable|sse} <url> [echo-tool [notify-tool]]");
   process.exit(64);
@@ -39,6 +47,7 @@ const got = {
   tools: [],
   result: null,
   notify: null,
+  inputs: {},
   updated: [],
   logs: [],
   transportErrors: [],
@@ -53,7 +62,19 @@ let sawLog;
 const updated = new Promise((resolve) => (sawUpdate = resolve));
 const logged = new Promise((resolve) => (sawLog = resolve));
 
-const client = new Client({ name: "fleetgate-sdk-test", version: "0.0.0" });
+const client = new Client(
+  { name: "fleetgate-sdk-test", version: "0.0.0" },
+  { capabilities: { elicitation: {}, sampling: {} } },
+);
+client.setRequestHandler(ElicitRequestSchema, (r) => {
+  const fields = Object.keys(r.params.requestedSchema?.properties ?? {});
+  return { action: "accept", content: Object.fromEntries(fields.map((f) => [f, "sdk"])) };
+});
+client.setRequestHandler(CreateMessageRequestSchema, () => ({
+  role: "assistant",
+  content: { type: "text", text: "from the sdk" },
+  model: "sdk",
+}));
 client.setNotificationHandler(ResourceUpdatedNotificationSchema, (n) => {
   got.updated.push(n.params.uri);
   if (n.params.uri === WATCHED) sawUpdate();
@@ -78,6 +99,12 @@ try {
   got.tools = tools.map((t) => t.name);
   got.step = `tools/call ${echoTool}`;
   got.result = await client.callTool({ name: echoTool, arguments: { text: "from the sdk" } });
+  for (const tool of inputTools.split(",").filter(Boolean)) {
+    got.step = `tools/call ${tool}`;
+    const r = await client.callTool({ name: tool, arguments: {} });
+    got.inputs[tool] = r.content.filter((c) => c.type === "text").map((c) => c.text).join(" ");
+    if (r.isError) throw new Error(`${tool} failed: ${got.inputs[tool]}`);
+  }
   if (waitForNotifications) {
     got.step = "resources/subscribe";
     await client.subscribeResource({ uri: WATCHED });

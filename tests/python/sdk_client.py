@@ -1,6 +1,6 @@
 """The official MCP Python SDK (`mcp` 2.x from PyPI) as a client.
 
-usage: python sdk_client.py {streamable|sse|auto|2026-07-28} URL [ECHO_TOOL [NOTIFY_TOOL]]
+usage: python sdk_client.py {streamable|sse|auto|2026-07-28} URL [ECHO_TOOL [NOTIFY_TOOL [INPUT_TOOLS]]]
 
 `streamable`: the SDK's Streamable HTTP client in legacy mode (the 2025-era
 `initialize` handshake and an `Mcp-Session-Id` session; the SDK opens the
@@ -19,6 +19,11 @@ most) until its notification handlers have seen both a
 notifications/resources/updated for that URI and a notifications/message, which
 the server sends outside any request. Prints one JSON line with what it got;
 exits 1 when either notification is missing or a step failed.
+
+INPUT_TOOLS (comma-separated; any mode): tools that ask the client for input
+while they run (elicitation, sampling): each is called with {} after ECHO_TOOL,
+the SDK's callbacks answering (every field of an elicitation form "sdk", a
+sampled "from the sdk"), and its result text is kept under "inputs".
 """
 
 from __future__ import annotations
@@ -48,9 +53,33 @@ MODERN_MODES = ("auto", "2026-07-28")
 WAIT_SECONDS = 10
 
 
-async def run(transport: str, url: str, echo_tool: str, notify_tool: str, got: dict[str, Any]) -> None:
+async def on_elicit(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
+    schema = getattr(params, "requested_schema", None) or {}
+    fields = schema.get("properties", {}) if isinstance(schema, dict) else {}
+    return types.ElicitResult(action="accept", content={k: "sdk" for k in fields})
+
+
+async def on_sample(context: Any, params: types.CreateMessageRequestParams) -> types.CreateMessageResult:
+    return types.CreateMessageResult(
+        role="assistant", content=types.TextContent(type="text", text="from the sdk"), model="sdk"
+    )
+
+
+async def call_input_tools(client: Client, tools: list[str], got: dict[str, Any]) -> None:
+    for tool in tools:
+        got["step"] = "tools/call " + tool
+        r = await client.call_tool(tool, {})
+        got["inputs"][tool] = " ".join(c.text for c in r.content if isinstance(c, types.TextContent))
+        if r.is_error:
+            raise RuntimeError(f"{tool} failed: {got['inputs'][tool]}")
+
+
+async def run(
+    transport: str, url: str, echo_tool: str, notify_tool: str, input_tools: list[str], got: dict[str, Any]
+) -> None:
     updated = anyio.Event()
     logged = anyio.Event()
+    callbacks: dict[str, Any] = {"elicitation_callback": on_elicit, "sampling_callback": on_sample}
 
     async def on_message(message: Any) -> None:
         if isinstance(message, Exception):
@@ -65,7 +94,7 @@ async def run(transport: str, url: str, echo_tool: str, notify_tool: str, got: d
         logged.set()
 
     if transport in MODERN_MODES:
-        async with Client(url, mode=transport) as client:
+        async with Client(url, mode=transport, **callbacks) as client:
             got["protocolVersion"] = client.protocol_version
             got["step"] = "tools/list"
             tools = await client.list_tools()
@@ -73,10 +102,13 @@ async def run(transport: str, url: str, echo_tool: str, notify_tool: str, got: d
             got["step"] = "tools/call " + echo_tool
             echo = await client.call_tool(echo_tool, {"text": "from the sdk"})
             got["result"] = echo.model_dump(mode="json", exclude_none=True)
+            await call_input_tools(client, input_tools, got)
             got["step"] = "done"
         return
     server: Any = url if transport == "streamable" else sse_client(url)
-    async with Client(server, mode="legacy", message_handler=on_message, logging_callback=on_log) as client:
+    async with Client(
+        server, mode="legacy", message_handler=on_message, logging_callback=on_log, **callbacks
+    ) as client:
         got["protocolVersion"] = client.protocol_version
         got["step"] = "tools/list"
         tools = await client.list_tools()
@@ -84,6 +116,7 @@ async def run(transport: str, url: str, echo_tool: str, notify_tool: str, got: d
         got["step"] = "tools/call " + echo_tool
         echo = await client.call_tool(echo_tool, {"text": "from the sdk"})
         got["result"] = echo.model_dump(mode="json", exclude_none=True)
+        await call_input_tools(client, input_tools, got)
         got["step"] = "resources/subscribe"
         await client.subscribe_resource(WATCHED)
         got["step"] = "logging/setLevel"
@@ -116,12 +149,14 @@ def main() -> int:
     transport, url = args[0], args[1]
     echo_tool = args[2] if len(args) > 2 else "echo"
     notify_tool = args[3] if len(args) > 3 else "notify_later"
+    input_tools = [t for t in args[4].split(",") if t] if len(args) > 4 else []
     got: dict[str, Any] = {
         "transport": transport,
         "protocolVersion": None,
         "tools": [],
         "result": None,
         "notify": None,
+        "inputs": {},
         "updated": [],
         "logs": [],
         "transport_errors": [],
@@ -129,7 +164,7 @@ def main() -> int:
         "error": None,
     }
     try:
-        anyio.run(run, transport, url, echo_tool, notify_tool, got)
+        anyio.run(run, transport, url, echo_tool, notify_tool, input_tools, got)
     except BaseException as e:  # report every failure as JSON, including exception groups
         got["error"] = describe(e)
         traceback.print_exc(file=sys.stderr)

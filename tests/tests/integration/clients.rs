@@ -290,3 +290,83 @@ async fn python_sdk_default_and_2026_modes_list_and_call_tools() {
         }
     }
 }
+
+/// Tools that ask the client for input while they run, through the official
+/// SDKs in every mode, across eras: a tool only the modern era of a dual-era
+/// upstream offers (`input_required` rounds: a 2025 client answers them as
+/// requests on its stream) and a 2025-only upstream's mid-call elicitation
+/// (a 2026-07-28 client answers it through `input_required`). Each upstream
+/// is a virtual server of its own on a two-worker fleet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sdk_clients_answer_input_requests_of_either_era() {
+    let both = Upstream::builder().name("both").spawn().await.unwrap();
+    let old = Upstream::builder()
+        .name("old")
+        .stateless_draft(false)
+        .spawn()
+        .await
+        .unwrap();
+    let fleet = Fleet::builder().env("WORKERS", "2").start();
+    let mut servers = Vec::new();
+    for up in [&both, &old] {
+        let gw = gateway::register(&fleet, up.name(), &up.url()).await;
+        let mut of_gateway = Vec::new();
+        for path in ["/tools?limit=0", "/resources", "/prompts"] {
+            let ids: Vec<String> = gateway::list(&fleet, path)
+                .await
+                .iter()
+                .filter(|t| t["gatewayId"] == gw["id"])
+                .map(|t| t["id"].as_str().unwrap().to_owned())
+                .collect();
+            of_gateway.push(ids);
+        }
+        let [tools, resources, prompts] = &of_gateway[..] else {
+            unreachable!()
+        };
+        let sid = gateway::create_server(&fleet, up.name(), tools, resources, prompts).await;
+        let url = fleet.url(&format!("/servers/{sid}/mcp"));
+        gateway::known_everywhere(&url, 2).await;
+        servers.push(url);
+    }
+    let cases = [
+        (
+            &servers[0],
+            "test_input_required_result_elicitation",
+            "Hello, sdk!",
+        ),
+        (
+            &servers[1],
+            "test_elicitation",
+            "User response: action=accept",
+        ),
+    ];
+    let modes = [
+        (Sdk::Python, "streamable", "notify_later"),
+        (Sdk::Python, "auto", "-"),
+        (Sdk::Python, "2026-07-28", "-"),
+        (Sdk::TypeScript, "streamable", "-"),
+    ];
+    for (url, tool, expected) in cases {
+        for (sdk, mode, notify) in modes {
+            let args = [mode, url, "echo", notify, tool]
+                .map(str::to_owned)
+                .to_vec();
+            let r = run(sdk, args).await;
+            let v = &r.got;
+            assert!(
+                r.ok,
+                "{sdk:?} {mode} {tool}: failed at {}:\n{}",
+                v["step"], r.output
+            );
+            let said = v["inputs"][tool].as_str().unwrap_or_default();
+            assert!(said.contains(expected), "{sdk:?} {mode} {tool}: {v}");
+            assert!(
+                said.contains("sdk"),
+                "the client's answer reached the tool: {v}"
+            );
+            if mode != "streamable" {
+                assert_eq!(v["protocolVersion"], "2026-07-28", "{sdk:?} {mode}: {v}");
+            }
+        }
+    }
+}
