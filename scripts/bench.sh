@@ -21,6 +21,10 @@
 # marked c=1:
 #   direct upstream (session)   the test upstream called straight, the baseline
 #   /rpc                        JSON-RPC through the gateway (stateless)
+#   direct upstream (2026-07-28) / /servers/{id}/mcp 2026-07-28
+#                               the same call in the session-less era (`_meta`,
+#                               Mcp-Method/Mcp-Name), straight and through the
+#                               gateway (after the unix rows of each round)
 # then, for each session-forwarding transport -- "unix" (one host, no Redis), and
 # "pubsub" / "http" (a fleet on a throwaway redis-server with REDIS_URL,
 # FLEET_SECRET and AFFINITY_FORWARD=pubsub|http; skipped when redis-server is not
@@ -282,6 +286,11 @@ PY
   CALL='{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"hi"}}}'
   RPC_CALL='{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"up-echo","arguments":{"text":"hi"}}}'
   HDR=(-H 'mcp-protocol-version: 2025-06-18')
+  # The 2026-07-28 era: no session, `_meta` and the Mcp-Method/Mcp-Name headers
+  # on every request.
+  META='"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientInfo":{"name":"bench","version":"0"},"io.modelcontextprotocol/clientCapabilities":{}}'
+  CALL26='{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"hi"},'"$META"'}}'
+  HDR26=(-H 'mcp-protocol-version: 2026-07-28' -H 'mcp-method: tools/call' -H 'mcp-name: echo')
 
   # affinity_rows T R: round R of the session rows on the running fleet,
   # forwarding over T.
@@ -335,6 +344,10 @@ PY
     SUP=$FLEET_SUP
     grow "rpc.$r" "/rpc #$r" --url "http://$ADDR/rpc" -c "$CONNS" -d "$SECS" --post "$RPC_CALL" -H "$AUTH"
     affinity_rows unix "$r"
+    SUP=
+    grow "direct26.$r" "direct upstream (2026-07-28) #$r" --url "$UP_URL" -c "$CONNS" -d "$SECS" --post "$CALL26" "${HDR26[@]}"
+    SUP=$FLEET_SUP
+    grow "modern.$r" "/servers/{id}/mcp 2026-07-28 #$r" --url "http://$ADDR/servers/$SID/mcp" -c "$CONNS" -d "$SECS" --post "$CALL26" "${HDR26[@]}" -H "$AUTH"
   done
   RSS_LINES=$(for w in $(pgrep -P "$SUP"); do echo "worker $w RSS after load: $(rss_kb "$w") kB"; done)
   stop_fleet
@@ -410,9 +423,10 @@ def each(metric):
     vals = [metric(r) for r in range(1, rounds + 1)]
     med = statistics.median(vals)
     return med, f"[{min(vals):.0f}..{max(vals):.0f}]" if rounds > 1 else ""
-for label, key in (("/rpc", "rpc"), ("/servers/{id}/mcp", "unix-local")):
+for label, key, direct in (("/rpc", "rpc", "direct"), ("/servers/{id}/mcp", "unix-local", "direct"),
+                           ("2026-07-28", "modern", "direct26")):
     def ratio(r):
-        d = load(f"direct.{r}")["rps"]
+        d = load(f"{direct}.{r}")["rps"]
         return 100 * load(f"{key}.{r}")["rps"] / d if d else 0
     def cpu_us(r):
         return load(f"{key}.{r}", "cpu") / hz * 1e6 / max(load(f"{key}.{r}")["requests"], 1)

@@ -242,6 +242,12 @@ async fn a_capability_the_client_did_not_declare_is_named() {
         a.response()["error"]["data"]["requiredCapabilities"]["sampling"].is_object(),
         "{a:?}"
     );
+    // The message names the gateway that asked, and what to declare.
+    assert!(
+        a.error_message().contains(r#"gateway "cap""#)
+            && a.error_message().contains("clientCapabilities"),
+        "{a:?}"
+    );
     // Declared, it is not that error (the request goes on to the upstream).
     let mut m = meta();
     m["io.modelcontextprotocol/clientCapabilities"] = json!({"sampling": {}});

@@ -503,8 +503,8 @@ impl Federation {
         // requests resolved through the caller).
         let mut modern = handler.takes_input_required();
         // A dual-era upstream's sessions of the era a caller does not speak
-        // live under another key of the same set.
-        let other_key = format!("{key}\0other-era");
+        // live under another key of the same set (made only when needed).
+        let mut other_key = None;
         let mut k: &str = key;
         loop {
             let cell = set.cell(k);
@@ -562,7 +562,7 @@ impl Federation {
             let stateless = opened.session.is_stateless();
             if opened.dual && stateless != modern {
                 if k == key {
-                    k = &other_key;
+                    k = other_key.insert(format!("{key}\0other-era"));
                 } else {
                     // Both keys hold the same era (one was reopened by a
                     // caller of the other): this one is reopened in ours.

@@ -267,7 +267,7 @@ impl ServerMessageHandler for CapabilityGate {
         };
         if self.declared.get(cap).is_none() {
             *self.missing.lock().unwrap_or_else(PoisonError::into_inner) = Some(cap);
-            let e = missing_capability(cap);
+            let e = missing_capability(cap, None);
             return Box::pin(async move { Err(e) });
         }
         let (answer, answered) = tokio::sync::oneshot::channel();
@@ -290,11 +290,13 @@ impl ServerMessageHandler for CapabilityGate {
 }
 
 /// -32021 naming `cap` in `data.requiredCapabilities` (a `ClientCapabilities`
-/// object).
-pub(crate) fn missing_capability(cap: &str) -> ErrorObject {
+/// object), and `asker` (the gateway that asked, as the message says it)
+/// when known.
+pub(crate) fn missing_capability(cap: &str, asker: Option<&str>) -> ErrorObject {
+    let who = asker.unwrap_or("the upstream");
     ErrorObject::new(
         error_codes::MISSING_REQUIRED_CLIENT_CAPABILITY,
-        format!("Missing required client capability: {cap} (the upstream asked the client for it)"),
+        format!("Missing required client capability: {cap} ({who} asked the client for it; declare it in _meta[\"io.modelcontextprotocol/clientCapabilities\"] to use this)"),
     )
     .with_data(json!({"requiredCapabilities": {cap: {}}}))
 }

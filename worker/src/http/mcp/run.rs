@@ -54,13 +54,17 @@ impl Call {
     ) -> (Call, Arc<AtomicU16>) {
         let status = Arc::new(AtomicU16::new(200));
         let id = req.id.clone();
+        // One allocation per call: the future, its panic guard included.
+        let guarded =
+            move |done: std::thread::Result<Vec<u8>>| done.unwrap_or_else(|_| internal(&id));
         let call: Pin<Box<dyn Future<Output = Vec<u8>> + Send>> = match modern {
             None => {
                 let core = st.core.clone();
-                Box::pin(async move {
+                let call = AssertUnwindSafe(async move {
                     let res = dispatch(&core, &ctx, &req.method, req.params).await;
                     answer_bytes(&req.id, res)
-                })
+                });
+                Box::pin(call.catch_unwind().map(guarded))
             }
             Some((ttl_ms, m)) => {
                 let missing = Arc::new(Mutex::new(None));
@@ -76,13 +80,11 @@ impl Call {
                     missing,
                     status: status.clone(),
                 };
-                Box::pin(modern_call(st.clone(), ctx, req, shape, asks))
+                let call = AssertUnwindSafe(modern_call(st.clone(), ctx, req, shape, asks));
+                Box::pin(call.catch_unwind().map(guarded))
             }
         };
-        let call = AssertUnwindSafe(call)
-            .catch_unwind()
-            .map(move |done| done.unwrap_or_else(|_| internal(&id)));
-        (Call(Some(Box::pin(call))), status)
+        (Call(Some(call)), status)
     }
 }
 
@@ -97,12 +99,20 @@ struct Shape {
 }
 
 impl Shape {
-    fn answer(&self, id: &Id, method: &str, res: Result<Box<RawValue>, RpcError>) -> Vec<u8> {
+    /// The answer to the call `method` `id`; `asker` names the gateway the
+    /// call reached, should the answer have to say it.
+    fn answer(
+        &self,
+        id: &Id,
+        method: &str,
+        res: Result<Box<RawValue>, RpcError>,
+        asker: impl FnOnce() -> Option<String>,
+    ) -> Vec<u8> {
         let lacked = *self.missing.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(cap) = lacked {
             self.status
                 .store(StatusCode::BAD_REQUEST.as_u16(), Ordering::Relaxed);
-            return jsonrpc::encode_error(id, &missing_capability(cap));
+            return jsonrpc::encode_error(id, &missing_capability(cap, asker().as_deref()));
         }
         match res {
             Ok(v) => jsonrpc::encode_response(id, &shape_result(method, v, self.ttl_ms)),
@@ -143,7 +153,10 @@ async fn modern_call(
     let mut run = Box::pin(async move { dispatch(&core, &ctx, &m, params).await });
     let first = tokio::select! {
         biased;
-        res = &mut run => return shape.answer(&id, &method, res),
+        res = &mut run => {
+            let asker = || asker(&st, &scope, &method, name.as_deref());
+            return shape.answer(&id, &method, res, asker);
+        }
         Some(first) = asks.recv() => first,
     };
     // Parked: held by a session of its own, so that the retry finds this
@@ -181,6 +194,22 @@ async fn modern_call(
         cluster.release(&held).await;
     });
     input_required(&id, &parked, &sid)
+}
+
+/// The gateway a call of `method` on `name` reaches in `scope`, as an error
+/// message names it: `gateway "NAME" (URL)`.
+fn asker(st: &AppState, scope: &Scope, method: &str, name: Option<&str>) -> Option<String> {
+    let snap = st.core.registry.snapshot();
+    let idx = snap.scope(scope)?;
+    let name = name?;
+    let gateway_id = match method {
+        "tools/call" => idx.tool(name)?.item.gateway_id.clone(),
+        "prompts/get" => idx.prompt(name)?.item.gateway_id.clone(),
+        "resources/read" => crate::gateway::dispatch::resource_gateway(idx, name).ok()?,
+        _ => return None,
+    };
+    let g = snap.gateway(&gateway_id)?;
+    Some(format!("gateway {:?} ({})", g.name, g.url))
 }
 
 /// An `input_required` answer listing what the parked call held by session
@@ -246,7 +275,7 @@ pub(super) async fn resume(
                 mrtr::Next::Input => input_required(&req.id, parked, sid),
                 mrtr::Next::Done(res) => {
                     st.cluster.release(sid).await;
-                    shape.answer(&req.id, &req.method, res)
+                    shape.answer(&req.id, &req.method, res, || None)
                 }
                 mrtr::Next::Gone => return refuse(
                     "the call waiting for this input has ended; call again without requestState",
