@@ -210,11 +210,13 @@ pub mod error_codes {
 
 /// The `Mcp-Name` source of a request in the stateless revision:
 /// `params.name` for `tools/call` and `prompts/get`, `params.uri` for
-/// `resources/read`, nothing otherwise.
+/// `resources/read`, `params.taskId` for the tasks extension's `tasks/get`,
+/// `tasks/update` and `tasks/cancel`, nothing otherwise.
 pub fn mcp_name_of<'a>(method: &str, params: Option<&'a serde_json::Value>) -> Option<&'a str> {
     let key = match method {
         methods::TOOLS_CALL | methods::PROMPTS_GET => "name",
         methods::RESOURCES_READ => "uri",
+        "tasks/get" | "tasks/update" | "tasks/cancel" => "taskId",
         _ => return None,
     };
     params?.get(key)?.as_str()

@@ -129,6 +129,7 @@ impl McpClient {
         let name = match method {
             "tools/call" | "prompts/get" => params["name"].as_str(),
             "resources/read" => params["uri"].as_str(),
+            "tasks/get" | "tasks/update" | "tasks/cancel" => params["taskId"].as_str(),
             _ => None,
         };
         let mut extra = vec![("mcp-method".to_owned(), method.to_owned())];

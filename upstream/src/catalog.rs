@@ -378,7 +378,7 @@ impl Catalog {
             .collect();
         let to_vec = |v: Value| serde_json::to_vec(&v).unwrap_or_default();
         let mut draft_tools = tools.clone();
-        draft_tools.extend(DRAFT_TOOLS.iter().chain(crate::mrtr::TOOLS).map(|(name, description)| {
+        draft_tools.extend(DRAFT_TOOLS.iter().chain(crate::mrtr::TOOLS).chain(crate::tasks::TOOLS).map(|(name, description)| {
             json!({ "name": format!("{prefix}{name}"), "description": description, "inputSchema": empty_schema() })
         }));
         let revealed_tool = json!({

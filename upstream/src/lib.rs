@@ -71,6 +71,7 @@ mod rpc;
 mod state;
 mod stateless;
 mod stats;
+mod tasks;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};

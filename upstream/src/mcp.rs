@@ -115,9 +115,11 @@ pub fn discover_result(shared: &Shared) -> Value {
     if shared.cfg.stateful {
         versions.extend_from_slice(STATEFUL_VERSIONS);
     }
+    let mut caps = capabilities();
+    caps["extensions"] = json!({ crate::tasks::EXTENSION: {} });
     json!({
         "supportedVersions": versions,
-        "capabilities": capabilities(),
+        "capabilities": caps,
         "serverInfo": { "name": shared.cfg.name, "version": shared.cfg.version },
         "_meta": { "io.modelcontextprotocol/serverInfo": { "name": shared.cfg.name, "version": shared.cfg.version } }
     })

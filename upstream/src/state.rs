@@ -94,6 +94,8 @@ pub struct Shared {
     /// `reveal_tool` was called: tools/list carries [`crate::catalog::REVEALED`].
     pub revealed: std::sync::atomic::AtomicBool,
     pub stats: Stats,
+    /// Tasks (the tasks extension, 2026-07-28 era).
+    pub tasks: crate::tasks::Store,
     pub sessions: RwLock<HashMap<Arc<str>, Arc<Session>>>,
     /// Legacy SSE connections whose `initialize` has not arrived yet: their streams.
     pub legacy_pending: Mutex<HashMap<Arc<str>, StreamTx>>,
@@ -114,6 +116,7 @@ impl Shared {
             list_changes: broadcast::channel(64).0,
             stopping: watch::channel(false).0,
             mac_key: RandomState::new(),
+            tasks: crate::tasks::Store::default(),
             catalog,
             revealed: std::sync::atomic::AtomicBool::new(false),
             stats,

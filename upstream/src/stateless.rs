@@ -128,6 +128,9 @@ pub async fn handle(
     let body_name = match method {
         "tools/call" | "prompts/get" => params.as_ref().and_then(|p| p.get("name")),
         "resources/read" => params.as_ref().and_then(|p| p.get("uri")),
+        "tasks/get" | "tasks/update" | "tasks/cancel" => {
+            params.as_ref().and_then(|p| p.get("taskId"))
+        }
         _ => None,
     }
     .and_then(Value::as_str);
@@ -259,6 +262,38 @@ pub async fn handle(
             mrtr::call_tool(shared, &id, tool_name.unwrap_or_default(), p, caps)
         }
         "subscriptions/listen" => return listen(shared, id, params.as_ref()),
+        // A tool that can only run as a task, for a client that cannot take one.
+        "tools/call" if tool_name == Some("failing_job") && !crate::tasks::declared(caps) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &id,
+                MISSING_REQUIRED_CLIENT_CAPABILITY,
+                "Missing required client capability: failing_job runs only as a task",
+                Some(
+                    &json!({ "requiredCapabilities": { "extensions": { crate::tasks::EXTENSION: {} } } }),
+                ),
+            );
+        }
+        "tools/call"
+            if tool_name.is_some_and(|n| crate::tasks::TOOLS.iter().any(|(t, _)| *t == n)) =>
+        {
+            let p = params.as_ref().unwrap_or(&Value::Null);
+            crate::tasks::call_tool(shared, &id, tool_name.unwrap_or_default(), p, caps).await
+        }
+        "tasks/get" | "tasks/update" | "tasks/cancel" if !crate::tasks::declared(caps) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &id,
+                MISSING_REQUIRED_CLIENT_CAPABILITY,
+                "Missing required client capability: the tasks extension",
+                Some(
+                    &json!({ "requiredCapabilities": { "extensions": { crate::tasks::EXTENSION: {} } } }),
+                ),
+            );
+        }
+        "tasks/get" | "tasks/update" | "tasks/cancel" => {
+            crate::tasks::handle(shared, &id, method, params.as_ref())
+        }
         "tools/call" if tool_name.is_some_and(|n| DRAFT_TOOLS.iter().any(|(t, _)| *t == n)) => {
             return draft_tool(shared, id, tool_name.unwrap_or_default(), caps, log_level);
         }

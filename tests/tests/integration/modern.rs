@@ -582,6 +582,87 @@ async fn listen_streams_hear_what_upstreams_announce() {
     drop(resp);
 }
 
+/// The tasks extension passes through: fleetgate offers it when a gateway
+/// of the scope does, a task's id names its gateway, and `tasks/get` and
+/// `tasks/cancel` reach the upstream running it from either worker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_pass_through_to_the_gateway_running_them() {
+    let fleet = Fleet::builder().env("WORKERS", "2").start();
+    let up = upstream("tasks").await;
+    let gw = gateway::register(&fleet, "tasks", &up.url()).await;
+    let slow = exposed(&fleet, &gw, "slow_compute").await;
+    let c = modern_client(&fleet);
+    let d = c.request("server/discover", json!({})).await;
+    assert!(
+        d.result()["capabilities"]["extensions"]["io.modelcontextprotocol/tasks"].is_object(),
+        "{d:?}"
+    );
+    let mut with_tasks = meta();
+    with_tasks["io.modelcontextprotocol/clientCapabilities"] =
+        json!({"extensions": {"io.modelcontextprotocol/tasks": {}}});
+    let call = |seconds: u64| json!({"name": slow, "arguments": {"seconds": seconds, "label": "x"}, "_meta": with_tasks});
+    let created = c.request("tools/call", call(1)).await;
+    let r = created.result();
+    assert_eq!(r["resultType"], "task", "{created:?}");
+    assert_eq!(r["status"], "working", "{created:?}");
+    let task = r["taskId"].as_str().unwrap().to_owned();
+    assert!(
+        task.starts_with(&format!("{}:", gw["id"].as_str().unwrap())),
+        "{task}"
+    );
+    let get = json!({"taskId": task, "_meta": with_tasks});
+    let done = fleetgate_tests::eventually(Duration::from_secs(10), "the task completed", || {
+        let (c, get) = (&c, get.clone());
+        async move {
+            let a = c.request("tasks/get", get).await;
+            (a.result()["status"] == "completed").then(|| a.result().clone())
+        }
+    })
+    .await;
+    assert_eq!(done["taskId"], task.as_str(), "{done}");
+    assert_eq!(done["resultType"], "complete", "{done}");
+    assert_eq!(done["result"]["content"][0]["text"], "computed x", "{done}");
+
+    let long = c.request("tools/call", call(60)).await;
+    let long_task = long.result()["taskId"].as_str().unwrap().to_owned();
+    let cancel = json!({"taskId": long_task, "_meta": with_tasks});
+    let a = c.request("tasks/cancel", cancel.clone()).await;
+    assert_eq!(
+        (a.status, a.result()["resultType"].clone()),
+        (200, json!("complete")),
+        "{a:?}"
+    );
+    let a = c.request("tasks/get", cancel).await;
+    assert_eq!(a.result()["status"], "cancelled", "{a:?}");
+
+    // Without the extension declared: -32021 naming it.
+    let a = c.request("tasks/get", json!({"taskId": task})).await;
+    assert_eq!((a.status, a.error_code()), (400, Some(-32021)), "{a:?}");
+    assert!(
+        a.response()["error"]["data"]["requiredCapabilities"]["extensions"]
+            ["io.modelcontextprotocol/tasks"]
+            .is_object(),
+        "{a:?}"
+    );
+    // A task id of no gateway of the scope: unknown.
+    let a = c
+        .request(
+            "tasks/get",
+            json!({"taskId": "nobody:task-1", "_meta": with_tasks}),
+        )
+        .await;
+    assert_eq!(a.error_code(), Some(-32602), "{a:?}");
+    // A client that did not declare the extension gets no task.
+    let a = c
+        .request(
+            "tools/call",
+            json!({"name": slow, "arguments": {"seconds": 0, "label": "now"}}),
+        )
+        .await;
+    assert_eq!(a.result()["resultType"], "complete", "{a:?}");
+    assert_eq!(a.result()["content"][0]["text"], "computed now", "{a:?}");
+}
+
 fn base64(s: &str) -> String {
     const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();

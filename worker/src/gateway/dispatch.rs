@@ -8,6 +8,7 @@ use crate::gateway::federation::{Federation, UpstreamSet};
 use crate::gateway::registry::{Registry, ScopeIndex, Snapshot};
 use crate::gateway::scope::{Principal, Scope};
 use crate::gateway::session::{ClientChannel, Session};
+use crate::gateway::tasks;
 use bytes::Bytes;
 use fleetgate_mcp::jsonrpc::raw;
 use fleetgate_mcp::protocol;
@@ -117,6 +118,9 @@ pub const METHODS: &[&str] = &[
     "resources/unsubscribe",
     "completion/complete",
     "logging/setLevel",
+    "tasks/get",
+    "tasks/update",
+    "tasks/cancel",
 ];
 
 /// Dispatches one request. `initialize` is answered here too; creating a
@@ -162,7 +166,22 @@ pub async fn dispatch(
                 .ok_or_else(|| RpcError::ToolNotFound(name.to_owned()))?;
             let mut up = params; // moved, not copied: arguments can be large
             up.insert("name".into(), tool.item.original_name.clone().into());
-            call_upstream(core, ctx, &snap, &tool.item.gateway_id, method, up).await
+            let gw = &tool.item.gateway_id;
+            tasks::name_task(call_upstream(core, ctx, &snap, gw, method, up).await?, gw)
+        }
+        "tasks/get" | "tasks/update" | "tasks/cancel" => {
+            if !tasks::declared(&params) {
+                return Err(RpcError::MissingExtension(tasks::EXTENSION));
+            }
+            let task = str_param(&params, "taskId", method)?;
+            let unknown = || RpcError::InvalidParams(format!("Unknown taskId {task:?}"));
+            let (gw, upstream_task) = tasks::split(task)
+                .filter(|(gw, _)| idx.gateway_ids.contains(*gw))
+                .ok_or_else(unknown)?;
+            let (gw, upstream_task) = (gw.to_owned(), upstream_task.to_owned());
+            let mut up = params;
+            up.insert("taskId".into(), upstream_task.into());
+            tasks::name_task(call_upstream(core, ctx, &snap, &gw, method, up).await?, &gw)
         }
         "prompts/list" => list(
             &params,
@@ -463,6 +482,20 @@ fn initialize_result(snap: &Snapshot, scope: &Scope, params: &Map<String, Value>
 fn discover_result(snap: &Snapshot, scope: &Scope) -> Value {
     let mut caps = capabilities();
     caps["resources"] = json!({"listChanged": true, "subscribe": true});
+    // Tasks pass through to the gateways that run them.
+    let tasks = snap.scope(scope).is_some_and(|idx| {
+        idx.gateway_ids.iter().any(|id| {
+            snap.gateway(id).is_some_and(|g| {
+                g.capabilities
+                    .get("extensions")
+                    .and_then(|e| e.get(tasks::EXTENSION))
+                    .is_some()
+            })
+        })
+    });
+    if tasks {
+        caps["extensions"] = json!({ tasks::EXTENSION: {} });
+    }
     json!({
         "supportedVersions": protocol::SUPPORTED_PROTOCOL_VERSIONS,
         "capabilities": caps,

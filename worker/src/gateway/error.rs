@@ -26,6 +26,8 @@ pub enum RpcError {
     Upstream(#[from] UpstreamError),
     #[error("Internal error: {0}")]
     Internal(String),
+    #[error("Missing required client capability: {0}")]
+    MissingExtension(&'static str),
 }
 
 impl RpcError {
@@ -45,6 +47,11 @@ impl RpcError {
             RpcError::Forbidden(_) => ErrorObject::new(jsonrpc::FORBIDDEN, msg),
             RpcError::Upstream(e) => e.to_error_object(),
             RpcError::Internal(_) => ErrorObject::new(jsonrpc::INTERNAL_ERROR, msg),
+            RpcError::MissingExtension(ext) => ErrorObject::new(
+                fleetgate_mcp::protocol::error_codes::MISSING_REQUIRED_CLIENT_CAPABILITY,
+                format!("{msg} (declare the extension in _meta[\"io.modelcontextprotocol/clientCapabilities\"].extensions)"),
+            )
+            .with_data(json!({"requiredCapabilities": {"extensions": {*ext: {}}}})),
         }
     }
 
@@ -60,6 +67,7 @@ impl RpcError {
             | RpcError::ResourceNotFound(_)
             | RpcError::Upstream(_)
             | RpcError::Internal(_) => StatusCode::OK,
+            RpcError::MissingExtension(_) => StatusCode::BAD_REQUEST,
         }
     }
 }

@@ -13,6 +13,8 @@
 //! - [`discovery`]: asking an upstream what it offers.
 //! - [`mrtr`]: a 2026-07-28 client's call that an `initialize`-era upstream
 //!   asks for input, parked until the client's retry brings it.
+//! - [`tasks`]: the tasks extension, passed through (task ids name their
+//!   gateway).
 //! - [`events`]: stored SSE events, for clients resuming a stream (`Last-Event-ID`).
 //! - [`error`]: [`error::RpcError`], mapped to wire codes in one place.
 
@@ -27,3 +29,4 @@ pub mod mrtr;
 pub mod registry;
 pub mod scope;
 pub mod session;
+pub mod tasks;

@@ -124,7 +124,9 @@ pub fn rpc_status(e: &RpcError) -> StatusCode {
         | RpcError::ResourceNotFound(_)
         | RpcError::ServerNotFound(_)
         | RpcError::MethodNotFound(_) => StatusCode::NOT_FOUND,
-        RpcError::InvalidParams(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        RpcError::InvalidParams(_) | RpcError::MissingExtension(_) => {
+            StatusCode::UNPROCESSABLE_ENTITY
+        }
         RpcError::Forbidden(_) => StatusCode::FORBIDDEN,
         // The upstream refused the arguments: the caller's problem.
         RpcError::Upstream(UpstreamError::Rpc { error, .. })
