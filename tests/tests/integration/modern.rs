@@ -221,43 +221,54 @@ async fn requests_are_checked_as_the_spec_says() {
     assert_eq!(s, 400);
 }
 
+/// A capability the client did not declare is named, with the gateway that
+/// needed it: checked by a modern upstream itself, or by fleetgate when an
+/// `initialize`-era upstream asks for it mid-call.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_capability_the_client_did_not_declare_is_named() {
     let fleet = Fleet::builder().env("WORKERS", "1").start();
-    let up = upstream("cap").await;
-    let gw = gateway::register(&fleet, "cap", &up.url()).await;
-    let tool = exposed(&fleet, &gw, "test_sampling").await;
+    let modern = upstream("cap").await;
+    let old = Upstream::builder()
+        .name("oldcap")
+        .stateless_draft(false)
+        .spawn()
+        .await
+        .unwrap();
     let c = modern_client(&fleet);
-    // Without `sampling` declared, the upstream's sampling request is not
-    // relied on: 400, -32021, requiredCapabilities as a ClientCapabilities.
-    let a = c
-        .request(
-            "tools/call",
-            json!({"name": tool, "arguments": {"prompt": "hi"}}),
-        )
-        .await;
-    assert_eq!(a.status, 400, "{a:?}");
-    assert_eq!(a.error_code(), Some(-32021), "{a:?}");
-    assert!(
-        a.response()["error"]["data"]["requiredCapabilities"]["sampling"].is_object(),
-        "{a:?}"
-    );
-    // The message names the gateway that asked, and what to declare.
-    assert!(
-        a.error_message().contains(r#"gateway "cap""#)
-            && a.error_message().contains("clientCapabilities"),
-        "{a:?}"
-    );
-    // Declared, it is not that error (the request goes on to the upstream).
-    let mut m = meta();
-    m["io.modelcontextprotocol/clientCapabilities"] = json!({"sampling": {}});
-    let a = c
-        .request(
-            "tools/call",
-            json!({"name": tool, "arguments": {"prompt": "hi"}, "_meta": m}),
-        )
-        .await;
-    assert_ne!(a.error_code(), Some(-32021), "{a:?}");
+    for (name, up) in [("cap", &modern), ("oldcap", &old)] {
+        let gw = gateway::register(&fleet, name, &up.url()).await;
+        let tool = exposed(&fleet, &gw, "test_sampling").await;
+        // Without `sampling` declared, the upstream's sampling request is
+        // not relied on: 400, -32021, requiredCapabilities as a
+        // ClientCapabilities, and the gateway named.
+        let a = c
+            .request(
+                "tools/call",
+                json!({"name": tool, "arguments": {"prompt": "hi"}}),
+            )
+            .await;
+        assert_eq!(a.status, 400, "{name}: {a:?}");
+        assert_eq!(a.error_code(), Some(-32021), "{name}: {a:?}");
+        assert!(
+            a.response()["error"]["data"]["requiredCapabilities"]["sampling"].is_object(),
+            "{name}: {a:?}"
+        );
+        assert!(
+            a.error_message().contains(&format!("gateway \"{name}\""))
+                && a.error_message().contains("sampling"),
+            "{name}: {a:?}"
+        );
+        // Declared, it is not that error (the request goes on upstream).
+        let mut m = meta();
+        m["io.modelcontextprotocol/clientCapabilities"] = json!({"sampling": {}});
+        let a = c
+            .request(
+                "tools/call",
+                json!({"name": tool, "arguments": {"prompt": "hi"}, "_meta": m}),
+            )
+            .await;
+        assert_ne!(a.error_code(), Some(-32021), "{name}: {a:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
