@@ -6,10 +6,11 @@
 //! Two workers, a fresh connection per request, `REUSE_PORT` spreading them.
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
-use fleetgate_test_upstream::Upstream;
+use fleetgate_test_upstream::{RunningUpstream, Upstream};
 use fleetgate_tests::fleet::Fleet;
 use fleetgate_tests::gateway;
 use fleetgate_tests::mcp::McpClient;
+use fleetgate_tests::redis::RedisServer;
 use serde_json::{json, Value};
 
 const V: &str = "2026-07-28";
@@ -22,11 +23,14 @@ fn meta_with(capabilities: Value) -> Value {
     })
 }
 
-async fn fleet_with(up: &fleetgate_test_upstream::RunningUpstream, name: &str) -> (Fleet, String) {
-    let fleet = Fleet::builder()
+async fn fleet_with(up: &RunningUpstream, name: &str, env: &[(&str, &str)]) -> (Fleet, String) {
+    let mut b = Fleet::builder()
         .env("WORKERS", "2")
-        .env("REUSE_PORT", "true")
-        .start();
+        .env("REUSE_PORT", "true");
+    for (k, v) in env {
+        b = b.env(k, *v);
+    }
+    let fleet = b.start();
     fleet.listening().await;
     gateway::register(&fleet, name, &up.url()).await;
     let sid = gateway::server_with_everything(&fleet, name).await;
@@ -43,31 +47,27 @@ fn worker(a: &fleetgate_tests::mcp::Answer) -> String {
         .to_owned()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_2026_client_answers_a_2025_upstreams_mid_call_request_through_input_required() {
-    let up = Upstream::builder()
-        .name("asks")
-        .stateless_draft(false)
-        .spawn()
-        .await
-        .unwrap();
-    let (fleet, url) = fleet_with(&up, "asks").await;
-    let mut c = McpClient::fresh(url);
-    c.protocol_version = V.into();
-    let args = json!({"prompt": "capital of France?"});
-    let call = |extra: Value| {
-        let mut p = json!({"name": "test_sampling", "arguments": args,
-            "_meta": meta_with(json!({"sampling": {}}))});
-        for (k, v) in extra.as_object().unwrap() {
-            p[k] = v.clone();
-        }
-        p
-    };
+/// `test_sampling` of a 2025-only upstream called by a 2026-07-28 client:
+/// the call's params, with `extra` set.
+fn sampling_call(extra: Value) -> Value {
+    let mut p = json!({"name": "test_sampling", "arguments": {"prompt": "capital of France?"},
+        "_meta": meta_with(json!({"sampling": {}}))});
+    for (k, v) in extra.as_object().unwrap() {
+        p[k] = v.clone();
+    }
+    p
+}
+
+/// `rounds` calls that the upstream asks for input, each answered through
+/// `input_required` and a retry on a fresh connection; every call runs
+/// upstream once, and a finished call's state is not honoured again.
+/// Returns how many forwards over `transport` the retries took.
+async fn parked_rounds(fleet: &Fleet, c: &McpClient, up: &RunningUpstream, transport: &str) -> u64 {
+    let call = sampling_call;
+    let counter = format!("fleetgate_forwards_{transport}_total");
+    let before = fleet.metric_sums(2, &[counter.as_str()]).await[0];
     up.reset_stats();
     let rounds = 8;
-    let before = fleet
-        .metric_sums(2, &["fleetgate_forwards_unix_total"])
-        .await[0];
     for i in 0..rounds {
         let first = c.request("tools/call", call(json!({}))).await;
         assert_eq!(first.status, 200, "{first:?}");
@@ -111,12 +111,25 @@ async fn a_2026_client_answers_a_2025_upstreams_mid_call_request_through_input_r
     }
     // Each call ran upstream once, whichever worker took its retry.
     assert_eq!(up.stats().method("tools/call"), rounds, "{:?}", up.stats());
-    let after = fleet
-        .metric_sums(2, &["fleetgate_forwards_unix_total"])
-        .await[0];
+    fleet.metric_sums(2, &[counter.as_str()]).await[0] - before
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_2026_client_answers_a_2025_upstreams_mid_call_request_through_input_required() {
+    let up = Upstream::builder()
+        .name("asks")
+        .stateless_draft(false)
+        .spawn()
+        .await
+        .unwrap();
+    let (fleet, url) = fleet_with(&up, "asks", &[]).await;
+    let mut c = McpClient::fresh(url);
+    c.protocol_version = V.into();
+    let call = sampling_call;
+    let forwarded = parked_rounds(&fleet, &c, &up, "unix").await;
     assert!(
-        after > before,
-        "some retry landed on the other worker and was forwarded (of {rounds})"
+        forwarded > 0,
+        "some retry landed on the other worker and was forwarded"
     );
 
     // A state is honoured only on the call it was given for, and only as
@@ -179,7 +192,7 @@ async fn a_2025_client_answers_a_modern_only_tools_input_requests_on_its_stream(
     // Both eras: a 2025 session keeps its upstream session; what only the
     // modern era offers is called there, its input requests relayed.
     let up = Upstream::builder().name("both").spawn().await.unwrap();
-    let (_fleet, url) = fleet_with(&up, "both").await;
+    let (_fleet, url) = fleet_with(&up, "both", &[]).await;
     let mut c = McpClient::fresh(url);
     assert_eq!(c.initialize().await.status, 200);
     let (_, last) = c
@@ -202,4 +215,34 @@ async fn a_2025_client_answers_a_modern_only_tools_input_requests_on_its_stream(
     );
     let stats = up.stats();
     assert_eq!(stats.sessions_initialized, 1, "{stats:?}");
+}
+
+/// The same with Redis (what hosts sharing it do): the retry reaches the
+/// worker holding the call over its internal HTTP listener, or through
+/// Redis pub/sub.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parked_call_is_reached_over_every_redis_forward_transport() {
+    let redis = RedisServer::start();
+    let up = Upstream::builder()
+        .name("asks")
+        .stateless_draft(false)
+        .spawn()
+        .await
+        .unwrap();
+    for transport in ["http", "pubsub"] {
+        let env = [
+            ("REDIS_URL", redis.url()),
+            ("AFFINITY_FORWARD", transport.to_owned()),
+            ("FLEET_SECRET", "a-shared-fleet-secret-for-tests".to_owned()),
+        ];
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let (fleet, url) = fleet_with(&up, "asks", &env).await;
+        let mut c = McpClient::fresh(url);
+        c.protocol_version = V.into();
+        let forwarded = parked_rounds(&fleet, &c, &up, transport).await;
+        assert!(
+            forwarded > 0,
+            "{transport}: some retry was forwarded to the holder"
+        );
+    }
 }
