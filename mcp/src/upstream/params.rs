@@ -83,6 +83,45 @@ impl ParamHeaders {
     }
 }
 
+impl ParamHeaders {
+    /// A server's check of a call's mirrored headers against its
+    /// `arguments`: each annotated parameter with a primitive value needs its
+    /// header, carrying that value (plain, or `=?base64?…?=` decoding to
+    /// it); one without a value must have no header. `Err(why)` names the
+    /// first header that fails.
+    pub fn check(&self, headers: &HeaderMap, arguments: Option<&Value>) -> Result<(), String> {
+        let expected = self.headers(arguments);
+        for (_, name) in &self.params {
+            let sent = headers.get(name);
+            match (expected.get(name), sent) {
+                (None, None) => {}
+                (None, Some(_)) => {
+                    return Err(format!("{name} is sent, but the call has no value for it"))
+                }
+                (Some(_), None) => {
+                    return Err(format!("{name} is required by the tool and missing"))
+                }
+                (Some(want), Some(got)) => {
+                    let decode = |v: &HeaderValue| {
+                        v.to_str().ok().and_then(|t| {
+                            crate::protocol::decode_header_value(t.trim()).map(|d| d.into_owned())
+                        })
+                    };
+                    let Some(got) = decode(got) else {
+                        return Err(format!(
+                            "{name} is malformed (not valid base64 in =?base64?…?=)"
+                        ));
+                    };
+                    if decode(want).as_deref() != Some(got.as_str()) {
+                        return Err(format!("{name} value {got:?} does not match the argument"));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Walks the `properties` chain from `schema`, collecting annotations.
 fn collect(
     schema: &Value,
@@ -174,6 +213,32 @@ mod tests {
         assert!(ParamHeaders::of(&json!({"type": "object"}))
             .unwrap()
             .is_empty());
+    }
+
+    #[test]
+    fn a_server_checks_mirrored_headers_against_the_arguments() {
+        let p = ParamHeaders::of(&json!({"properties": {
+            "region": {"type": "string", "x-mcp-header": "Region"}}}))
+        .unwrap();
+        let args = json!({"region": "Hello, 世界"});
+        let mut h = p.headers(Some(&args));
+        assert_eq!(p.check(&h, Some(&args)), Ok(()));
+        let plain = json!({"region": "eu"});
+        h.insert("mcp-param-region", HeaderValue::from_static("eu"));
+        assert_eq!(p.check(&h, Some(&plain)), Ok(()));
+        assert!(p.check(&h, Some(&args)).is_err(), "another value");
+        h.insert(
+            "mcp-param-region",
+            HeaderValue::from_static("=?base64?SGVsbG8?="),
+        ); // bad padding
+        assert!(p.check(&h, Some(&json!({"region": "Hello"}))).is_err());
+        h.insert(
+            "mcp-param-region",
+            HeaderValue::from_static("=?base64?S*?="),
+        ); // bad character
+        assert!(p.check(&h, Some(&plain)).is_err());
+        assert!(p.check(&HeaderMap::new(), Some(&plain)).is_err(), "missing");
+        assert_eq!(p.check(&HeaderMap::new(), Some(&json!({}))), Ok(()));
     }
 
     #[test]

@@ -167,7 +167,13 @@ pub async fn dispatch(
             let mut up = params; // moved, not copied: arguments can be large
             up.insert("name".into(), tool.item.original_name.clone().into());
             let gw = &tool.item.gateway_id;
-            tasks::name_task(call_upstream(core, ctx, &snap, gw, method, up).await?, gw)
+            // Only a client that declared the extension can be given a task.
+            let may_be_task = tasks::declared(&up);
+            let done = call_upstream(core, ctx, &snap, gw, method, up).await?;
+            match may_be_task {
+                true => tasks::name_task(done, gw),
+                false => Ok(done),
+            }
         }
         "tasks/get" | "tasks/update" | "tasks/cancel" => {
             if !tasks::declared(&params) {

@@ -452,9 +452,15 @@ impl Federation {
         let Some(name) = params.get("name").and_then(Value::as_str) else {
             return HeaderMap::new();
         };
-        let Some(registry) = self.registry.get() else {
-            return HeaderMap::new();
-        };
+        self.mirrored(&gateway.id, name)
+            .map_or_else(HeaderMap::new, |p| p.headers(params.get("arguments")))
+    }
+
+    /// The mirrored (`x-mcp-header`) parameters of the tool `tool` (its
+    /// upstream name) of the gateway `gateway_id`, if it has some: read
+    /// from the registry once per registry version.
+    pub fn mirrored(&self, gateway_id: &str, tool: &str) -> Option<Arc<ParamHeaders>> {
+        let registry = self.registry.get()?;
         let snap = registry.snapshot();
         let mut index = self.params.lock().unwrap_or_else(PoisonError::into_inner);
         if index.version != Some(snap.version) {
@@ -469,12 +475,10 @@ impl Federation {
                 }
             }
         }
-        let found = index
+        index
             .tools
-            .get(&(gateway.id.clone(), name.to_owned()))
-            .cloned();
-        drop(index);
-        found.map_or_else(HeaderMap::new, |p| p.headers(params.get("arguments")))
+            .get(&(gateway_id.to_owned(), tool.to_owned()))
+            .cloned()
     }
 
     /// Calls `method` on `gateway` through the session `set[key]`, opening it if

@@ -14,7 +14,9 @@
 //! - `Mcp-Method` missing or not the body's method, `Mcp-Name` missing or
 //!   not the body's `params.name`/`params.uri` (after `=?base64?…?=`
 //!   decoding and trimming optional whitespace) → 400, -32020;
-//! - a method the revision removed → 404, -32601 (as any unknown method).
+//! - a method the revision removed → 404, -32601 (as any unknown method);
+//! - a `tools/call` whose `Mcp-Param-*` headers do not mirror its
+//!   `x-mcp-header` arguments → 400, -32020 ([`check_param_headers`]).
 
 use super::{header_str, TransportError};
 use crate::gateway::mrtr::Ask;
@@ -187,6 +189,39 @@ pub(crate) fn classify(h: &HeaderMap, msg: &Message) -> Result<Era, TransportErr
         log_level,
         capabilities,
     }))
+}
+
+/// A `tools/call` of a tool with `x-mcp-header` parameters: each mirrored
+/// `Mcp-Param-*` header must be present when its argument has a value, be
+/// well-formed, and carry that value (-32020 otherwise), as the spec's
+/// server validation says. fleetgate checks it itself (it knows the tool's
+/// schema), whatever the upstream would.
+pub(crate) fn check_param_headers(
+    st: &crate::state::AppState,
+    scope: &crate::gateway::scope::Scope,
+    h: &HeaderMap,
+    req: &fleetgate_mcp::Request,
+) -> Result<(), TransportError> {
+    if req.method != protocol::methods::TOOLS_CALL {
+        return Ok(());
+    }
+    let params = req.params.as_ref();
+    let Some(name) = params.and_then(|p| p.get("name")).and_then(Value::as_str) else {
+        return Ok(());
+    };
+    let tool = {
+        let snap = st.core.registry.snapshot();
+        let Some(t) = snap.scope(scope).and_then(|i| i.tool(name)) else {
+            return Ok(());
+        };
+        (t.item.gateway_id.clone(), t.item.original_name.clone())
+    };
+    let Some(mirrored) = st.core.federation.mirrored(&tool.0, &tool.1) else {
+        return Ok(());
+    };
+    mirrored
+        .check(h, params.and_then(|p| p.get("arguments")))
+        .map_err(|why| mismatch(req.id.clone(), &why))
 }
 
 /// A batch under a modern header: the revision's POST body is one message.

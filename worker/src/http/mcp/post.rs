@@ -40,6 +40,9 @@ pub(super) async fn handle(st: &AppState, req: Admitted) -> Result<Response, Tra
         Parsed::Batch(items) => return Box::pin(batch(st, &req, items)).await,
     };
     if let Era::Modern(m) = modern::classify(h, &msg)? {
+        if let Message::Request(r) = &msg {
+            modern::check_param_headers(st, &req.scope, h, r)?;
+        }
         // Sessionless: an `Mcp-Session-Id` it may carry is ignored.
         return Ok(match msg {
             Message::Request(r) if r.method == methods::SUBSCRIPTIONS_LISTEN => {
