@@ -81,6 +81,9 @@ pub enum ListChange {
     Prompts,
     Resources,
     Updated(Arc<str>),
+    /// A task's new status, as `tasks/get` would give it (to the streams
+    /// whose `taskIds` hold it).
+    Task(Arc<str>, Arc<serde_json::Value>),
 }
 
 pub struct Shared {

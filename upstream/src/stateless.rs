@@ -261,6 +261,23 @@ pub async fn handle(
             let p = params.as_ref().unwrap_or(&Value::Null);
             mrtr::call_tool(shared, &id, tool_name.unwrap_or_default(), p, caps)
         }
+        "subscriptions/listen"
+            if params
+                .as_ref()
+                .and_then(|p| p.get("notifications"))
+                .is_some_and(|n| n.get("taskIds").is_some())
+                && !crate::tasks::declared(caps) =>
+        {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &id,
+                MISSING_REQUIRED_CLIENT_CAPABILITY,
+                "Missing required client capability: taskIds need the tasks extension",
+                Some(
+                    &json!({ "requiredCapabilities": { "extensions": { crate::tasks::EXTENSION: {} } } }),
+                ),
+            );
+        }
         "subscriptions/listen" => return listen(shared, id, params.as_ref()),
         // A tool that can only run as a task, for a client that cannot take one.
         "tools/call" if tool_name == Some("failing_job") && !crate::tasks::declared(caps) => {
@@ -480,6 +497,19 @@ fn listen(shared: &Shared, id: Value, params: Option<&Value>) -> Response {
     if filter.is_some_and(|f| f.get("resourceSubscriptions").is_some()) {
         honored.insert("resourceSubscriptions".into(), json!(watched));
     }
+    let task_ids: Vec<String> = filter
+        .and_then(|f| f.get("taskIds"))
+        .and_then(Value::as_array)
+        .map(|u| {
+            u.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    if filter.is_some_and(|f| f.get("taskIds").is_some()) {
+        honored.insert("taskIds".into(), json!(task_ids));
+    }
     let meta = json!({ "io.modelcontextprotocol/subscriptionId": id });
     let ack = rpc::message(
         None,
@@ -490,6 +520,7 @@ fn listen(shared: &Shared, id: Value, params: Option<&Value>) -> Response {
     let stop = shared.stopping.subscribe();
     let tail = futures_util::stream::unfold((rx, stop, meta), move |(mut rx, mut stop, meta)| {
         let watched = watched.clone();
+        let task_ids = task_ids.clone();
         async move {
             loop {
                 let change = tokio::select! {
@@ -512,6 +543,13 @@ fn listen(shared: &Shared, id: Value, params: Option<&Value>) -> Response {
                         "notifications/resources/updated",
                         json!({ "_meta": meta, "uri": &*uri }),
                     ),
+                    Ok(ListChange::Task(task, detailed))
+                        if task_ids.iter().any(|t| **t == *task) =>
+                    {
+                        let mut p = (*detailed).clone();
+                        p["_meta"] = meta.clone();
+                        ("notifications/tasks", p)
+                    }
                     Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
                     Err(broadcast::error::RecvError::Closed) => return None,
                 };

@@ -16,7 +16,8 @@
 //!   (`failed`, with `error`).
 //!
 //! `tasks/*` without the extension declared are -32021 naming it; an
-//! unknown task id is -32602.
+//! unknown task id is -32602. A listen stream whose `taskIds` hold a task
+//! gets `notifications/tasks` with its state whenever it settles.
 
 use crate::rpc;
 use bytes::Bytes;
@@ -87,16 +88,25 @@ impl Store {
         (id, rx)
     }
 
-    /// Settles a working task (a cancelled one stays cancelled).
-    fn settle(&self, id: &str, status: &'static str, result: Option<Value>, error: Option<Value>) {
-        if let Some((t, _)) = self.lock().get_mut(id) {
-            if t.status == "working" {
-                t.status = status;
-                t.result = result;
-                t.error = error;
-                t.updated_at = timestamp();
-            }
+    /// Settles a working task (a cancelled one stays cancelled); its new
+    /// state, if it changed.
+    fn settle(
+        &self,
+        id: &str,
+        status: &'static str,
+        result: Option<Value>,
+        error: Option<Value>,
+    ) -> Option<Task> {
+        let mut tasks = self.lock();
+        let (t, _) = tasks.get_mut(id)?;
+        if t.status != "working" {
+            return None;
         }
+        t.status = status;
+        t.result = result;
+        t.error = error;
+        t.updated_at = timestamp();
+        Some(t.clone())
     }
 
     fn view(&self, id: &str) -> Option<Task> {
@@ -232,17 +242,30 @@ fn spawn_task(
         .map(|t| task_json(&task_id, &t, false));
     let (s, tid) = (shared.clone(), task_id.clone());
     tokio::spawn(async move {
-        tokio::select! {
+        let settled = tokio::select! {
             _ = tokio::time::sleep(work) => match outcome() {
                 Ok(r) => s.tasks.settle(&tid, "completed", Some(r), None),
                 Err(e) => s.tasks.settle(&tid, "failed", None, Some(e)),
             },
-            _ = cancelled.wait_for(|c| *c) => {}
+            _ = cancelled.wait_for(|c| *c) => None,
+        };
+        if let Some(t) = settled {
+            announce(&s, &tid, &t);
         }
     });
     let mut r = created.unwrap_or_default();
     r.insert("resultType".into(), json!("task"));
     rpc::result_msg(id, &Value::Object(r))
+}
+
+/// Tells the listen streams asking for `id` its new state
+/// (`notifications/tasks`).
+fn announce(shared: &crate::state::Shared, id: &str, t: &Task) {
+    let detailed = Value::Object(task_json(id, t, true));
+    let _ = shared.list_changes.send(crate::state::ListChange::Task(
+        id.into(),
+        Arc::new(detailed),
+    ));
 }
 
 /// `tasks/get`, `tasks/update`, `tasks/cancel` (the extension declared).
@@ -263,13 +286,20 @@ pub fn handle(
             rpc::result_msg(id, &Value::Object(r))
         }
         "tasks/cancel" => {
-            let mut tasks = shared.tasks.lock();
-            if let Some((t, tx)) = tasks.get_mut(task_id) {
-                if t.status == "working" || t.status == "input_required" {
-                    t.status = "cancelled";
-                    t.updated_at = timestamp();
-                    let _ = tx.send(true);
+            let cancelled = {
+                let mut tasks = shared.tasks.lock();
+                match tasks.get_mut(task_id) {
+                    Some((t, tx)) if t.status == "working" || t.status == "input_required" => {
+                        t.status = "cancelled";
+                        t.updated_at = timestamp();
+                        let _ = tx.send(true);
+                        Some(t.clone())
+                    }
+                    _ => None,
                 }
+            };
+            if let Some(t) = cancelled {
+                announce(shared, task_id, &t);
             }
             rpc::result_msg(id, &json!({"resultType": "complete"}))
         }

@@ -2,7 +2,8 @@
 //! `subscriptions/listen`, one long-lived POST whose SSE answer carries the
 //! notifications the request's filter asks for (list changes of tools,
 //! prompts and resources; `notifications/resources/updated` of the URIs in
-//! `resourceSubscriptions`).
+//! `resourceSubscriptions`; `notifications/tasks` of the tasks in `taskIds`,
+//! for which the request declares the tasks extension).
 //!
 //! [`UpstreamSession::listen`] on a stateless session opens it; what arrives
 //! goes to the same handler, through the same pump, as a standalone stream's
@@ -49,7 +50,11 @@ pub(super) struct Listen {
 struct ListenState {
     handler: Option<Arc<dyn ServerMessageHandler>>,
     resources: BTreeSet<String>,
+    tasks: BTreeSet<String>,
 }
+
+/// The tasks extension, declared on a listen request asking for tasks.
+const TASKS_EXTENSION: &str = "io.modelcontextprotocol/tasks";
 
 impl std::fmt::Debug for Listen {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -108,6 +113,37 @@ impl UpstreamSession {
         self.reopen_listen().await
     }
 
+    /// Stateless sessions: asks (`on`) or stops asking for
+    /// `notifications/tasks` of the upstream's task `task_id` on the
+    /// `subscriptions/listen` stream (opened again with the new filter, as
+    /// for resources). A stateful session has no such thing:
+    /// [`Listening::NotOffered`].
+    pub async fn subscribe_task(&self, task_id: &str, on: bool) -> Listening {
+        if !self.inner.stateless {
+            return Listening::NotOffered;
+        }
+        {
+            let mut st = self
+                .listen
+                .state
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let changed = if on {
+                st.tasks.insert(task_id.to_owned())
+            } else {
+                st.tasks.remove(task_id)
+            };
+            if !changed {
+                return if st.handler.is_some() {
+                    Listening::Open
+                } else {
+                    Listening::NotOffered
+                };
+            }
+        }
+        self.reopen_listen().await
+    }
+
     /// The resources a stateless session asks updates of.
     pub fn subscribed_resources(&self) -> Vec<String> {
         let st = self
@@ -125,20 +161,21 @@ impl UpstreamSession {
             return Listening::NotOffered;
         };
         let _turn = self.listen.reopening.lock().await;
-        let (handler, resources) = {
+        let (handler, resources, tasks) = {
             let st = self
                 .listen
                 .state
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
             let resources: Vec<String> = st.resources.iter().cloned().collect();
-            (st.handler.clone(), resources)
+            let tasks: Vec<String> = st.tasks.iter().cloned().collect();
+            (st.handler.clone(), resources, tasks)
         };
         let Some(handler) = handler else {
             return Listening::NotOffered;
         };
         let id = self.next_id();
-        let params = json!({
+        let mut params = json!({
             "notifications": {
                 "toolsListChanged": true,
                 "promptsListChanged": true,
@@ -146,6 +183,14 @@ impl UpstreamSession {
                 "resourceSubscriptions": resources,
             }
         });
+        if !tasks.is_empty() {
+            params["notifications"]["taskIds"] = json!(tasks);
+            // Asking for tasks needs the extension declared: the client's
+            // capabilities, and it.
+            let mut caps = t.client_capabilities.clone();
+            caps["extensions"][TASKS_EXTENSION] = json!({});
+            params["_meta"] = json!({ crate::protocol::meta::CLIENT_CAPABILITIES: caps });
+        }
         let opening = t.open_listen(&self.inner, &id, &params);
         let (first, outcome) =
             standalone::first_attempt(self.timeout, SUBSCRIPTIONS_LISTEN, opening).await;

@@ -646,7 +646,68 @@ async fn tasks_pass_through_to_the_gateway_running_them() {
     let a = c.request("tasks/get", cancel).await;
     assert_eq!(a.result()["status"], "cancelled", "{a:?}");
 
+    // A listen stream asking for a task hears of it as it settles, with the
+    // id the client knows.
+    let pushed = c.request("tools/call", call(2)).await;
+    let pushed_task = pushed.result()["taskId"].as_str().unwrap().to_owned();
+    let body = json!({"jsonrpc":"2.0","id":"sub-t","method":"subscriptions/listen",
+        "params":{"_meta": with_tasks, "notifications": {"taskIds": [pushed_task]}}});
+    let mut resp = fleetgate_tests::fresh_client()
+        .post(fleet.url("/mcp"))
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", V)
+        .header("mcp-method", "subscriptions/listen")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut buf = String::new();
+    let (_, ack) = read_until(&mut resp, &mut buf, Duration::from_secs(5), |_| true).await;
+    let ack = ack.expect("the acknowledgment");
+    assert_eq!(
+        ack["params"]["notifications"]["taskIds"],
+        json!([pushed_task]),
+        "{ack}"
+    );
+    let (_, settled) = read_until(&mut resp, &mut buf, Duration::from_secs(10), |m| {
+        m["method"] == "notifications/tasks"
+    })
+    .await;
+    let settled = settled.expect("notifications/tasks on the listen stream");
+    assert_eq!(
+        settled["params"]["taskId"],
+        pushed_task.as_str(),
+        "{settled}"
+    );
+    assert_eq!(settled["params"]["status"], "completed", "{settled}");
+    assert_eq!(
+        settled["params"]["result"]["content"][0]["text"], "computed x",
+        "{settled}"
+    );
+    assert_eq!(
+        settled["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"],
+        "sub-t"
+    );
+    drop(resp);
+
     // Without the extension declared: -32021 naming it.
+    let (status, a) = raw(
+        &fleet.url("/mcp"),
+        &[
+            ("mcp-protocol-version", V),
+            ("mcp-method", "subscriptions/listen"),
+        ],
+        json!({"jsonrpc":"2.0","id":9,"method":"subscriptions/listen",
+            "params":{"_meta": meta(), "notifications": {"taskIds": [task]}}}),
+    )
+    .await;
+    assert_eq!(
+        (status, a["error"]["code"].clone()),
+        (400, json!(-32021)),
+        "{a}"
+    );
     let a = c.request("tasks/get", json!({"taskId": task})).await;
     assert_eq!((a.status, a.error_code()), (400, Some(-32021)), "{a:?}");
     assert!(

@@ -8,7 +8,9 @@
 //! the catalog. `resourceSubscriptions` go to the gateway serving each URI
 //! (the modern era's listen filter, the 2025 era's `resources/subscribe`),
 //! and its `notifications/resources/updated` of those URIs reach the stream
-//! tagged with its subscription id.
+//! tagged with its subscription id; `taskIds` (the tasks extension) go to
+//! the gateway each task id names, whose `notifications/tasks` come back
+//! with the id the client knows.
 //!
 //! Invariants: the upstream streams opened for a listen stream close with
 //! it (what was subscribed in the 2025 era is unsubscribed first); nothing
@@ -17,6 +19,7 @@
 use crate::gateway::catalog::LIST_CHANGED;
 use crate::gateway::dispatch::{resource_gateway, Core};
 use crate::gateway::scope::Scope;
+use crate::gateway::tasks;
 use bytes::Bytes;
 use fleetgate_mcp::jsonrpc::{self, ErrorObject};
 use fleetgate_mcp::protocol::{meta, methods};
@@ -28,6 +31,9 @@ use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use tokio::sync::mpsc;
+
+/// A task's status, pushed (the tasks extension).
+const TASKS_NOTIFICATION: &str = "notifications/tasks";
 
 /// The `uris` this scope serves, by the gateway serving each.
 pub fn resolve(core: &Core, scope: &Scope, uris: &[String]) -> BTreeMap<String, BTreeSet<String>> {
@@ -43,18 +49,56 @@ pub fn resolve(core: &Core, scope: &Scope, uris: &[String]) -> BTreeMap<String, 
     by_gateway
 }
 
+/// The client's task ids (`{gateway}:{upstream id}`) that name a gateway of
+/// the scope: the upstream's ids, by gateway.
+pub fn resolve_tasks(
+    core: &Core,
+    scope: &Scope,
+    task_ids: &[String],
+) -> BTreeMap<String, BTreeSet<String>> {
+    let snap = core.registry.snapshot();
+    let mut by_gateway: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    if let Some(idx) = snap.scope(scope) {
+        for id in task_ids {
+            if let Some((gw, task)) =
+                tasks::split(id).filter(|(gw, _)| idx.gateway_ids.contains(*gw))
+            {
+                by_gateway
+                    .entry(gw.to_owned())
+                    .or_default()
+                    .insert(task.to_owned());
+            }
+        }
+    }
+    by_gateway
+}
+
+/// What a listen stream asked of the upstreams, by gateway.
+pub struct Wanted {
+    /// List changes of the whole scope.
+    pub list_changes: bool,
+    /// `resourceSubscriptions`.
+    pub uris: BTreeMap<String, BTreeSet<String>>,
+    /// `taskIds`, as the upstreams know them.
+    pub tasks: BTreeMap<String, BTreeSet<String>>,
+}
+
 /// Listens, for the stream `tx` and until it closes, to the scope's
-/// gateways (`list_changes`) and to those serving `uris`.
+/// gateways (list changes) and to those serving what it asked for.
 pub fn spawn(
     core: Arc<Core>,
     scope: Scope,
-    list_changes: bool,
-    uris: BTreeMap<String, BTreeSet<String>>,
+    wanted: Wanted,
     subscription: Value,
     tx: mpsc::Sender<Bytes>,
 ) {
+    let Wanted {
+        list_changes,
+        uris,
+        tasks,
+    } = wanted;
     let snap = core.registry.snapshot();
-    let mut gateways: BTreeSet<String> = uris.keys().cloned().collect();
+    let mut gateways: BTreeSet<String> = uris.keys().chain(tasks.keys()).cloned().collect();
     if list_changes {
         if let Some(idx) = snap.scope(&scope) {
             gateways.extend(idx.gateway_ids.iter().cloned());
@@ -78,16 +122,21 @@ pub fn spawn(
                 }
             };
             let wanted = uris.get(&id).cloned().unwrap_or_default();
+            let task_ids = tasks.get(&id).cloned().unwrap_or_default();
             let feed = Feed {
                 tx: tx.clone(),
                 subscription: subscription.clone(),
                 uris: wanted.clone(),
+                tasks: task_ids.clone(),
                 gateway_id: id.clone(),
                 list_changed: fed.list_changed.get().cloned(),
             };
             session.listen(Arc::new(feed)).await;
             for uri in &wanted {
                 subscribe(&session, uri, true).await;
+            }
+            for task in &task_ids {
+                session.subscribe_task(task, true).await;
             }
             open.push((session, wanted));
         }
@@ -129,6 +178,8 @@ struct Feed {
     tx: mpsc::Sender<Bytes>,
     subscription: Value,
     uris: BTreeSet<String>,
+    /// The upstream's ids of the tasks asked for.
+    tasks: BTreeSet<String>,
     gateway_id: String,
     list_changed: Option<mpsc::UnboundedSender<String>>,
 }
@@ -140,6 +191,26 @@ impl ServerMessageHandler for Feed {
             // view has changed.
             if let Some(tx) = &self.list_changed {
                 let _ = tx.send(self.gateway_id.clone());
+            }
+        } else if n.method == TASKS_NOTIFICATION {
+            let mut params = n.params.unwrap_or(Value::Null);
+            let task = params
+                .get("taskId")
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+            if let (Some(task), Value::Object(p)) =
+                (task.filter(|t| self.tasks.contains(t)), &mut params)
+            {
+                p.insert(
+                    "taskId".into(),
+                    json!(format!("{}:{task}", self.gateway_id)),
+                );
+                p.insert(
+                    "_meta".into(),
+                    json!({meta::SUBSCRIPTION_ID: self.subscription}),
+                );
+                let msg = jsonrpc::encode_notification(TASKS_NOTIFICATION, Some(&params));
+                let _ = self.tx.try_send(Bytes::from(msg));
             }
         } else if n.method == methods::RESOURCES_UPDATED {
             let uri = n

@@ -4,14 +4,16 @@
 //! kinds the client opted in to, whenever its scope's view changes
 //! ([`crate::gateway::catalog`]), and the `notifications/resources/updated`
 //! of the `resourceSubscriptions` some gateway of its scope serves
-//! ([`crate::gateway::feed`]), each tagged with the subscription id (the
-//! request's id). A comment line every [`KEEP_ALIVE`] keeps intermediaries
+//! ([`crate::gateway::feed`]) and the `notifications/tasks` of its
+//! `taskIds` (the tasks extension, declared on the request), each tagged
+//! with the subscription id (the request's id). A comment line every [`KEEP_ALIVE`] keeps intermediaries
 //! from closing a quiet stream. The client ends it by closing the stream.
 
 use super::run::sse_response;
 use crate::gateway::catalog::{Kind, Listen, LISTENERS};
 use crate::gateway::feed;
 use crate::gateway::scope::{Principal, Scope};
+use crate::gateway::tasks;
 use crate::state::AppState;
 use axum::body::{Body, Bytes};
 use axum::response::Response;
@@ -74,6 +76,42 @@ pub(super) fn open(
     if asked.is_some_and(|a| a.contains_key("resourceSubscriptions")) {
         honoured.insert("resourceSubscriptions".into(), json!(served));
     }
+    let asked_tasks: Vec<String> = asked
+        .and_then(|a| a.get("taskIds"))
+        .and_then(Value::as_array)
+        .map(|u| {
+            u.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    let tasks = match asked.is_some_and(|a| a.contains_key("taskIds")) {
+        false => Default::default(),
+        true => {
+            let declared = req
+                .params
+                .as_ref()
+                .and_then(Value::as_object)
+                .is_some_and(tasks::declared);
+            if !declared {
+                let e = crate::gateway::error::RpcError::MissingExtension(tasks::EXTENSION);
+                return crate::wire::rpc_error(
+                    http::StatusCode::BAD_REQUEST,
+                    &req.id,
+                    &e.to_error_object(),
+                );
+            }
+            let tasks = feed::resolve_tasks(&st.core, &scope, &asked_tasks);
+            // Honoured as the client named them.
+            let named: Vec<String> = tasks
+                .iter()
+                .flat_map(|(gw, ids)| ids.iter().map(move |t| format!("{gw}:{t}")))
+                .collect();
+            honoured.insert("taskIds".into(), json!(named));
+            tasks
+        }
+    };
     let subscription = id_value(&req.id);
     let ack = json!({
         "_meta": {meta::SUBSCRIPTION_ID: subscription},
@@ -83,11 +121,15 @@ pub(super) fn open(
     let (tx, rx) = mpsc::channel::<Bytes>(BUFFER);
     // Registered before the answer starts: a change from now on is told.
     let list_changes = !kinds.is_empty();
+    let wanted = feed::Wanted {
+        list_changes,
+        uris,
+        tasks,
+    };
     feed::spawn(
         st.core.clone(),
         scope.clone(),
-        list_changes,
-        uris,
+        wanted,
         subscription.clone(),
         tx.clone(),
     );
