@@ -142,11 +142,51 @@ fn prepare_affinity(cfg: &mut Config) -> std::io::Result<PathBuf> {
         std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
         cfg.affinity.fleet_secret = Some(bytes.iter().map(|b| format!("{b:02x}")).collect());
     }
-    let dir = std::env::temp_dir().join(format!("fleetgate-{}", std::process::id()));
+    let base = std::env::temp_dir();
+    remove_stale_runtime_dirs(&base);
+    let dir = base.join(format!("fleetgate-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
     cfg.affinity.socket_dir = Some(dir.clone());
     Ok(dir)
+}
+
+/// Removes the socket directories (`fleetgate-PID`, ours: same owner) of
+/// supervisors that are gone without cleaning up (`kill -9`, a crash).
+fn remove_stale_runtime_dirs(base: &std::path::Path) {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return;
+    };
+    // Our own user id: the owner of this process's /proc entry.
+    let Ok(uid) = std::fs::metadata("/proc/self").map(|m| m.uid()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("fleetgate-"))
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let ours = entry.metadata().is_ok_and(|m| m.is_dir() && m.uid() == uid);
+        let gone = matches!(
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
+            Err(nix::errno::Errno::ESRCH)
+        );
+        if ours && gone && pid > 0 {
+            match std::fs::remove_dir_all(entry.path()) {
+                Ok(()) => {
+                    tracing::info!(dir = %entry.path().display(), "removed the socket directory of a supervisor that is gone")
+                }
+                Err(e) => {
+                    tracing::debug!(dir = %entry.path().display(), error = %e, "cannot remove a stale socket directory")
+                }
+            }
+        }
+    }
 }
 
 /// Where we listen: `ADDR_FILE` first, then one machine-readable line on stdout,

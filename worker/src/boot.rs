@@ -288,7 +288,7 @@ async fn serve_until_stopped(
         },
         None => None,
     };
-    let app = crate::http::router(state);
+    let app = crate::http::router(state.clone());
 
     let (stop_tx, mut stop_rx) = watch::channel(false);
     let stop_tx = Arc::new(stop_tx);
@@ -393,7 +393,34 @@ async fn serve_until_stopped(
         Drain::Complete => tracing::info!("drained; exiting"),
         Drain::TimedOut => tracing::warn!("GRACEFUL_TIMEOUT passed; closing remaining connections"),
     }
+    close_upstreams(&state).await;
     0
+}
+
+/// How long a worker that is going spends ending its upstream sessions.
+const CLOSE_UPSTREAMS_WITHIN: Duration = Duration::from_secs(2);
+
+/// Ends the upstream sessions this worker opened (its sessions' and its
+/// pool's), so that no upstream keeps state for a worker that is gone: a
+/// session served on by another worker opens its own.
+async fn close_upstreams(st: &AppState) {
+    let mut closing = st.core.federation.pool.take_all();
+    for s in st.sessions.all() {
+        closing.extend(s.upstreams.take_all());
+    }
+    if closing.is_empty() {
+        return;
+    }
+    let n = closing.len();
+    let closed = tokio::time::timeout(
+        CLOSE_UPSTREAMS_WITHIN,
+        crate::gateway::federation::close_now(closing),
+    )
+    .await;
+    match closed {
+        Ok(()) => tracing::info!(sessions = n, "upstream sessions closed"),
+        Err(_) => tracing::warn!(sessions = n, "not every upstream session closed in time"),
+    }
 }
 
 /// Keeps the registry snapshot and the revoked token ids in step with the

@@ -473,3 +473,83 @@ async fn workers_exit_when_the_supervisor_is_killed() {
     )
     .await;
 }
+
+/// A supervisor killed with SIGKILL leaves its workers' socket directory
+/// (`fleetgate-PID` in the temporary directory); the next supervisor to start
+/// there removes it (and leaves a live one's alone).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_socket_directories_are_removed_at_start() {
+    let tmp = fleetgate_tests::fleet::tempdir::Dir::new("tmpdir");
+    let tmpdir = tmp.path.to_str().unwrap().to_owned();
+    // A pid that is gone: a child that ran and was reaped.
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let dead = child.id();
+    child.wait().unwrap();
+    let stale = tmp.path.join(format!("fleetgate-{dead}"));
+    std::fs::create_dir_all(stale.join("sockets")).unwrap();
+    // One whose process lives (this test).
+    let live = tmp.path.join(format!("fleetgate-{}", std::process::id()));
+    std::fs::create_dir_all(&live).unwrap();
+    let fleet = Fleet::builder()
+        .env("WORKERS", "1")
+        .env("TMPDIR", tmpdir)
+        .start();
+    eventually(Duration::from_secs(10), "the fleet serving", || async {
+        let r = fresh_client().get(fleet.url("/health")).send().await.ok()?;
+        r.status().is_success().then_some(())
+    })
+    .await;
+    assert!(!stale.exists(), "the dead supervisor's directory is gone");
+    assert!(live.exists(), "a live process's directory stays");
+    assert!(
+        tmp.path.join(format!("fleetgate-{}", fleet.pid)).exists(),
+        "this supervisor's own directory is there"
+    );
+}
+
+/// A worker that drains ends the upstream sessions it opened (its MCP
+/// sessions' and its pool's): no upstream keeps state for a worker that is
+/// gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn draining_workers_close_their_upstream_sessions() {
+    use fleetgate_tests::{gateway, mcp::McpClient};
+    let up = fleetgate_test_upstream::Upstream::builder()
+        .name("drained")
+        .stateless_draft(false)
+        .spawn()
+        .await
+        .unwrap();
+    let mut fleet = Fleet::builder().env("WORKERS", "1").start();
+    gateway::register(&fleet, "drained", &up.url()).await;
+    let mut c = McpClient::new(fleet.url("/mcp"));
+    assert_eq!(c.initialize().await.status, 200);
+    c.call_tool("drained-echo", serde_json::json!({"text": "x"}))
+        .await;
+    let rpc: serde_json::Value = fresh_client()
+        .post(fleet.url("/rpc"))
+        .json(
+            &serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+            "params": {"name": "drained-echo", "arguments": {"text": "y"}}}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(rpc["result"]["content"][0]["text"], "y", "{rpc}");
+    let open = up.stats();
+    assert!(
+        open.live_sessions >= 2,
+        "the session's and the pool's: {open:?}"
+    );
+    fleet.signal(Signal::SIGTERM);
+    let status = tokio::task::block_in_place(|| fleet.wait_exit(Duration::from_secs(10)))
+        .expect("the supervisor exits after the drain");
+    assert_eq!(status.code(), Some(0));
+    let closed = up.stats();
+    assert_eq!(
+        closed.live_sessions, 0,
+        "every upstream session was ended: {closed:?}"
+    );
+}

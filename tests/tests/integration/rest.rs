@@ -591,6 +591,18 @@ async fn errors(database_url: Option<&str>) {
         .post("/gateways", json!({"name": "BETA", "url": up.url()}))
         .await;
     assert_eq!(s, 409, "{v}");
+    // 409: the same upstream reached the same way under another name,
+    // naming the gateway that has it.
+    let same = json!({
+        "name": "gamma",
+        "url": up.url(),
+        "authType": "authheaders",
+        "authHeaders": [{"key": "X-Api-Key", "value": "s3cret"}],
+    });
+    let (s, v) = api.post("/gateways", same).await;
+    assert_eq!(s, 409, "{v}");
+    let detail = v["detail"].as_str().unwrap();
+    assert!(detail.contains("beta") && detail.contains(gw_id), "{v}");
     assert_eq!(api.list("/gateways?include_inactive=true").await.len(), 1);
     assert_eq!(api.post("/servers", json!({"name": "dup"})).await.0, 201);
     let (s, v) = api.post("/servers", json!({"name": "dup"})).await;

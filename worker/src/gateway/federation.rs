@@ -833,8 +833,14 @@ pub fn close_all(sessions: Vec<Closing>) {
     if sessions.is_empty() {
         return;
     }
-    tokio::spawn(async move {
-        for c in sessions {
+    tokio::spawn(close_now(sessions));
+}
+
+/// [`close_all`], waited for: a few sessions at a time.
+pub async fn close_now(sessions: Vec<Closing>) {
+    use futures_util::StreamExt;
+    futures_util::stream::iter(sessions)
+        .for_each_concurrent(CLOSING_AT_ONCE, |c| async move {
             // A modern upstream's subscriptions end with its listen stream.
             let subscribed = if c.session.is_stateless() {
                 Vec::new()
@@ -852,6 +858,9 @@ pub fn close_all(sessions: Vec<Closing>) {
                 }
             }
             let _ = c.session.close().await;
-        }
-    });
+        })
+        .await;
 }
+
+/// How many upstream sessions [`close_now`] closes at once.
+const CLOSING_AT_ONCE: usize = 32;

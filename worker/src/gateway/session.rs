@@ -295,11 +295,33 @@ fn pending_key(id: &Id) -> String {
 /// Deleted session ids remembered, so a DELETEd session cannot be adopted back.
 const DELETED_KEPT: usize = 100_000;
 
+/// The most recent [`DELETED_KEPT`] deleted ids: looked up in O(1), the
+/// oldest forgotten first.
+#[derive(Default)]
+struct Deleted {
+    order: VecDeque<String>,
+    ids: foldhash::HashSet<String>,
+}
+
+impl Deleted {
+    fn insert(&mut self, id: &str) {
+        if !self.ids.insert(id.to_owned()) {
+            return;
+        }
+        if self.order.len() >= DELETED_KEPT {
+            if let Some(old) = self.order.pop_front() {
+                self.ids.remove(&old);
+            }
+        }
+        self.order.push_back(id.to_owned());
+    }
+}
+
 /// This worker's sessions.
 #[derive(Default)]
 pub struct Sessions {
     map: RwLock<foldhash::HashMap<String, Arc<Session>>>,
-    deleted: Mutex<std::collections::VecDeque<String>>,
+    deleted: Mutex<Deleted>,
     /// Per stream: how many events are kept, and how long (`None`: defaults).
     event_limits: Option<(usize, Duration)>,
     /// With Redis: every session's events are copied there, and an adopted
@@ -419,18 +441,17 @@ impl Sessions {
         self.deleted
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-            .any(|d| d == id)
+            .ids
+            .contains(id)
     }
 
     /// Ends a session and closes its upstream sessions.
     pub fn remove(&self, id: &str) -> Option<Arc<Session>> {
         {
-            let mut d = self.deleted.lock().unwrap_or_else(PoisonError::into_inner);
-            if d.len() >= DELETED_KEPT {
-                d.pop_front();
-            }
-            d.push_back(id.to_owned());
+            self.deleted
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(id);
         }
         let s = self
             .map
@@ -561,6 +582,19 @@ mod tests {
 
     fn b(s: &str) -> Bytes {
         Bytes::from(s.to_owned())
+    }
+
+    #[test]
+    fn deleted_ids_are_remembered_up_to_the_bound_oldest_forgotten_first() {
+        let mut d = Deleted::default();
+        for i in 0..DELETED_KEPT + 2 {
+            d.insert(&i.to_string());
+        }
+        d.insert("5"); // again: no second entry
+        assert_eq!(d.order.len(), DELETED_KEPT);
+        assert_eq!(d.ids.len(), DELETED_KEPT);
+        assert!(!d.ids.contains("0") && !d.ids.contains("1"));
+        assert!(d.ids.contains("2") && d.ids.contains(&(DELETED_KEPT + 1).to_string()));
     }
 
     #[test]

@@ -376,6 +376,31 @@ async fn check_name_free(store: &Store, name: &str, except: Option<&str>) -> Api
     Ok(())
 }
 
+/// 409 before contacting the upstream if another gateway already reaches
+/// `url` the same way (transport and auth headers): registered twice, every
+/// tool would be offered twice.
+async fn check_upstream_free(
+    store: &Store,
+    url: &str,
+    transport: fleetgate_store::Transport,
+    auth_headers: &std::collections::BTreeMap<String, String>,
+    except: Option<&str>,
+) -> ApiResult<()> {
+    let same = store.list_gateways(true).await?.into_iter().find(|g| {
+        Some(g.id.as_str()) != except
+            && g.url == url
+            && g.transport == transport
+            && &g.auth_headers == auth_headers
+    });
+    if let Some(g) = same {
+        return Err(ApiError::conflict(format!(
+            "gateway \"{}\" (id {}) already reaches {url} with the same transport and auth; use it, or change it with PUT /gateways/{}",
+            g.name, g.id, g.id
+        )));
+    }
+    Ok(())
+}
+
 async fn create(
     State(st): State<AppState>,
     JsonBody(body): JsonBody,
@@ -387,6 +412,7 @@ async fn create(
     check_name_free(store, &name, None).await?;
     let (auth_type, auth_headers) = input.auth.unwrap_or_default();
     let transport = input.transport.unwrap_or_default();
+    check_upstream_free(store, &url, transport, &auth_headers, None).await?;
     let Found {
         discovered,
         skipped,
@@ -438,6 +464,9 @@ async fn update(
     let transport = input.transport.unwrap_or(current.transport);
     let rediscover =
         url != current.url || headers != current.auth_headers || transport != current.transport;
+    if rediscover {
+        check_upstream_free(store, &url, transport, &headers, Some(&id)).await?;
+    }
     let found = if rediscover {
         Some(
             discover(&st.core.federation, &url, transport, &headers)
