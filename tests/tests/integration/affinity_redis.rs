@@ -622,6 +622,44 @@ async fn a_publish_cut_off_halfway_does_not_garble_the_next() {
     assert!(forwarded().await >= before + 6, "they were forwarded");
 }
 
+/// A Redis that freezes while a forwarded call waits for its answer (which
+/// would come back through it): the client is told within about a second
+/// that the outcome is unknown (-32001), not after the forward timeout (10 s
+/// here), and the call ran at most once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_frozen_redis_fails_a_waiting_pubsub_forward_within_seconds() {
+    let redis = RedisServer::start();
+    let fleet = fleet(&redis, 2, "pubsub");
+    let (up, sid) = with_upstream(&fleet, 2).await;
+    let mut c = fresh_mcp(fleet.url(&format!("/servers/{sid}/mcp")));
+    let owner = initialize_only(&mut c).await;
+    let owner_pid = fleetgate_tests::security::worker_pid(&owner).unwrap();
+    let other = *fleet.workers().iter().find(|p| **p != owner_pid).unwrap();
+    let far = clients_on(&fleet, &c, other, 1).await;
+    let a = echo(&far[0], "warm").await;
+    assert_eq!((a.status, worker_of(&a)), (200, owner.clone()), "{a:?}");
+    up.reset_stats();
+    let pid = redis.pid();
+    let started = Instant::now();
+    let freeze = tokio::spawn(async move {
+        // Once the call has been delivered to the owner.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        proc::signal(pid, Signal::SIGSTOP);
+    });
+    let a = far[0]
+        .request(
+            "tools/call",
+            json!({"name": "slow", "arguments": {"ms": 2000}}),
+        )
+        .await;
+    let took = started.elapsed();
+    freeze.await.unwrap();
+    proc::signal(pid, Signal::SIGCONT);
+    assert_eq!(a.error_code(), Some(-32001), "{a:?}");
+    assert!(took < Duration::from_secs(4), "told after {took:?}");
+    assert!(up.stats().method("tools/call") <= 1, "{:?}", up.stats());
+}
+
 async fn redis_down(mode: &str) {
     let mut redis = RedisServer::start();
     // Forwards give up after 10 s (UPSTREAM_TIMEOUT + 5): a pub/sub forward

@@ -603,11 +603,28 @@ async fn tasks_pass_through_to_the_gateway_running_them() {
     let gw = gateway::register(&fleet, "tasks", &up.url()).await;
     let slow = exposed(&fleet, &gw, "slow_compute").await;
     let c = modern_client(&fleet);
-    let d = c.request("server/discover", json!({})).await;
-    assert!(
-        d.result()["capabilities"]["extensions"]["io.modelcontextprotocol/tasks"].is_object(),
-        "{d:?}"
-    );
+    // Every worker offers the extension once it knows the gateway (each
+    // learns of it at its next registry poll): by the worker that answered.
+    let offering = std::sync::Mutex::new(std::collections::BTreeMap::new());
+    fleetgate_tests::eventually(
+        Duration::from_secs(10),
+        "both workers offer the tasks extension",
+        || async {
+            let d = c.request("server/discover", json!({})).await;
+            let worker = d
+                .headers
+                .get("x-fleetgate-worker")?
+                .to_str()
+                .ok()?
+                .to_owned();
+            let offers = d.result()["capabilities"]["extensions"]["io.modelcontextprotocol/tasks"]
+                .is_object();
+            let mut o = offering.lock().unwrap();
+            o.insert(worker, offers);
+            (o.len() == 2 && o.values().all(|v| *v)).then_some(())
+        },
+    )
+    .await;
     let mut with_tasks = meta();
     with_tasks["io.modelcontextprotocol/clientCapabilities"] =
         json!({"extensions": {"io.modelcontextprotocol/tasks": {}}});

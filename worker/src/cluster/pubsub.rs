@@ -273,6 +273,10 @@ impl PubSub {
 /// How often the owners of waiting pub/sub forwards are checked for life.
 const OWNER_CHECK: Duration = Duration::from_millis(200);
 
+/// How long a delivered forward waits for its answer while Redis does not
+/// answer at all (frozen, or gone) before it is given up as lost.
+const REDIS_GIVE_UP: Duration = Duration::from_secs(1);
+
 /// Waits for the owner's answer, or for [`check_owners`] to find the owner
 /// dead; `Ok(None)`: no answer before `timeout`.
 async fn wait_for_owner(
@@ -293,7 +297,9 @@ async fn wait_for_owner(
 /// listen ([`listening`]), once per owner, however many
 /// forwards wait for it; the forwards of an owner that does not are failed
 /// at once (the caller reclaims the session instead of waiting out the
-/// forward timeout). A forward answered within the interval costs no check.
+/// forward timeout), and so are those waiting [`REDIS_GIVE_UP`] while Redis
+/// does not answer the question (the answer could not come back through
+/// it). A forward answered within the interval costs no check.
 ///
 /// One clock for the worker, not a timer per forward: a timer that is due
 /// before every other one makes tokio wake its own driver (an `eventfd`
@@ -316,15 +322,21 @@ async fn check_owners(redis: Arc<RedisOwners>, ps: Arc<PubSub>) {
         owners.sort_unstable();
         owners.dedup();
         for owner in owners {
-            if let Ok(false) = listening(&redis, &owner).await {
-                let Ok(mut p) = ps.pending.lock() else {
-                    continue;
-                };
-                // Each was delivered (PUBLISH counted its owner listening):
-                // whether it ran is unknown, so it is lost, not re-sent.
-                for (_, w) in p.extract_if(|_, w| w.owner == owner && due(w)) {
-                    let _ = w.answer.send(Err(ForwardError::Lost(Arc::from(""))));
-                }
+            // An owner that stopped listening will not answer; neither can
+            // one behind a Redis that stopped answering (answers travel
+            // through it), once the forward has waited [`REDIS_GIVE_UP`].
+            let gone: Box<dyn Fn(&Waiting) -> bool + Send> = match listening(&redis, &owner).await {
+                Ok(false) => Box::new(due),
+                Err(_) => Box::new(|w: &Waiting| w.since.elapsed() >= REDIS_GIVE_UP),
+                Ok(true) => continue,
+            };
+            let Ok(mut p) = ps.pending.lock() else {
+                continue;
+            };
+            // Each was delivered (PUBLISH counted its owner listening):
+            // whether it ran is unknown, so it is lost, not re-sent.
+            for (_, w) in p.extract_if(|_, w| w.owner == owner && gone(w)) {
+                let _ = w.answer.send(Err(ForwardError::Lost(Arc::from(""))));
             }
         }
     }
