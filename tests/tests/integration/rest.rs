@@ -7,6 +7,7 @@ use fleetgate_store::testing::{pg_skip_requested, PgCluster};
 use fleetgate_test_upstream::{RunningUpstream, Upstream};
 use fleetgate_tests::fleet::Fleet;
 use fleetgate_tests::fresh_client;
+use fleetgate_tests::gateway;
 use fleetgate_tests::mcp::McpClient;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
@@ -898,4 +899,90 @@ async fn openapi_and_docs() {
     assert!(r.text().await.unwrap().contains("/openapi.json"));
     // Trailing slashes on collections, as ContextForge serves them.
     assert_eq!(api.get("/tools/").await.0, 200);
+}
+
+/// Read your writes across the fleet: once `POST /gateways` and `POST
+/// /servers` have answered, an `initialize` and a `tools/list` on fresh
+/// connections (any of four workers, none of which has polled the registry
+/// since) find the new server with all its tools, round after round.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registration_is_seen_by_the_next_request_on_every_worker() {
+    let fleet = Fleet::builder()
+        .env("WORKERS", "4")
+        .env("REGISTRY_POLL_INTERVAL", "60")
+        .start();
+    let up = Upstream::builder().name("ryw").spawn().await.unwrap();
+    let http = fleetgate_tests::fresh_client();
+    let mut workers = std::collections::BTreeSet::new();
+    for round in 0..25 {
+        // The same upstream behind other auth headers: another gateway.
+        let r = http
+            .post(fleet.url("/gateways"))
+            .json(&json!({"name": format!("ryw{round}"), "url": up.url(),
+                "authType": "authheaders",
+                "authHeaders": [{"key": "X-Round", "value": round.to_string()}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "round {round}");
+        let gw: Value = r.json().await.unwrap();
+        // A list through /rpc at once, on whichever worker accepts.
+        let prompts: Value = http
+            .post(fleet.url("/rpc"))
+            .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "prompts/list"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let prefix = format!("ryw{round}-");
+        assert!(
+            prompts["result"]["prompts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p["name"].as_str().unwrap().starts_with(&prefix)),
+            "round {round}: the new gateway's prompts are listed: {prompts}"
+        );
+        let tools: Vec<String> = gateway::list(&fleet, "/tools?limit=0")
+            .await
+            .iter()
+            .filter(|t| t["gatewayId"] == gw["id"])
+            .map(|t| t["id"].as_str().unwrap().to_owned())
+            .collect();
+        assert!(!tools.is_empty(), "round {round}");
+        let sid = gateway::create_server(&fleet, &format!("ryw{round}"), &tools, &[], &[]).await;
+        let mut c = McpClient::fresh(fleet.url(&format!("/servers/{sid}/mcp")));
+        let init = c.initialize().await;
+        assert_eq!(init.status, 200, "round {round}: {init:?}");
+        let listed = c.request("tools/list", json!({})).await;
+        assert_eq!(
+            listed.result()["tools"].as_array().map(Vec::len),
+            Some(tools.len()),
+            "round {round}: {listed:?}"
+        );
+        // And a call through /rpc, on another fresh connection.
+        let called: Value = http
+            .post(fleet.url("/rpc"))
+            .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                "params": {"name": format!("ryw{round}-echo"), "arguments": {"text": "r"}}}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            called["result"]["content"][0]["text"], "r",
+            "round {round}: {called}"
+        );
+        if let Some(w) = listed.headers.get("x-fleetgate-worker") {
+            workers.insert(w.to_str().unwrap().to_owned());
+        }
+    }
+    assert!(
+        workers.len() >= 2,
+        "the rounds reached several workers: {workers:?}"
+    );
 }

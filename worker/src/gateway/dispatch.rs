@@ -123,6 +123,16 @@ pub const METHODS: &[&str] = &[
     "tasks/cancel",
 ];
 
+/// The methods whose answer is built from the whole catalog of a scope.
+const LISTS: [&str; 6] = [
+    "initialize",
+    "server/discover",
+    "tools/list",
+    "prompts/list",
+    "resources/list",
+    "resources/templates/list",
+];
+
 /// Dispatches one request. `initialize` is answered here too; creating a
 /// session for it is the transport's business. The result is JSON text: what
 /// an upstream answered passes through as it came.
@@ -140,10 +150,15 @@ pub async fn dispatch(
         Some(Value::Object(m)) => m,
         Some(_) => return Err(RpcError::InvalidParams("params must be an object".into())),
     };
+    // Read your writes: an answer built from the whole catalog (a list)
+    // first checks that this worker has the store's version.
+    if LISTS.contains(&method) {
+        core.registry.fresh().await;
+    }
     let mut snap = core.registry.snapshot();
-    // Read your writes: what this worker does not know may have been
-    // registered a moment ago through another worker; the store says so
-    // before "not found" is answered.
+    // What this worker does not know may have been registered a moment ago
+    // through another worker; the store says so before "not found" is
+    // answered.
     if !knows(&snap, &ctx.scope, method, &params) && core.registry.refresh_on_miss().await {
         snap = core.registry.snapshot();
     }

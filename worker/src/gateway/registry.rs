@@ -233,6 +233,9 @@ pub struct Registry {
     reload_lock: tokio::sync::Mutex<()>,
 }
 
+/// How often a registry read is tried again while writes race it.
+const CONSISTENT_READ_ATTEMPTS: u32 = 5;
+
 impl Registry {
     pub async fn load(store: Store) -> Result<Registry, StoreError> {
         let snap = Self::read(&store).await?;
@@ -248,6 +251,15 @@ impl Registry {
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
+    }
+
+    /// Before an answer built from the whole catalog (a list): reloads if
+    /// the store has a newer version, so a write that has answered is seen
+    /// by the next list on any worker. (One indexed one-row read.)
+    pub async fn fresh(&self) {
+        if let Err(e) = self.refresh(false).await {
+            tracing::debug!(error = %e, "could not check the registry version before a list");
+        }
     }
 
     /// After a lookup missed: reloads if the store has a newer version than
@@ -280,17 +292,28 @@ impl Registry {
         Ok(())
     }
 
+    /// A snapshot no reader sees half of a change in: it is read between
+    /// two reads of the version that agree (every write bumps the version
+    /// in its own transaction, so none committed in between). When writes
+    /// keep racing the read, the last one read is used under the older
+    /// version, so the next check reloads it.
     async fn read(store: &Store) -> Result<Snapshot, StoreError> {
-        // The version first: a change racing this read is seen at the next poll.
-        let version = store.registry_version().await?;
-        Ok(Snapshot::build(
-            version,
-            store.list_gateways(false).await?,
-            store.list_tools(false).await?,
-            store.list_resources(false).await?,
-            store.list_resource_templates(false).await?,
-            store.list_prompts(false).await?,
-            store.list_servers(false).await?,
-        ))
+        let mut attempts = 0;
+        loop {
+            let version = store.registry_version().await?;
+            let snap = Snapshot::build(
+                version,
+                store.list_gateways(false).await?,
+                store.list_tools(false).await?,
+                store.list_resources(false).await?,
+                store.list_resource_templates(false).await?,
+                store.list_prompts(false).await?,
+                store.list_servers(false).await?,
+            );
+            attempts += 1;
+            if store.registry_version().await? == version || attempts == CONSISTENT_READ_ATTEMPTS {
+                return Ok(snap);
+            }
+        }
     }
 }
