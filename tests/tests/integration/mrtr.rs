@@ -67,7 +67,9 @@ async fn parked_rounds(fleet: &Fleet, c: &McpClient, up: &RunningUpstream, trans
     let counter = format!("fleetgate_forwards_{transport}_total");
     let before = fleet.metric_sums(2, &[counter.as_str()]).await[0];
     up.reset_stats();
-    let rounds = 8;
+    // Enough that some retry lands on the other worker (each does with
+    // probability 1/2): all 16 missing it is a 1-in-65,536 chance.
+    let rounds = 16;
     for i in 0..rounds {
         let first = c.request("tools/call", call(json!({}))).await;
         assert_eq!(first.status, 200, "{first:?}");

@@ -907,10 +907,14 @@ async fn openapi_and_docs() {
 /// since) find the new server with all its tools, round after round.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_registration_is_seen_by_the_next_request_on_every_worker() {
+    // REUSE_PORT: fresh connections spread over the workers by the kernel
+    // (one shared socket may give them all to one).
     let fleet = Fleet::builder()
         .env("WORKERS", "4")
+        .env("REUSE_PORT", "true")
         .env("REGISTRY_POLL_INTERVAL", "60")
         .start();
+    fleet.listening().await;
     let up = Upstream::builder().name("ryw").spawn().await.unwrap();
     let http = fleetgate_tests::fresh_client();
     let mut workers = std::collections::BTreeSet::new();
