@@ -160,6 +160,20 @@ impl Fleet {
         format!("http://{}{}", self.addr, path)
     }
 
+    /// POSTs the JSON-RPC `body` to `/rpc` on a fresh connection; the
+    /// answer.
+    pub async fn rpc(&self, body: serde_json::Value) -> serde_json::Value {
+        crate::fresh_client()
+            .post(self.url("/rpc"))
+            .json(&body)
+            .send()
+            .await
+            .expect("POST /rpc")
+            .json()
+            .await
+            .expect("a JSON answer from /rpc")
+    }
+
     /// Waits (up to 10 s) until a worker answers `/health`: with
     /// `REUSE_PORT` each worker listens on a socket of its own, once it is up.
     pub async fn listening(&self) {

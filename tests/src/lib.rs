@@ -45,6 +45,38 @@ where
     }
 }
 
+/// Polls `probe` (which answers with the worker that answered, from its
+/// `x-fleetgate-worker` header, and whether the answer was as wanted) until
+/// `n` distinct workers have each last answered as wanted, or panics with
+/// `what` after `within`. Fresh connections may land on one worker many
+/// times running: counting answers is not enough.
+pub async fn on_every_worker<F, Fut>(n: usize, within: Duration, what: &str, mut probe: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<(String, bool)>>,
+{
+    let deadline = Instant::now() + within;
+    let mut seen = std::collections::BTreeMap::new();
+    loop {
+        if let Some((worker, ok)) = probe().await {
+            seen.insert(worker, ok);
+            if seen.len() == n && seen.values().all(|v| *v) {
+                return;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {within:?} waiting for {what}: {seen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The worker that answered (`x-fleetgate-worker`).
+pub fn worker_of(headers: &reqwest::header::HeaderMap) -> Option<String> {
+    Some(headers.get("x-fleetgate-worker")?.to_str().ok()?.to_owned())
+}
+
 /// A client that opens a fresh connection for every request.
 pub fn fresh_client() -> reqwest::Client {
     reqwest::Client::builder()

@@ -484,32 +484,23 @@ fn listen(shared: &Shared, id: Value, params: Option<&Value>) -> Response {
             honored.insert(k.into(), Value::Bool(true));
         }
     }
-    let watched: Vec<String> = filter
-        .and_then(|f| f.get("resourceSubscriptions"))
-        .and_then(Value::as_array)
-        .map(|u| {
-            u.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default();
-    if filter.is_some_and(|f| f.get("resourceSubscriptions").is_some()) {
-        honored.insert("resourceSubscriptions".into(), json!(watched));
-    }
-    let task_ids: Vec<String> = filter
-        .and_then(|f| f.get("taskIds"))
-        .and_then(Value::as_array)
-        .map(|u| {
-            u.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default();
-    if filter.is_some_and(|f| f.get("taskIds").is_some()) {
-        honored.insert("taskIds".into(), json!(task_ids));
-    }
+    // The filter's string arrays, honoured as asked.
+    let mut strings = |key: &str| {
+        let Some(v) = filter.and_then(|f| f.get(key)) else {
+            return Vec::new();
+        };
+        let items: Vec<String> = v
+            .as_array()
+            .map_or(&[][..], Vec::as_slice)
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect();
+        honored.insert(key.into(), json!(items));
+        items
+    };
+    let watched = strings("resourceSubscriptions");
+    let task_ids = strings("taskIds");
     let meta = json!({ "io.modelcontextprotocol/subscriptionId": id });
     let ack = rpc::message(
         None,

@@ -88,29 +88,7 @@ impl UpstreamSession {
     /// A stateful session has `resources/subscribe` for this: it returns
     /// [`Listening::NotOffered`] and changes nothing.
     pub async fn subscribe_resource(&self, uri: &str, on: bool) -> Listening {
-        if !self.inner.stateless {
-            return Listening::NotOffered;
-        }
-        {
-            let mut st = self
-                .listen
-                .state
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            let changed = if on {
-                st.resources.insert(uri.to_owned())
-            } else {
-                st.resources.remove(uri)
-            };
-            if !changed {
-                return if st.handler.is_some() {
-                    Listening::Open
-                } else {
-                    Listening::NotOffered
-                };
-            }
-        }
-        self.reopen_listen().await
+        self.change_filter(|st| &mut st.resources, uri, on).await
     }
 
     /// Stateless sessions: asks (`on`) or stops asking for
@@ -119,6 +97,17 @@ impl UpstreamSession {
     /// for resources). A stateful session has no such thing:
     /// [`Listening::NotOffered`].
     pub async fn subscribe_task(&self, task_id: &str, on: bool) -> Listening {
+        self.change_filter(|st| &mut st.tasks, task_id, on).await
+    }
+
+    /// Adds (`on`) or removes `item` in the filter set `which` picks, and
+    /// opens the stream again if that changed it.
+    async fn change_filter(
+        &self,
+        which: impl FnOnce(&mut ListenState) -> &mut BTreeSet<String>,
+        item: &str,
+        on: bool,
+    ) -> Listening {
         if !self.inner.stateless {
             return Listening::NotOffered;
         }
@@ -128,10 +117,11 @@ impl UpstreamSession {
                 .state
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
+            let set = which(&mut st);
             let changed = if on {
-                st.tasks.insert(task_id.to_owned())
+                set.insert(item.to_owned())
             } else {
-                st.tasks.remove(task_id)
+                set.remove(item)
             };
             if !changed {
                 return if st.handler.is_some() {

@@ -525,18 +525,12 @@ async fn draining_workers_close_their_upstream_sessions() {
     assert_eq!(c.initialize().await.status, 200);
     c.call_tool("drained-echo", serde_json::json!({"text": "x"}))
         .await;
-    let rpc: serde_json::Value = fresh_client()
-        .post(fleet.url("/rpc"))
-        .json(
-            &serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+    let rpc = fleet
+        .rpc(
+            serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
             "params": {"name": "drained-echo", "arguments": {"text": "y"}}}),
         )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(rpc["result"]["content"][0]["text"], "y", "{rpc}");
     let open = up.stats();
     assert!(

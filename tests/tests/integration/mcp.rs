@@ -667,27 +667,16 @@ async fn sessionless_serving_needs_no_session_id() {
         "sessionless: no session id is issued: {init:?}"
     );
     assert_eq!(c.session, None);
-    // Every worker learns of the registration at its next registry poll
-    // (lists are as fresh as the last poll): wait until both workers, by
-    // the worker that answered, list the new tool.
-    let knowing = std::sync::Mutex::new(std::collections::BTreeMap::new());
-    let listed_everywhere = || async {
-        let listed = c.request("tools/list", json!({})).await;
-        let worker = listed
-            .headers
-            .get("x-fleetgate-worker")?
-            .to_str()
-            .ok()?
-            .to_owned();
-        let knows = names(listed.result()).contains(&"loose-echo".to_owned());
-        let mut k = knowing.lock().unwrap();
-        k.insert(worker, knows);
-        (k.len() == 2 && k.values().all(|v| *v)).then_some(())
-    };
-    fleetgate_tests::eventually(
+    // Both workers list the new tool, by the worker that answered.
+    fleetgate_tests::on_every_worker(
+        2,
         std::time::Duration::from_secs(10),
         "every worker lists the new gateway's tools",
-        listed_everywhere,
+        || async {
+            let listed = c.request("tools/list", json!({})).await;
+            let knows = names(listed.result()).contains(&"loose-echo".to_owned());
+            Some((fleetgate_tests::worker_of(&listed.headers)?, knows))
+        },
     )
     .await;
     // Fresh connections spread the requests over both workers.

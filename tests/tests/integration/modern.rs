@@ -445,21 +445,13 @@ async fn listen_streams_hear_of_list_changes() {
     let fleet = Fleet::builder().env("WORKERS", "1").start();
     let first = upstream("first").await;
     gateway::register(&fleet, "first", &first.url()).await;
-    let body = json!({"jsonrpc":"2.0","id":"sub-1","method":"subscriptions/listen",
-        "params":{"_meta": meta(), "notifications": {
-            "toolsListChanged": true,
-            "resourceSubscriptions": ["test://static/resource"]}}});
-    let mut resp = fleetgate_tests::fresh_client()
-        .post(fleet.url("/mcp"))
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-protocol-version", V)
-        .header("mcp-method", "subscriptions/listen")
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
+    let mut resp = listen(
+        &fleet.url("/mcp"),
+        "sub-1",
+        meta(),
+        json!({"toolsListChanged": true, "resourceSubscriptions": ["test://static/resource"]}),
+    )
+    .await;
     assert!(resp.headers()["content-type"]
         .to_str()
         .unwrap()
@@ -502,10 +494,11 @@ async fn listen_streams_hear_of_list_changes() {
     }
 }
 
-/// Opens a `subscriptions/listen` stream on `url` with `notifications`.
-async fn listen(url: &str, id: &str, notifications: Value) -> reqwest::Response {
+/// Opens a `subscriptions/listen` stream on `url` with `_meta` and
+/// `notifications` (200 asserted).
+async fn listen(url: &str, id: &str, meta: Value, notifications: Value) -> reqwest::Response {
     let body = json!({"jsonrpc":"2.0","id": id,"method":"subscriptions/listen",
-        "params":{"_meta": meta(), "notifications": notifications}});
+        "params":{"_meta": meta, "notifications": notifications}});
     let resp = fleetgate_tests::fresh_client()
         .post(url)
         .header("content-type", "application/json")
@@ -533,6 +526,7 @@ async fn listen_streams_hear_what_upstreams_announce() {
     let mut resp = listen(
         &fleet.url("/mcp"),
         "sub-2",
+        meta(),
         json!({"toolsListChanged": true, "resourceSubscriptions": [watched, "test://nobody"]}),
     )
     .await;
@@ -603,25 +597,16 @@ async fn tasks_pass_through_to_the_gateway_running_them() {
     let gw = gateway::register(&fleet, "tasks", &up.url()).await;
     let slow = exposed(&fleet, &gw, "slow_compute").await;
     let c = modern_client(&fleet);
-    // Every worker offers the extension once it knows the gateway (each
-    // learns of it at its next registry poll): by the worker that answered.
-    let offering = std::sync::Mutex::new(std::collections::BTreeMap::new());
-    fleetgate_tests::eventually(
+    // Both workers offer the extension, by the worker that answered.
+    fleetgate_tests::on_every_worker(
+        2,
         Duration::from_secs(10),
         "both workers offer the tasks extension",
         || async {
             let d = c.request("server/discover", json!({})).await;
-            let worker = d
-                .headers
-                .get("x-fleetgate-worker")?
-                .to_str()
-                .ok()?
-                .to_owned();
             let offers = d.result()["capabilities"]["extensions"]["io.modelcontextprotocol/tasks"]
                 .is_object();
-            let mut o = offering.lock().unwrap();
-            o.insert(worker, offers);
-            (o.len() == 2 && o.values().all(|v| *v)).then_some(())
+            Some((fleetgate_tests::worker_of(&d.headers)?, offers))
         },
     )
     .await;
@@ -667,19 +652,13 @@ async fn tasks_pass_through_to_the_gateway_running_them() {
     // id the client knows.
     let pushed = c.request("tools/call", call(2)).await;
     let pushed_task = pushed.result()["taskId"].as_str().unwrap().to_owned();
-    let body = json!({"jsonrpc":"2.0","id":"sub-t","method":"subscriptions/listen",
-        "params":{"_meta": with_tasks, "notifications": {"taskIds": [pushed_task]}}});
-    let mut resp = fleetgate_tests::fresh_client()
-        .post(fleet.url("/mcp"))
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-protocol-version", V)
-        .header("mcp-method", "subscriptions/listen")
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
+    let mut resp = listen(
+        &fleet.url("/mcp"),
+        "sub-t",
+        with_tasks.clone(),
+        json!({"taskIds": [pushed_task]}),
+    )
+    .await;
     let mut buf = String::new();
     let (_, ack) = read_until(&mut resp, &mut buf, Duration::from_secs(5), |_| true).await;
     let ack = ack.expect("the acknowledgment");

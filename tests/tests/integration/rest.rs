@@ -931,15 +931,9 @@ async fn a_registration_is_seen_by_the_next_request_on_every_worker() {
         assert_eq!(r.status(), 200, "round {round}");
         let gw: Value = r.json().await.unwrap();
         // A list through /rpc at once, on whichever worker accepts.
-        let prompts: Value = http
-            .post(fleet.url("/rpc"))
-            .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "prompts/list"}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let prompts = fleet
+            .rpc(json!({"jsonrpc": "2.0", "id": 1, "method": "prompts/list"}))
+            .await;
         let prefix = format!("ryw{round}-");
         assert!(
             prompts["result"]["prompts"]
@@ -967,16 +961,10 @@ async fn a_registration_is_seen_by_the_next_request_on_every_worker() {
             "round {round}: {listed:?}"
         );
         // And a call through /rpc, on another fresh connection.
-        let called: Value = http
-            .post(fleet.url("/rpc"))
-            .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        let called = fleet
+            .rpc(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
                 "params": {"name": format!("ryw{round}-echo"), "arguments": {"text": "r"}}}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+            .await;
         assert_eq!(
             called["result"]["content"][0]["text"], "r",
             "round {round}: {called}"

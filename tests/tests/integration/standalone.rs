@@ -238,13 +238,12 @@ async fn an_upstream_catalog_change_reaches_every_session() {
     let fleet = Fleet::builder().env("WORKERS", "2").start();
     gateway::register(&fleet, "grows", &up.url()).await;
     let url = fleet.url("/mcp");
-    // Every worker knows the gateway (each learns of it at its next poll),
-    // so no session hears of the registration itself as a change. Fresh
-    // connections may all land on one worker: wait until both workers, by the
-    // worker that answered, list the gateway's tools.
+    // Every worker knows the gateway, so no session hears of the
+    // registration itself as a change: both workers list its tools, by the
+    // worker that answered.
     let rpc = fleet.url("/rpc");
-    let knowing = std::sync::Mutex::new(std::collections::BTreeMap::new());
-    fleetgate_tests::eventually(
+    fleetgate_tests::on_every_worker(
+        2,
         Duration::from_secs(10),
         "every worker lists the gateway's tools",
         || async {
@@ -254,19 +253,12 @@ async fn an_upstream_catalog_change_reaches_every_session() {
                 .send()
                 .await
                 .ok()?;
-            let worker = r
-                .headers()
-                .get("x-fleetgate-worker")?
-                .to_str()
-                .ok()?
-                .to_owned();
+            let worker = fleetgate_tests::worker_of(r.headers())?;
             let listed: Value = r.json().await.ok()?;
             let knows = listed["result"]["tools"]
                 .as_array()
                 .is_some_and(|t| !t.is_empty());
-            let mut k = knowing.lock().unwrap();
-            k.insert(worker, knows);
-            (k.len() == 2 && k.values().all(|v| *v)).then_some(())
+            Some((worker, knows))
         },
     )
     .await;

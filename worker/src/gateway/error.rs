@@ -47,11 +47,10 @@ impl RpcError {
             RpcError::Forbidden(_) => ErrorObject::new(jsonrpc::FORBIDDEN, msg),
             RpcError::Upstream(e) => e.to_error_object(),
             RpcError::Internal(_) => ErrorObject::new(jsonrpc::INTERNAL_ERROR, msg),
-            RpcError::MissingExtension(ext) => ErrorObject::new(
-                fleetgate_mcp::protocol::error_codes::MISSING_REQUIRED_CLIENT_CAPABILITY,
-                format!("{msg} (declare the extension in _meta[\"io.modelcontextprotocol/clientCapabilities\"].extensions)"),
-            )
-            .with_data(json!({"requiredCapabilities": {"extensions": {*ext: {}}}})),
+            RpcError::MissingExtension(ext) => missing_capability(
+                json!({"extensions": {*ext: {}}}),
+                &format!("{ext} (declare the extension in _meta[\"io.modelcontextprotocol/clientCapabilities\"].extensions)"),
+            ),
         }
     }
 
@@ -70,6 +69,17 @@ impl RpcError {
             RpcError::MissingExtension(_) => StatusCode::BAD_REQUEST,
         }
     }
+}
+
+/// -32021 `MissingRequiredClientCapabilityError`: `required` is the
+/// `ClientCapabilities` object that was missing (`data.requiredCapabilities`),
+/// `detail` says what and how to declare it.
+pub fn missing_capability(required: serde_json::Value, detail: &str) -> ErrorObject {
+    ErrorObject::new(
+        fleetgate_mcp::protocol::error_codes::MISSING_REQUIRED_CLIENT_CAPABILITY,
+        format!("Missing required client capability: {detail}"),
+    )
+    .with_data(json!({ "requiredCapabilities": required }))
 }
 
 /// MCP's "resource not found" code.

@@ -60,35 +60,21 @@ pub(super) fn open(
             kinds.push(kind);
         }
     }
-    let asked_uris: Vec<String> = asked
-        .and_then(|a| a.get("resourceSubscriptions"))
-        .and_then(Value::as_array)
-        .map(|u| {
-            u.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default();
     // Honoured: the URIs some gateway of the scope serves.
-    let uris = feed::resolve(&st.core, &scope, &asked_uris);
-    let served: Vec<&String> = uris.values().flatten().collect();
-    if asked.is_some_and(|a| a.contains_key("resourceSubscriptions")) {
-        honoured.insert("resourceSubscriptions".into(), json!(served));
-    }
-    let asked_tasks: Vec<String> = asked
-        .and_then(|a| a.get("taskIds"))
-        .and_then(Value::as_array)
-        .map(|u| {
-            u.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default();
-    let tasks = match asked.is_some_and(|a| a.contains_key("taskIds")) {
-        false => Default::default(),
-        true => {
+    let uris = match strings(asked, "resourceSubscriptions") {
+        None => Default::default(),
+        Some(asked_uris) => {
+            let uris = feed::resolve(&st.core, &scope, &asked_uris);
+            let served: Vec<&String> = uris.values().flatten().collect();
+            honoured.insert("resourceSubscriptions".into(), json!(served));
+            uris
+        }
+    };
+    // Honoured: the tasks some gateway of the scope runs, as the client
+    // named them; asking needs the extension declared.
+    let tasks = match strings(asked, "taskIds") {
+        None => Default::default(),
+        Some(asked_tasks) => {
             let declared = req
                 .params
                 .as_ref()
@@ -103,7 +89,6 @@ pub(super) fn open(
                 );
             }
             let tasks = feed::resolve_tasks(&st.core, &scope, &asked_tasks);
-            // Honoured as the client named them.
             let named: Vec<String> = tasks
                 .iter()
                 .flat_map(|(gw, ids)| ids.iter().map(move |t| format!("{gw}:{t}")))
@@ -159,6 +144,20 @@ pub(super) fn open(
         http::HeaderValue::from_static("no"),
     );
     resp
+}
+
+/// The strings of the filter's array `key`; `None` when the filter has no
+/// such key.
+fn strings(filter: Option<&Map<String, Value>>, key: &str) -> Option<Vec<String>> {
+    let v = filter?.get(key)?;
+    let items = v.as_array().map_or(&[][..], Vec::as_slice);
+    Some(
+        items
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect(),
+    )
 }
 
 fn id_value(id: &Id) -> Value {

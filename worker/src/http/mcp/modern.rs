@@ -324,16 +324,14 @@ impl ServerMessageHandler for CapabilityGate {
     }
 }
 
-/// -32021 naming `cap` in `data.requiredCapabilities` (a `ClientCapabilities`
-/// object), and `asker` (the gateway that asked, as the message says it)
-/// when known.
+/// -32021 naming `cap` in `data.requiredCapabilities`, and `asker` (the
+/// gateway that asked, as the message says it) when known.
 pub(crate) fn missing_capability(cap: &str, asker: Option<&str>) -> ErrorObject {
     let who = asker.unwrap_or("the upstream");
-    ErrorObject::new(
-        error_codes::MISSING_REQUIRED_CLIENT_CAPABILITY,
-        format!("Missing required client capability: {cap} ({who} asked the client for it; declare it in _meta[\"io.modelcontextprotocol/clientCapabilities\"] to use this)"),
+    crate::gateway::error::missing_capability(
+        json!({ cap: {} }),
+        &format!("{cap} ({who} asked the client for it; declare it in _meta[\"io.modelcontextprotocol/clientCapabilities\"] to use this)"),
     )
-    .with_data(json!({"requiredCapabilities": {cap: {}}}))
 }
 
 #[cfg(test)]
